@@ -1,0 +1,60 @@
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: run test unit integration e2e lint bench build validate openapi api-key clean
+
+$(VENV)/.installed: requirements-dev.txt layers/checkout_core/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(SAM_VENV)/.installed:
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
+	touch $@
+
+run: $(VENV)/.installed  ## serve the API locally, AWS emulated in-process
+	$(PY) -m local
+
+test: $(VENV)/.installed  ## the whole suite: unit, integration, e2e
+	$(PY) -m pytest
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+integration: $(VENV)/.installed
+	$(PY) -m pytest tests/integration
+
+e2e: $(VENV)/.installed
+	$(PY) -m pytest tests/e2e
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/checkout_core functions local
+
+bench: $(VENV)/.installed build
+	$(PY) -m bench
+
+validate: $(SAM_VENV)/.installed
+	$(SAM) validate --lint
+
+build: $(SAM_VENV)/.installed validate  ## sam build, then check the layer holds only arm64 binaries
+	$(SAM) build
+	$(PY) -m local.check_build .aws-sam/build
+
+openapi: $(VENV)/.installed
+	$(PY) -m local.openapi docs/openapi.json
+
+api-key: $(VENV)/.installed  ## make api-key TENANT=acme RETURN_HOSTS=shop.acme.com [TABLE=...]
+	$(PY) -m local.api_key --tenant "$(TENANT)" --return-hosts "$(RETURN_HOSTS)" $(if $(TABLE),--table "$(TABLE)")
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
