@@ -1,0 +1,1 @@
+"""Domain code shared by every function of checkout-sessions."""

@@ -1,0 +1,100 @@
+"""Domain errors. They say what went wrong in the domain's words; http.py maps them to the contract."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the service answers deliberately."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(DomainError):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class InvalidApiKey(DomainError):
+    def __init__(self) -> None:
+        super().__init__("Missing, malformed or unknown API key.")
+
+
+class InvalidSignature(DomainError):
+    pass
+
+
+class SessionNotFound(DomainError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"No session {session_id}.")
+
+
+class TransactionNotFound(DomainError):
+    def __init__(self, transaction_id: str) -> None:
+        super().__init__(f"No transaction {transaction_id}.")
+
+
+class StateConflict(DomainError):
+    """A write refused because of the session's current status."""
+
+    def __init__(self, message: str, current_status: str) -> None:
+        super().__init__(message)
+        self.current_status = current_status
+
+
+class SessionNotCancellable(StateConflict):
+    def __init__(self, current_status: str) -> None:
+        super().__init__(f"Session is {current_status}; only OPEN sessions can be cancelled.", current_status)
+
+
+class SessionExpired(StateConflict):
+    def __init__(self, current_status: str = "EXPIRED") -> None:
+        super().__init__("Session is past its expiresAt; it accepts no more changes.", current_status)
+
+
+class SessionNotOpen(StateConflict):
+    def __init__(self, current_status: str) -> None:
+        super().__init__(
+            f"Session is {current_status}; payment attempts are accepted only while it is OPEN.",
+            current_status,
+        )
+
+
+class TransactionsInFlight(StateConflict):
+    def __init__(self, pending_transaction_ids: list[str]) -> None:
+        count = len(pending_transaction_ids)
+        noun = "transaction" if count == 1 else "transactions"
+        super().__init__(
+            f"{count} {noun} in flight cannot be cancelled by the provider; nothing was changed.", "OPEN"
+        )
+        self.pending_transaction_ids = pending_transaction_ids
+
+
+class TransactionLimitReached(StateConflict):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"A session accepts at most {limit} transactions.", "OPEN")
+
+
+class IdempotencyInProgress(DomainError):
+    def __init__(self) -> None:
+        super().__init__("A request with this Idempotency-Key is still being processed; retry later.")
+
+
+class IdempotencyKeyReused(DomainError):
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was used with a different body or route.")
+
+
+class ConcurrentUpdate(DomainError):
+    """Optimistic concurrency kept losing; the caller may retry."""
+
+    def __init__(self) -> None:
+        super().__init__("The session is changing too fast; retry shortly.")
+
+
+class ServiceUnavailable(DomainError):
+    def __init__(self, retry_after_seconds: int = 1) -> None:
+        super().__init__("A dependency is unavailable; retry shortly.")
+        self.retry_after_seconds = retry_after_seconds

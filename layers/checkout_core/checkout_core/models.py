@@ -1,0 +1,359 @@
+"""Pydantic v2 models: what the API accepts and what it answers."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from checkout_core.transitions import SessionStatus, TransactionStatus
+
+# Active ISO 4217 codes.
+ISO_4217 = frozenset(
+    [
+        "AED",
+        "AFN",
+        "ALL",
+        "AMD",
+        "ANG",
+        "AOA",
+        "ARS",
+        "AUD",
+        "AWG",
+        "AZN",
+        "BAM",
+        "BBD",
+        "BDT",
+        "BGN",
+        "BHD",
+        "BIF",
+        "BMD",
+        "BND",
+        "BOB",
+        "BRL",
+        "BSD",
+        "BTN",
+        "BWP",
+        "BYN",
+        "BZD",
+        "CAD",
+        "CDF",
+        "CHF",
+        "CLP",
+        "CNY",
+        "COP",
+        "CRC",
+        "CUP",
+        "CVE",
+        "CZK",
+        "DJF",
+        "DKK",
+        "DOP",
+        "DZD",
+        "EGP",
+        "ERN",
+        "ETB",
+        "EUR",
+        "FJD",
+        "FKP",
+        "GBP",
+        "GEL",
+        "GHS",
+        "GIP",
+        "GMD",
+        "GNF",
+        "GTQ",
+        "GYD",
+        "HKD",
+        "HNL",
+        "HTG",
+        "HUF",
+        "IDR",
+        "ILS",
+        "INR",
+        "IQD",
+        "IRR",
+        "ISK",
+        "JMD",
+        "JOD",
+        "JPY",
+        "KES",
+        "KGS",
+        "KHR",
+        "KMF",
+        "KPW",
+        "KRW",
+        "KWD",
+        "KYD",
+        "KZT",
+        "LAK",
+        "LBP",
+        "LKR",
+        "LRD",
+        "LSL",
+        "LYD",
+        "MAD",
+        "MDL",
+        "MGA",
+        "MKD",
+        "MMK",
+        "MNT",
+        "MOP",
+        "MRU",
+        "MUR",
+        "MVR",
+        "MWK",
+        "MXN",
+        "MYR",
+        "MZN",
+        "NAD",
+        "NGN",
+        "NIO",
+        "NOK",
+        "NPR",
+        "NZD",
+        "OMR",
+        "PAB",
+        "PEN",
+        "PGK",
+        "PHP",
+        "PKR",
+        "PLN",
+        "PYG",
+        "QAR",
+        "RON",
+        "RSD",
+        "RUB",
+        "RWF",
+        "SAR",
+        "SBD",
+        "SCR",
+        "SDG",
+        "SEK",
+        "SGD",
+        "SHP",
+        "SLE",
+        "SOS",
+        "SRD",
+        "SSP",
+        "STN",
+        "SVC",
+        "SYP",
+        "SZL",
+        "THB",
+        "TJS",
+        "TMT",
+        "TND",
+        "TOP",
+        "TRY",
+        "TTD",
+        "TWD",
+        "TZS",
+        "UAH",
+        "UGX",
+        "USD",
+        "UYU",
+        "UZS",
+        "VED",
+        "VES",
+        "VND",
+        "VUV",
+        "WST",
+        "XAF",
+        "XCD",
+        "XCG",
+        "XOF",
+        "XPF",
+        "YER",
+        "ZAR",
+        "ZMW",
+        "ZWG",
+    ]
+)
+
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+
+NonEmpty64 = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_LENGTH)]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_LENGTH)]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused; numbers must be numbers, strings strings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ReasonType(StrEnum):
+    CUSTOMER_REQUESTED = "CUSTOMER_REQUESTED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+    EXPIRED = "EXPIRED"
+    DUPLICATE = "DUPLICATE"
+    FRAUDULENT = "FRAUDULENT"
+    ABANDONED = "ABANDONED"
+    OTHER = "OTHER"
+
+
+class WhenInFlight(StrEnum):
+    WAIT = "WAIT"
+    REJECT = "REJECT"
+
+
+def check_return_url_shape(url: str) -> str:
+    """https only, no credentials, no fragment; the host allowlist is the tenant's and is checked later."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError("returnUrl is not a valid URL") from exc
+    if parts.scheme != "https":
+        raise ValueError("returnUrl must use https")
+    if not parts.hostname:
+        raise ValueError("returnUrl must name a host")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError("returnUrl must not carry credentials")
+    if parts.fragment or url.endswith("#"):
+        raise ValueError("returnUrl must not have a fragment")
+    if port == 0 or any(ch.isspace() for ch in url):
+        raise ValueError("returnUrl is not a valid URL")
+    return url
+
+
+class CreateSessionRequest(Strict):
+    amount: Annotated[int, Field(ge=0, le=99_999_999_999, description="Minor units, e.g. cents")]
+    currency: Annotated[str, Field(min_length=3, max_length=3, description="ISO 4217 code")]
+    referenceId: NonEmpty64
+    customerId: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    description: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict)
+    returnUrl: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    expiresInSeconds: int | None = Field(default=None, description="Bounded by SESSION_TTL_MIN/MAX_SECONDS")
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if value not in ISO_4217:
+            raise ValueError("currency must be an ISO 4217 code in upper case")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"metadata accepts at most {MAX_METADATA_KEYS} keys")
+        return value
+
+    @field_validator("returnUrl")
+    @classmethod
+    def _return_url(cls, value: str) -> str:
+        return check_return_url_shape(value)
+
+
+class CreateTransactionRequest(Strict):
+    provider: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class CancelRequest(Strict):
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    reasonType: ReasonType | None = None
+    referenceId: Annotated[str, StringConstraints(max_length=64)] | None = None
+    whenInFlight: WhenInFlight = WhenInFlight.WAIT
+
+
+class ProviderEventRequest(Strict):
+    eventId: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    transactionId: Annotated[str, StringConstraints(min_length=36, max_length=36)]
+    status: TransactionStatus
+
+
+class Transaction(BaseModel):
+    transactionId: str
+    provider: str
+    status: TransactionStatus
+    amount: int
+    createdAt: str
+    updatedAt: str
+
+
+class Cancellation(BaseModel):
+    reason: str | None = None
+    reasonType: ReasonType | None = None
+    referenceId: str | None = None
+    requestedAt: str
+    finalizedAt: str | None = None
+    finalizeBy: str | None = None
+    cancelledTransactionIds: list[str] = Field(default_factory=list)
+    pendingTransactionIds: list[str] = Field(default_factory=list)
+    settledTransactionIds: list[str] = Field(default_factory=list)
+    attentionRequired: bool = False
+
+
+class Session(BaseModel):
+    sessionId: str
+    status: SessionStatus
+    amount: int
+    currency: str
+    referenceId: str
+    customerId: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    returnUrl: str
+    url: str | None = None
+    createdAt: str
+    updatedAt: str
+    expiresAt: str
+    completedAt: str | None = None
+    cancelledAt: str | None = None
+    expiredAt: str | None = None
+    cancellation: Cancellation | None = None
+    transactions: list[Transaction] = Field(default_factory=list)
+
+
+class SessionList(BaseModel):
+    data: list[Session]
+    nextCursor: str | None = None
+
+
+class CancelResponse(BaseModel):
+    sessionId: str
+    status: SessionStatus
+    message: str
+    cancelledTransactionIds: list[str]
+    pendingTransactionIds: list[str]
+    cancellation: Cancellation
+
+
+class Event(BaseModel):
+    eventId: str
+    type: str
+    sessionId: str
+    sequence: int
+    occurredAt: str
+    actor: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventList(BaseModel):
+    data: list[Event]
+
+
+class ProviderEventAck(BaseModel):
+    received: Literal[True] = True
+    applied: bool
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+    currentStatus: str | None = None
+    requestId: str | None = None
+    pendingTransactionIds: list[str] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,15 @@
+"""The single Logger, Tracer and Metrics of the service."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+def count_transition(name: str) -> None:
+    """One metric per state transition, e.g. `SessionCancelled`."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

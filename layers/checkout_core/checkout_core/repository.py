@@ -1,0 +1,479 @@
+"""The only code that talks to DynamoDB: keys, conditional writes, items to and from Python values.
+
+Every change to a session is one `TransactWriteItems`: the session item updated on the condition
+`version = :seen` (plus what the change itself requires), the timeline events it appends, and the
+other items it touches. A failed condition comes back as `WriteConflict` naming the part that failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from checkout_core import aws
+from checkout_core.errors import InvalidRequest, ServiceUnavailable
+from checkout_core.settings import get_settings
+
+EVENT_SORT_BASE = 100_000_000
+EXPIRY_SHARDS = 10
+PROVIDER_EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+_THROTTLING = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def session_key(session_id: str) -> dict[str, str]:
+    return {"pk": f"SESSION#{session_id}", "sk": "SESSION"}
+
+
+def transaction_key(transaction_id: str) -> dict[str, str]:
+    return {"pk": f"TRANSACTION#{transaction_id}", "sk": "TRANSACTION"}
+
+
+def event_sort_key(sequence: int) -> str:
+    return f"EVENT#{EVENT_SORT_BASE + sequence}"
+
+
+def shard_of(session_id: str) -> int:
+    return int(session_id.replace("-", "")[-8:], 16) % EXPIRY_SHARDS
+
+
+class WriteConflict(Exception):
+    """A condition of a write failed. `part` is "session", "transaction:<id>" or "item:<pk>"."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__(part)
+        self.part = part
+
+
+@dataclass
+class TransactionChange:
+    transaction_id: str
+    expected_statuses: Sequence[str]
+    set: dict[str, Any] = field(default_factory=dict)
+    remove: Sequence[str] = ()
+    # None: the item must carry no task token; a string: exactly that token; ...: no condition on it.
+    expected_token: str | type[Ellipsis] | None = ...
+
+
+@dataclass
+class SessionChange:
+    """One state change of one session, written atomically with its events."""
+
+    session_id: str
+    expected_version: int
+    seen_seq: int
+    set: dict[str, Any] = field(default_factory=dict)
+    add: dict[str, int] = field(default_factory=dict)
+    remove: Sequence[str] = ()
+    condition: str | None = None
+    condition_values: dict[str, Any] = field(default_factory=dict)
+    events: Sequence[dict[str, Any]] = ()
+    transactions: Sequence[TransactionChange] = ()
+    new_items: Sequence[dict[str, Any]] = ()
+
+
+class _Expression:
+    """Builds DynamoDB expressions with placeholders for every name and value."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def path(self, dotted: str) -> str:
+        parts = []
+        for segment in dotted.split("."):
+            placeholder = f"#n{len(self.names)}"
+            for existing, name in self.names.items():
+                if name == segment:
+                    placeholder = existing
+                    break
+            self.names[placeholder] = segment
+            parts.append(placeholder)
+        return ".".join(parts)
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def condition(self, text: str, values: dict[str, Any]) -> str:
+        """`text` names attributes as `{attr}` and values as `:name` keys of `values`."""
+        for name in sorted(values, key=len, reverse=True):
+            text = text.replace(name, self.value(values[name]))
+
+        def substitute(match_text: str) -> str:
+            return self.path(match_text)
+
+        out, rest = [], text
+        while "{" in rest:
+            before, _, after = rest.partition("{")
+            inner, _, rest = after.partition("}")
+            out.append(before + substitute(inner))
+        out.append(rest)
+        return "".join(out)
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: _to_dynamo(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(inner) for inner in value]
+    return value
+
+
+def from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: from_dynamo(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [from_dynamo(inner) for inner in value]
+    if isinstance(value, set):
+        return sorted(from_dynamo(inner) for inner in value)
+    return value
+
+
+class SessionRepository:
+    def __init__(
+        self, table_name: str | None = None, client_factory: Callable[[], Any] | None = None
+    ) -> None:
+        self.table_name = table_name or get_settings().table_name
+        self._client_factory = client_factory or (lambda: aws.client("dynamodb"))
+        self._serializer: Any = None
+        self._deserializer: Any = None
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    @property
+    def _client(self) -> Any:
+        return self._client_factory()
+
+    def _serialize(self, item: dict[str, Any]) -> dict[str, Any]:
+        if self._serializer is None:
+            from boto3.dynamodb.types import TypeSerializer
+
+            self._serializer = TypeSerializer()
+        return {key: self._serializer.serialize(_to_dynamo(value)) for key, value in item.items()}
+
+    def _deserialize(self, item: dict[str, Any]) -> dict[str, Any]:
+        if self._deserializer is None:
+            from boto3.dynamodb.types import TypeDeserializer
+
+            self._deserializer = TypeDeserializer()
+        return {key: from_dynamo(self._deserializer.deserialize(value)) for key, value in item.items()}
+
+    def _values(self, values: dict[str, Any]) -> dict[str, Any]:
+        return self._serialize(values) if values else {}
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        try:
+            result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
+            return result
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _THROTTLING:
+                raise ServiceUnavailable() from exc
+            raise
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def get_item(self, key: dict[str, str]) -> dict[str, Any] | None:
+        response = self._call(
+            "get_item", TableName=self.table_name, Key=self._serialize(key), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return self._deserialize(item) if item else None
+
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        return self.get_item(session_key(session_id))
+
+    def get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
+        return self.get_item(transaction_key(transaction_id))
+
+    def get_api_key(self, key_hash: str) -> dict[str, Any] | None:
+        return self.get_item({"pk": f"APIKEY#{key_hash}", "sk": "APIKEY"})
+
+    def get_pay_token(self, token_hash: str) -> dict[str, Any] | None:
+        return self.get_item({"pk": f"PAYTOKEN#{token_hash}", "sk": "PAYTOKEN"})
+
+    def list_events(self, session_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": self._serialize(
+                {":pk": f"SESSION#{session_id}", ":prefix": "EVENT#"}
+            ),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._call("query", **kwargs)
+            items.extend(self._deserialize(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def list_sessions(
+        self,
+        tenant_id: str,
+        limit: int,
+        cursor: str | None,
+        status_filter: tuple[str, dict[str, Any]] | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first. `status_filter` is a condition text in `{attr}` / `:value` form."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "byTenant",
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        expression = _Expression()
+        key_condition = expression.condition("{tenantId} = :tenant", {":tenant": tenant_id})
+        if status_filter:
+            kwargs["FilterExpression"] = expression.condition(*status_filter)
+        kwargs["KeyConditionExpression"] = key_condition
+        kwargs["ExpressionAttributeNames"] = expression.names
+        kwargs["ExpressionAttributeValues"] = self._serialize(expression.values)
+        if cursor:
+            kwargs["ExclusiveStartKey"] = self._serialize(_decode_cursor(cursor, tenant_id))
+        found: list[dict[str, Any]] = []
+        while True:
+            response = self._call("query", **kwargs)
+            for raw in response.get("Items", []):
+                found.append(self._deserialize(raw))
+                if len(found) == limit:
+                    more = raw is not response["Items"][-1] or "LastEvaluatedKey" in response
+                    return found, _encode_cursor(found[-1]) if more else None
+            if "LastEvaluatedKey" not in response:
+                return found, None
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def due_keys(
+        self,
+        index: str,
+        shard_attribute: str,
+        shard_prefix: str,
+        sort_attribute: str,
+        now: int,
+        page_size: int,
+    ) -> Iterator[dict[str, Any]]:
+        """Keys of the items of a sparse index whose sort key is due, shard by shard, page by page."""
+        for shard in range(EXPIRY_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": index,
+                "KeyConditionExpression": "#shard = :shard AND #due <= :now",
+                "ExpressionAttributeNames": {"#shard": shard_attribute, "#due": sort_attribute},
+                "ExpressionAttributeValues": self._serialize(
+                    {":shard": f"{shard_prefix}#{shard}", ":now": now}
+                ),
+                "Limit": page_size,
+            }
+            while True:
+                response = self._call("query", **kwargs)
+                for item in response.get("Items", []):
+                    yield self._deserialize(item)
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def put_api_key(self, key_hash: str, tenant: str, return_hosts: Sequence[str], created_at: str) -> None:
+        item = {
+            "pk": f"APIKEY#{key_hash}",
+            "sk": "APIKEY",
+            "entity": "APIKEY",
+            "tenant": tenant,
+            "returnHosts": list(return_hosts),
+            "createdAt": created_at,
+        }
+        self._call("put_item", TableName=self.table_name, Item=self._serialize(item))
+
+    def create_session(self, session: dict[str, Any], pay_token_hash: str, event: dict[str, Any]) -> None:
+        session_id = session["sessionId"]
+        event_item = self._event_item(session_id, 1, event)
+        self._transact(
+            [
+                self._put(session, "attribute_not_exists(pk)", f"item:{session['pk']}"),
+                self._put(
+                    {
+                        "pk": f"PAYTOKEN#{pay_token_hash}",
+                        "sk": "PAYTOKEN",
+                        "entity": "PAYTOKEN",
+                        "sessionId": session_id,
+                    },
+                    "attribute_not_exists(pk)",
+                    f"item:PAYTOKEN#{pay_token_hash}",
+                ),
+                self._put(event_item, "attribute_not_exists(pk)", f"item:{event_item['pk']}"),
+            ]
+        )
+
+    def apply(self, change: SessionChange) -> int:
+        """Writes one session change atomically; returns the session's new version."""
+        expression = _Expression()
+        new_version = change.expected_version + 1
+        new_seq = change.seen_seq + len(change.events)
+        assignments = [
+            f"{expression.path('version')} = {expression.value(new_version)}",
+            f"{expression.path('seq')} = {expression.value(new_seq)}",
+        ]
+        for path, value in change.set.items():
+            assignments.append(f"{expression.path(path)} = {expression.value(value)}")
+        for path, delta in change.add.items():
+            target = expression.path(path)
+            assignments.append(f"{target} = {target} + {expression.value(delta)}")
+        update = "SET " + ", ".join(assignments)
+        if change.remove:
+            update += " REMOVE " + ", ".join(expression.path(path) for path in change.remove)
+        condition = f"{expression.path('version')} = {expression.value(change.expected_version)}"
+        if change.condition:
+            condition += f" AND ({expression.condition(change.condition, change.condition_values)})"
+        items: list[tuple[dict[str, Any], str]] = [
+            (
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize(session_key(change.session_id)),
+                        "UpdateExpression": update,
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": expression.names,
+                        "ExpressionAttributeValues": self._serialize(expression.values),
+                    }
+                },
+                "session",
+            )
+        ]
+        for transaction in change.transactions:
+            items.append(self._transaction_update(transaction))
+        for offset, event in enumerate(change.events, start=1):
+            event_item = self._event_item(change.session_id, change.seen_seq + offset, event)
+            items.append(self._put(event_item, "attribute_not_exists(pk)", f"item:{event_item['sk']}"))
+        for new_item in change.new_items:
+            items.append(self._put(new_item, "attribute_not_exists(pk)", f"item:{new_item['pk']}"))
+        self._transact(items)
+        return new_version
+
+    def _transaction_update(self, change: TransactionChange) -> tuple[dict[str, Any], str]:
+        expression = _Expression()
+        assignments = [
+            f"{expression.path(path)} = {expression.value(value)}" for path, value in change.set.items()
+        ]
+        update = "SET " + ", ".join(assignments)
+        if change.remove:
+            update += " REMOVE " + ", ".join(expression.path(path) for path in change.remove)
+        statuses = ", ".join(expression.value(status) for status in change.expected_statuses)
+        condition = f"{expression.path('status')} IN ({statuses})"
+        if change.expected_token is None:
+            condition += f" AND attribute_not_exists({expression.path('taskToken')})"
+        elif isinstance(change.expected_token, str):
+            condition += f" AND {expression.path('taskToken')} = {expression.value(change.expected_token)}"
+        return (
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": self._serialize(transaction_key(change.transaction_id)),
+                    "UpdateExpression": update,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": expression.names,
+                    "ExpressionAttributeValues": self._serialize(expression.values),
+                }
+            },
+            f"transaction:{change.transaction_id}",
+        )
+
+    def _event_item(self, session_id: str, sequence: int, event: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "pk": f"SESSION#{session_id}",
+            "sk": event_sort_key(sequence),
+            "entity": "EVENT",
+            "sessionId": session_id,
+            "sequence": sequence,
+            **event,
+        }
+
+    def _put(self, item: dict[str, Any], condition: str, part: str) -> tuple[dict[str, Any], str]:
+        return (
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": self._serialize(item),
+                    "ConditionExpression": condition,
+                }
+            },
+            part,
+        )
+
+    def _transact(self, items: list[tuple[dict[str, Any], str]]) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("transact_write_items", TransactItems=[item for item, _ in items])
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "TransactionConflictException":
+                raise WriteConflict("session") from exc
+            if error.get("Code") != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or _reasons_from_message(
+                error.get("Message", "")
+            )
+            for index, reason in enumerate(reasons):
+                code = reason.get("Code")
+                if code in ("ConditionalCheckFailed", "TransactionConflict"):
+                    raise WriteConflict(items[index][1]) from exc
+                if code in _THROTTLING or code == "ThrottlingError":
+                    raise ServiceUnavailable() from exc
+            raise
+
+
+def _reasons_from_message(message: str) -> list[dict[str, str]]:
+    """Some SDKs surface the reasons only in the message: `... reasons [None, ConditionalCheckFailed]`."""
+    if "[" not in message:
+        return []
+    inside = message[message.rfind("[") + 1 : message.rfind("]")]
+    return [{"Code": part.strip()} for part in inside.split(",")]
+
+
+def _encode_cursor(item: dict[str, Any]) -> str:
+    key = {name: item[name] for name in ("pk", "sk", "tenantId", "sessionId")}
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, tenant_id: str) -> dict[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("cursor is not a cursor this API returned.", "cursor") from exc
+    expected = {"pk", "sk", "tenantId", "sessionId"}
+    if (
+        not isinstance(key, dict)
+        or set(key) != expected
+        or not all(isinstance(value, str) for value in key.values())
+        or key["tenantId"] != tenant_id
+        or key["pk"] != f"SESSION#{key['sessionId']}"
+        or key["sk"] != "SESSION"
+    ):
+        raise InvalidRequest("cursor is not a cursor this API returned.", "cursor")
+    return key

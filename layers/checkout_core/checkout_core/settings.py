@@ -1,0 +1,52 @@
+"""Typed settings read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    idempotency_table_name: str
+    event_bus_name: str
+    state_machine_arn: str
+    public_base_url: str
+    provider_secrets_name: str
+    sandbox_webhook_secret: str
+    session_ttl_min_seconds: int
+    session_ttl_max_seconds: int
+    session_ttl_default_seconds: int
+    cancellation_recheck_seconds: int
+    cancellation_deadline_seconds: int
+    cancellation_grace_seconds: int
+    sweep_concurrency: int
+    sweep_page_size: int
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings(
+        table_name=os.environ.get("TABLE_NAME", "checkout-sessions"),
+        idempotency_table_name=os.environ.get("IDEMPOTENCY_TABLE_NAME", "checkout-idempotency"),
+        event_bus_name=os.environ.get("EVENT_BUS_NAME", "checkout"),
+        state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
+        public_base_url=os.environ.get("PUBLIC_BASE_URL", "").rstrip("/"),
+        provider_secrets_name=os.environ.get("PROVIDER_SECRETS_NAME", ""),
+        sandbox_webhook_secret=os.environ.get("SANDBOX_WEBHOOK_SECRET", "whsec_sandbox"),
+        session_ttl_min_seconds=_int("SESSION_TTL_MIN_SECONDS", 1800),
+        session_ttl_max_seconds=_int("SESSION_TTL_MAX_SECONDS", 86400),
+        session_ttl_default_seconds=_int("SESSION_TTL_DEFAULT_SECONDS", 1800),
+        cancellation_recheck_seconds=_int("CANCELLATION_RECHECK_SECONDS", 3600),
+        cancellation_deadline_seconds=_int("CANCELLATION_DEADLINE_SECONDS", 259200),
+        cancellation_grace_seconds=_int("CANCELLATION_GRACE_SECONDS", 120),
+        sweep_concurrency=_int("SWEEP_CONCURRENCY", 8),
+        sweep_page_size=_int("SWEEP_PAGE_SIZE", 100),
+    )
