@@ -69,10 +69,8 @@ def error_response(
 
 
 def domain_error_response(exc: errors.DomainError, request_id: str | None) -> Response[str]:
-    for error_type, spec in ERROR_TABLE:
-        if isinstance(exc, error_type):
-            break
-    else:
+    spec = next((spec for error_type, spec in ERROR_TABLE if isinstance(exc, error_type)), None)
+    if spec is None:
         return internal_error_response(request_id)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}

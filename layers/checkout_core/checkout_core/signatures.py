@@ -18,7 +18,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 def verify(
     secret: str, header: str | None, body: bytes, now: int, tolerance: int = TOLERANCE_SECONDS
 ) -> None:
-    """Raises InvalidSignature unless `header` signs `body` with `secret` within `tolerance` seconds of `now`."""
+    """Raises InvalidSignature unless `header` signs `body` with `secret`, within `tolerance` of `now`."""
     if not header:
         raise InvalidSignature("Provider-Signature header is missing.")
     timestamp: int | None = None
