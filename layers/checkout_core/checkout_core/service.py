@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from checkout_core import transitions
+from checkout_core import faults, transitions
 from checkout_core.api_keys import hash_secret
 from checkout_core.clock import from_epoch, is_uuid7, to_iso, utc_now, uuid7
 from checkout_core.errors import (
@@ -401,6 +401,7 @@ class CheckoutService:
             break
         else:
             raise ConcurrentUpdate()
+        faults.inject("cancel.after_lock")
         outcomes = self._cancel_at_providers(item, plan.to_cancel_at_provider)
         cancelled = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.CANCELLED]
         final = self._record_provider_cancellations(locked, cancelled, actor="api", tokens=None)
