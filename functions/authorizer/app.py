@@ -4,6 +4,7 @@ from aws_lambda_powertools.utilities.data_classes import event_source
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerRequestEvent,
 )
+
 from checkout_core.authorizer import authorize
 from checkout_core.observability import logger, tracer
 
