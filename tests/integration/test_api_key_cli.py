@@ -1,0 +1,153 @@
+"""`python -m local.api_key` against moto: the key is printed once, only its hash is stored, and it authorizes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local import api_key, cfn
+
+REGION = "us-east-1"
+TABLE = "checkout-sessions-SessionsTable-TEST"
+KEY_FORMAT = re.compile(r"^sk_live_[A-Za-z0-9_-]{43}$")
+
+
+@pytest.fixture
+def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        boto_session = boto3.session.Session(region_name=REGION)
+        dynamodb = boto_session.client("dynamodb")
+        cfn.create_tables(dynamodb, {"SessionsTable": TABLE, "IdempotencyTable": "checkout-idempotency-TEST"})
+        yield boto_session
+
+
+def deploy_stack_with_table_output(boto_session: Any, stack_name: str = "checkout-sessions") -> None:
+    template = {
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"SessionsTableName": {"Value": TABLE}},
+    }
+    boto_session.client("cloudformation").create_stack(
+        StackName=stack_name, TemplateBody=json.dumps(template)
+    )
+
+
+def stored_items(boto_session: Any) -> list[dict[str, Any]]:
+    return boto_session.client("dynamodb").scan(TableName=TABLE)["Items"]
+
+
+def test_prints_a_fresh_key_once_and_stores_only_its_hash(
+    session: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an empty sessions table
+    # When a key is created for tenant acme
+    code = api_key.main(
+        ["--tenant", "acme", "--return-hosts", "shop.acme.com, ACME.com", "--table", TABLE], session=session
+    )
+
+    # Then the key alone is on standard output, in the live key format
+    assert code == 0
+    out, err = capsys.readouterr()
+    key = out.strip()
+    assert KEY_FORMAT.match(key), key
+    assert "shown only now" in err and key not in err
+    # And the table holds one APIKEY item keyed by the key's SHA-256, with no trace of the key itself
+    items = stored_items(session)
+    assert len(items) == 1
+    item = items[0]
+    key_hash = hashlib.sha256(key.encode()).hexdigest()
+    assert item["pk"] == {"S": f"APIKEY#{key_hash}"}
+    assert item["sk"] == {"S": "APIKEY"}
+    assert item["entity"] == {"S": "APIKEY"}
+    assert item["tenant"] == {"S": "acme"}
+    assert item["returnHosts"] == {"L": [{"S": "shop.acme.com"}, {"S": "acme.com"}]}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["createdAt"]["S"])
+    assert key not in json.dumps(items)
+
+
+def test_the_new_key_authorizes_its_tenant(session: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from checkout_core.authorizer import authorize
+    from checkout_core.repository import SessionRepository
+
+    # Given a key created with the CLI
+    api_key.main(["--tenant", "acme", "--return-hosts", "shop.acme.com", "--table", TABLE], session=session)
+    key = capsys.readouterr().out.strip()
+    event = json.loads((cfn.ROOT / "events" / "authorizer.json").read_text())
+    event["headers"]["Authorization"] = f"Bearer {key}"
+    repository = SessionRepository(TABLE, client_factory=lambda: session.client("dynamodb"))
+
+    # When the authorizer sees it
+    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+        APIGatewayAuthorizerRequestEvent,
+    )
+
+    answer = authorize(APIGatewayAuthorizerRequestEvent(event), repository=repository)
+
+    # Then the request is allowed as tenant acme with its return hosts
+    assert answer["principalId"] == "acme"
+    assert answer["context"] == {"tenantId": "acme", "returnHosts": "shop.acme.com"}
+    assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+
+
+def test_each_run_creates_a_different_key(session: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = set()
+    for _ in range(3):
+        api_key.main(["--tenant", "acme", "--return-hosts", "acme.com", "--table", TABLE], session=session)
+        keys.add(capsys.readouterr().out.strip())
+    assert len(keys) == 3
+    assert len(stored_items(session)) == 3
+
+
+def test_table_defaults_to_the_stack_output(session: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a deployed stack whose SessionsTableName output names the table
+    deploy_stack_with_table_output(session)
+
+    # When no --table is given
+    code = api_key.main(["--tenant", "acme", "--return-hosts", "acme.com"], session=session)
+
+    # Then the key is stored in that table
+    assert code == 0
+    key = capsys.readouterr().out.strip()
+    [item] = stored_items(session)
+    assert item["pk"]["S"] == f"APIKEY#{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def test_a_stack_without_the_output_is_a_usage_error(
+    session: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session.client("cloudformation").create_stack(
+        StackName="other",
+        TemplateBody=json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}),
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        api_key.main(["--tenant", "acme", "--return-hosts", "acme.com", "--stack", "other"], session=session)
+    assert exit_info.value.code == 2
+    assert "SessionsTableName" in capsys.readouterr().err
+    assert stored_items(session) == []
+
+
+@pytest.mark.parametrize(
+    ("tenant", "hosts"),
+    [
+        ("acme", "https://shop.acme.com"),
+        ("acme", "shop.acme.com:443"),
+        ("acme", "user@shop.acme.com"),
+        ("acme", " , "),
+        ("", "acme.com"),
+        ("acme corp", "acme.com"),
+    ],
+)
+def test_bad_arguments_store_nothing(session: Any, tenant: str, hosts: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        api_key.main(["--tenant", tenant, "--return-hosts", hosts, "--table", TABLE], session=session)
+    assert exit_info.value.code == 2
+    assert stored_items(session) == []
