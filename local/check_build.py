@@ -22,7 +22,16 @@ from pathlib import Path
 
 ELF_MAGIC = b"\x7fELF"
 EM_AARCH64 = 183
-MACHINE_NAMES = {3: "x86", 8: "mips", 20: "ppc", 21: "ppc64", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv"}
+MACHINE_NAMES = {
+    3: "x86",
+    8: "mips",
+    20: "ppc",
+    21: "ppc64",
+    40: "arm",
+    62: "x86_64",
+    183: "aarch64",
+    243: "riscv",
+}
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 MB = 1024 * 1024
 DEFAULT_LAYER = "CheckoutCoreLayer"
@@ -46,8 +55,9 @@ def elf_machine(path: Path) -> int | None:
     if len(header) < 20 or not header.startswith(ELF_MAGIC):
         return None
     # e_ident[EI_DATA] (byte 5): 1 = little-endian, 2 = big-endian; e_machine is the half-word at 18.
-    byteorder = "big" if header[5] == 2 else "little"
-    return int.from_bytes(header[18:20], byteorder)
+    if header[5] == 2:
+        return int.from_bytes(header[18:20], "big")
+    return int.from_bytes(header[18:20], "little")
 
 
 def regular_files(root: Path) -> Iterator[Path]:
@@ -80,7 +90,9 @@ def largest_entries(root: Path, count: int = 5) -> list[tuple[str, int]]:
     return sorted(entries, key=lambda entry: entry[1], reverse=True)[:count]
 
 
-def check(build_dir: Path, layer: str = DEFAULT_LAYER, max_layer_mb: float = DEFAULT_MAX_LAYER_MB) -> list[str]:
+def check(
+    build_dir: Path, layer: str = DEFAULT_LAYER, max_layer_mb: float = DEFAULT_MAX_LAYER_MB
+) -> list[str]:
     """The problems found in a `sam build` output directory (empty when it is fit to deploy)."""
     if not build_dir.is_dir():
         return [f"{build_dir}: no such directory; run `sam build` first"]
