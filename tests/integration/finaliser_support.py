@@ -282,8 +282,9 @@ class ProviderPath:
 
     One TransactWriteItems: the transaction item moves (conditioned on its status and on the task
     token read, which it removes); the session summary follows (inFlight - 1, version + 1, seq + 1,
-    the transaction's status, settled ids and refundRequired on SETTLED); a transaction.updated
-    event is appended. Then SendTaskSuccess with the token read, if there was one.
+    the transaction's status, the id out of cancellation.pendingTransactionIds, settled ids and
+    refundRequired on SETTLED); a transaction.updated event is appended. Then SendTaskSuccess with
+    the token read, if there was one.
     """
 
     def __init__(self, finaliser: Finaliser) -> None:
@@ -341,6 +342,10 @@ class ProviderPath:
             session_values[":ids"] = {"L": [{"S": transaction_id}]}
         session_names = {"#version": "version", "#seq": "seq", "#status": "status", "#tx": transaction_id}
         if new_status == "SETTLED":
+            session_names["#c"] = "cancellation"
+        pending = [entry["S"] for entry in session["cancellation"]["M"]["pendingTransactionIds"]["L"]]
+        if transaction_id in pending:  # the version condition makes the index safe
+            session_set += f" REMOVE #c.pendingTransactionIds[{pending.index(transaction_id)}]"
             session_names["#c"] = "cancellation"
         event = {
             "pk": {"S": f"SESSION#{session_id}"},

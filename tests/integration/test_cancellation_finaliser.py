@@ -228,7 +228,7 @@ def test_deadline_passed_raises_attention_once_and_never_finalises_silently(fast
     data = raised["data"]["M"]
     assert data["finalizeBy"] == {"S": finalize_by}
     assert data["transactionId"]["S"] in (tx_a, tx_b)
-    assert data["pendingTransactionIds"] == {"L": [data["transactionId"]]}
+    assert data["pendingTransactionIds"] == {"L": [{"S": tx_a}, {"S": tx_b}]}
     # the session is read for the deadline a bounded number of times, not once per recheck
     assert _count(fast_recheck.entered(execution), "ReadSessionForAttention") <= 4
 
@@ -353,3 +353,82 @@ def test_cost_per_recheck_is_a_small_constant(fast_recheck: Finaliser) -> None:
     per_day_at_default_recheck = len(RECHECK_CYCLE) * 86_400 // 3_600
     assert per_day_at_default_recheck == 72
     assert per_day_at_default_recheck < 2_880 // 10  # one-minute polling: 2 transitions x 1,440 minutes
+
+
+def test_session_already_cancelled_ends_without_a_second_finalisation(callbacks_only: Finaliser) -> None:
+    # Given a session another execution has already cancelled
+    tx = new_id()
+    finalize_by = now_iso(3600)
+    session_id = callbacks_only.seed_pending_cancellation([SeededTransaction(tx, "PROCESSING")], finalize_by)
+    ProviderPath(callbacks_only).move(tx, "CANCELLED")
+    first = callbacks_only.start(session_id, [tx], finalize_by)
+    assert callbacks_only.wait_for_end(first, timeout=10)["status"] == "SUCCEEDED"
+    timeline_before = callbacks_only.timeline(session_id)
+
+    # When a late execution runs for it
+    late = callbacks_only.start(session_id, [tx], finalize_by, name=f"cancel-{session_id}-late")
+
+    # Then it ends as AlreadyFinalised and writes nothing
+    assert callbacks_only.wait_for_end(late, timeout=10)["status"] == "SUCCEEDED"
+    assert callbacks_only.entered(late)[-1] == "AlreadyFinalised"
+    assert "Finalise" not in callbacks_only.entered(late)
+    assert callbacks_only.timeline(session_id) == timeline_before
+
+
+def test_in_flight_count_without_a_pending_transaction_fails_clearly(callbacks_only: Finaliser) -> None:
+    # Given a session that counts a transaction in flight although every pending one is terminal
+    tx = new_id()
+    finalize_by = now_iso(3600)
+    session_id = callbacks_only.seed_pending_cancellation([SeededTransaction(tx, "PROCESSING")], finalize_by)
+    callbacks_only.dynamodb.update_item(
+        TableName=callbacks_only.table_name,
+        Key={"pk": {"S": f"TRANSACTION#{tx}"}, "sk": {"S": "TRANSACTION"}},
+        UpdateExpression="SET #status = :failed",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":failed": {"S": "FAILED"}},
+    )
+    timeline_before = callbacks_only.timeline(session_id)
+
+    # When the workflow runs
+    execution = callbacks_only.start(session_id, [tx], finalize_by)
+
+    # Then it waits again a bounded number of times, then fails with a clear error, finalising nothing
+    ended = callbacks_only.wait_for_end(execution, timeout=10)
+    assert ended["status"] == "FAILED"
+    assert ended["error"] == "InFlightWithoutPendingTransaction"
+    assert "in flight" in ended["cause"]
+    assert _count(callbacks_only.entered(execution), "WaitForPendingTransactions") == 3
+    assert callbacks_only.session(session_id)["status"]["S"] == "PENDING_CANCELLATION"
+    assert callbacks_only.timeline(session_id) == timeline_before
+
+
+def test_finalisation_refused_every_time_gives_up_after_bounded_retries(callbacks_only: Finaliser) -> None:
+    # Given a session ready to finalise whose next event slot is already taken
+    tx = new_id()
+    finalize_by = now_iso(3600)
+    session_id = callbacks_only.seed_pending_cancellation([SeededTransaction(tx, "PROCESSING")], finalize_by)
+    ProviderPath(callbacks_only).move(tx, "FAILED")
+    seq = int(callbacks_only.session(session_id)["seq"]["N"])
+    callbacks_only.dynamodb.put_item(
+        TableName=callbacks_only.table_name,
+        Item={"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": event_sk(seq + 1)}, "type": {"S": "stray"}},
+    )
+
+    # When the workflow runs
+    execution = callbacks_only.start(session_id, [tx], finalize_by)
+
+    # Then each refused transaction is caught, the session re-read, and after five tries it fails clearly
+    ended = callbacks_only.wait_for_end(execution, timeout=10)
+    assert ended["status"] == "FAILED"
+    assert ended["error"] == "FinaliseKeptConflicting"
+    entered = callbacks_only.entered(execution)
+    assert _count(entered, "Finalise") == 5
+    assert _count(entered, "ReadSession") == 5
+    failures = [
+        event["taskFailedEventDetails"]["error"]
+        for event in callbacks_only.history(execution)
+        if event["type"] == "TaskFailed"
+        and event["taskFailedEventDetails"]["resource"] == "transactWriteItems"
+    ]
+    assert failures == ["DynamoDb.TransactionCanceledException"] * 5
+    assert callbacks_only.session(session_id)["status"]["S"] == "PENDING_CANCELLATION"
