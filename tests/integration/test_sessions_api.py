@@ -1,0 +1,185 @@
+"""Create, read, list: the foundation routes through their handlers against moto."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support import Answer, api_event, call
+
+BODY = {
+    "amount": 5000,
+    "currency": "USD",
+    "referenceId": "order-123",
+    "returnUrl": "https://example.com/return",
+}
+
+
+def create(body: dict[str, Any] | None = None, **kwargs: Any) -> Answer:
+    return call("create_session", api_event("create_session", "/v1/sessions", body=body or BODY, **kwargs))
+
+
+def get(session_id: str, **kwargs: Any) -> Answer:
+    return call(
+        "get_session",
+        api_event(
+            "get_session", f"/v1/sessions/{session_id}", path_parameters={"sessionId": session_id}, **kwargs
+        ),
+    )
+
+
+def list_sessions(query: dict[str, str] | None = None, **kwargs: Any) -> Answer:
+    return call("list_sessions", api_event("list_sessions", "/v1/sessions", query=query, **kwargs))
+
+
+def test_created_session_is_read_back_without_its_url(aws: Any) -> None:
+    created = create({**BODY, "metadata": {"orderId": "42"}, "customerId": "c1", "description": "Shoes"})
+    assert created.status == 201
+    session = created.json()
+    assert session["url"] and len(session["url"].rsplit("/", 1)[1]) >= 22  # >= 128 bits, url-safe base64
+    read = get(session["sessionId"]).json()
+    assert read["url"] is None
+    assert {k: v for k, v in read.items() if k != "url"} == {k: v for k, v in session.items() if k != "url"}
+    assert read["metadata"] == {"orderId": "42"}
+    assert read["transactions"] == [] and read["cancellation"] is None
+
+
+def test_the_pay_token_is_stored_only_as_a_hash(aws: Any) -> None:
+    session = create().json()
+    token = session["url"].rsplit("/", 1)[1]
+    items = aws.dynamodb.scan(TableName=aws.table_name)["Items"]
+    assert token not in str(items)
+
+
+def test_another_tenant_gets_404_exactly_like_a_missing_session(aws: Any) -> None:
+    session_id = create().json()["sessionId"]
+    foreign = get(session_id, tenant="other")
+    missing = get("0193f2d4-5b6c-7d8e-9f01-23456789abcd")
+    assert foreign.status == missing.status == 404
+    assert foreign.error["code"] == missing.error["code"] == "session_not_found"
+    assert list_sessions(tenant="other").json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({**BODY, "amount": -1}, "amount"),
+        ({**BODY, "currency": "usd"}, "currency"),
+        ({**BODY, "returnUrl": "https://evil.example.org/return"}, "returnUrl"),
+        ({**BODY, "returnUrl": "https://sub.example.com/return"}, "returnUrl"),
+        ({**BODY, "expiresInSeconds": 60}, "expiresInSeconds"),
+        ({**BODY, "expiresInSeconds": 86401}, "expiresInSeconds"),
+        ({**BODY, "metadata": {"orderId": 1}}, "metadata.orderId"),
+        ({**BODY, "surprise": True}, "surprise"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field_and_changes_nothing(
+    aws: Any, body: dict[str, Any], param: str
+) -> None:
+    answer = create(body)
+    assert answer.status == 400
+    assert answer.error["code"] == "invalid_request"
+    assert answer.error["param"] == param
+    assert answer.error["requestId"] == answer.headers["X-Request-Id"]
+    assert aws.dynamodb.scan(TableName=aws.table_name, Select="COUNT")["Count"] == 1  # the API key only
+
+
+@pytest.mark.parametrize("raw", ["{not json", "[]", "", "null", '"text"'])
+def test_malformed_bodies_are_400(aws: Any, raw: str) -> None:
+    answer = call("create_session", api_event("create_session", "/v1/sessions", raw_body=raw))
+    assert answer.status == 400 and answer.error["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["abc", "0193F2D4-5B6C-7D8E-9F01-23456789ABCD", "0193f2d4-5b6c-4d8e-9f01-23456789abcd"]
+)
+def test_bad_path_ids_are_400(aws: Any, bad_id: str) -> None:
+    answer = get(bad_id)
+    assert answer.status == 400 and answer.error["param"] == "sessionId"
+
+
+def test_a_missing_authorizer_context_is_401(aws: Any) -> None:
+    answer = create(tenant=None)
+    assert answer.status == 401 and answer.error["code"] == "invalid_api_key"
+
+
+def test_list_is_newest_first_and_paginates_with_a_cursor(aws: Any) -> None:
+    ids = [create({**BODY, "referenceId": f"order-{i}"}).json()["sessionId"] for i in range(5)]
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        query = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = list_sessions(query).json()
+        seen += [session["sessionId"] for session in page["data"]]
+        pages += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    assert pages == 3
+
+
+def test_list_filters_by_status(aws: Any) -> None:
+    kept = create().json()["sessionId"]
+    cancelled = create().json()["sessionId"]
+    call(
+        "cancel_session",
+        api_event(
+            "cancel_session", f"/v1/sessions/{cancelled}/cancel", path_parameters={"sessionId": cancelled}
+        ),
+    )
+    assert [s["sessionId"] for s in list_sessions({"status": "OPEN"}).json()["data"]] == [kept]
+    assert [s["sessionId"] for s in list_sessions({"status": "CANCELLED"}).json()["data"]] == [cancelled]
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"status": "DONE"}, "status"),
+        ({"cursor": "bm90IGEgY3Vyc29y"}, "cursor"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_list_rejects_bad_queries(aws: Any, query: dict[str, str], param: str) -> None:
+    answer = list_sessions(query)
+    assert answer.status == 400 and answer.error["param"] == param
+
+
+def test_a_cursor_of_another_tenant_is_refused(aws: Any) -> None:
+    for i in range(3):
+        create({**BODY, "referenceId": f"o{i}"})
+    cursor = list_sessions({"limit": "1"}).json()["nextCursor"]
+    answer = list_sessions({"cursor": cursor}, tenant="other")
+    assert answer.status == 400 and answer.error["param"] == "cursor"
+
+
+class TestIdempotency:
+    def test_a_replay_returns_the_first_answer_and_creates_nothing(self, aws: Any) -> None:
+        first = create(headers={"Idempotency-Key": "key-1"})
+        again = create(headers={"Idempotency-Key": "key-1"})
+        assert first.status == again.status == 201
+        assert again.json() == first.json()
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert "Idempotent-Replayed" not in first.headers
+        assert len(list_sessions().json()["data"]) == 1
+
+    def test_the_same_key_with_another_body_is_422(self, aws: Any) -> None:
+        create(headers={"Idempotency-Key": "key-2"})
+        answer = create({**BODY, "amount": 1}, headers={"Idempotency-Key": "key-2"})
+        assert answer.status == 422 and answer.error["code"] == "idempotency_key_reused"
+
+    def test_keys_are_scoped_per_tenant(self, aws: Any) -> None:
+        ours = create(headers={"Idempotency-Key": "shared"})
+        theirs = create(headers={"Idempotency-Key": "shared"}, tenant="other", return_hosts="example.com")
+        assert theirs.status == 201 and theirs.json()["sessionId"] != ours.json()["sessionId"]
+
+    def test_errors_are_replayed_too_but_validation_of_the_key_comes_first(self, aws: Any) -> None:
+        answer = create(headers={"Idempotency-Key": "x" * 256})
+        assert answer.status == 400 and answer.error["param"] == "Idempotency-Key"
+        answer = create(headers={"Idempotency-Key": "caf\u00e9"})
+        assert answer.status == 400
