@@ -626,3 +626,14 @@ def test_api_sample_events_match_their_route(template: Template, file_name: str)
         assert "authorizer" not in event["requestContext"]
     if event["httpMethod"] == "POST":
         assert isinstance(json.loads(event["body"]), dict)
+
+
+def test_pay_page_requests_are_never_traced(template: Template) -> None:
+    # API Gateway's segments record the URL, and /pay/{token} carries the token.
+    [rule] = [
+        r["Properties"]["SamplingRule"] for r in resources("AWS::XRay::SamplingRule", template).values()
+    ]
+    assert rule["FixedRate"] == 0 and rule["ReservoirSize"] == 0
+    assert rule["URLPath"] == "*/pay/*"
+    assert rule["ServiceType"] == "AWS::ApiGateway::Stage"
+    assert "${Api}" in tag(rule["ResourceARN"])[1]  # type: ignore[index]
