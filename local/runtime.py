@@ -1,0 +1,516 @@
+"""The embedded runtime: template.yaml served on one machine, AWS emulated in-process by moto's server.
+
+Start order: bind the API port (fail fast), start moto's server on a free port with Step Functions execution
+on, point this process at it (the handlers run in this process, so its environment is theirs), create the
+tables, bus and state machines of the template under local names, set the functions' environment variables,
+seed the API keys, then serve routes, schedules and the stream -> bus publication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from local import cfn
+from local.functions import FUNCTION_TYPE, FunctionSpec, Invoker, function_specs, layer_paths
+from local.gateway import LOCAL_API_ID, Gateway, GatewayHTTPServer, RouteTable
+from local.naming import (
+    ACCOUNT_ID,
+    REGION,
+    STACK_NAME,
+    event_bus_arn,
+    function_arn,
+    local_name,
+    state_machine_arn,
+    table_arn,
+)
+from local.scheduler import Scheduler, schedules
+from local.streams import StreamPublisher, pipe_config
+
+log = logging.getLogger("local.runtime")
+
+HOST = "127.0.0.1"
+SESSIONS_TABLE = "SessionsTable"
+EVENTS_TAP_QUEUE = "checkout-events-tap"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# Read from the environment of the process, which is also the handlers' environment: drop what could point a
+# handler at a real account.
+_AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+# Template variables that stay unset locally: with no PROVIDER_SECRETS_NAME the handlers read the sandbox
+# providers' secret from SANDBOX_WEBHOOK_SECRET.
+LOCALLY_UNSET = ("PROVIDER_SECRETS_NAME",)
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class PortUnavailable(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The contract's §5 settings."""
+
+    port: int = 3000
+    api_keys: tuple[tuple[str, str], ...] = (("demo", "sk_test_demo"),)
+    return_hosts: tuple[str, ...] = ("example.com", "localhost")
+    sandbox_webhook_secret: str = "whsec_sandbox"  # noqa: S105 - the documented sandbox default
+    sweep_interval_seconds: float = 60.0
+    session_ttl_min_seconds: int = 1800
+    session_ttl_max_seconds: int = 86400
+    session_ttl_default_seconds: int = 1800
+    cancellation_recheck_seconds: int = 3600
+    cancellation_deadline_seconds: int = 259200
+    public_base_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        defaults = cls()
+
+        def number(name: str, default: float, kind: type = int, minimum: float = 0) -> Any:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+            if value < minimum:
+                raise SettingsError(f"{name}={raw!r} is below {minimum}")
+            return value
+
+        keys = parse_api_keys(env.get("LOCAL_API_KEYS", "").strip() or "demo:sk_test_demo")
+        hosts_raw = env.get("LOCAL_RETURN_HOSTS")
+        hosts = (
+            defaults.return_hosts
+            if hosts_raw is None
+            else tuple(host.strip() for host in hosts_raw.split(",") if host.strip())
+        )
+        port = number("PORT", defaults.port)
+        if port > 65535:
+            raise SettingsError(f"PORT={port} is not a port")
+        settings = cls(
+            port=port,
+            api_keys=keys,
+            return_hosts=hosts,
+            sandbox_webhook_secret=env.get("SANDBOX_WEBHOOK_SECRET") or defaults.sandbox_webhook_secret,
+            sweep_interval_seconds=number(
+                "SWEEP_INTERVAL_SECONDS", defaults.sweep_interval_seconds, float, 0.01
+            ),
+            session_ttl_min_seconds=number(
+                "SESSION_TTL_MIN_SECONDS", defaults.session_ttl_min_seconds, int, 1
+            ),
+            session_ttl_max_seconds=number(
+                "SESSION_TTL_MAX_SECONDS", defaults.session_ttl_max_seconds, int, 1
+            ),
+            session_ttl_default_seconds=number(
+                "SESSION_TTL_DEFAULT_SECONDS", defaults.session_ttl_default_seconds, int, 1
+            ),
+            cancellation_recheck_seconds=number(
+                "CANCELLATION_RECHECK_SECONDS", defaults.cancellation_recheck_seconds, int, 1
+            ),
+            cancellation_deadline_seconds=number(
+                "CANCELLATION_DEADLINE_SECONDS", defaults.cancellation_deadline_seconds, int, 1
+            ),
+            public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        )
+        if not (
+            settings.session_ttl_min_seconds
+            <= settings.session_ttl_default_seconds
+            <= settings.session_ttl_max_seconds
+        ):
+            raise SettingsError(
+                "SESSION_TTL_MIN_SECONDS <= SESSION_TTL_DEFAULT_SECONDS <= SESSION_TTL_MAX_SECONDS"
+            )
+        return settings
+
+    def parameter_overrides(self, base_url: str) -> dict[str, str]:
+        """The template parameters these settings stand for."""
+        return {
+            "SessionTtlMinSeconds": str(self.session_ttl_min_seconds),
+            "SessionTtlMaxSeconds": str(self.session_ttl_max_seconds),
+            "SessionTtlDefaultSeconds": str(self.session_ttl_default_seconds),
+            "CancellationRecheckSeconds": str(self.cancellation_recheck_seconds),
+            "CancellationDeadlineSeconds": str(self.cancellation_deadline_seconds),
+            "PublicBaseUrl": self.public_base_url or base_url,
+        }
+
+    def handler_environment(self, base_url: str) -> dict[str, str]:
+        """The settings the handlers read, whatever the template says."""
+        return {
+            "SESSION_TTL_MIN_SECONDS": str(self.session_ttl_min_seconds),
+            "SESSION_TTL_MAX_SECONDS": str(self.session_ttl_max_seconds),
+            "SESSION_TTL_DEFAULT_SECONDS": str(self.session_ttl_default_seconds),
+            "CANCELLATION_RECHECK_SECONDS": str(self.cancellation_recheck_seconds),
+            "CANCELLATION_DEADLINE_SECONDS": str(self.cancellation_deadline_seconds),
+            "PUBLIC_BASE_URL": self.public_base_url or base_url,
+            "SANDBOX_WEBHOOK_SECRET": self.sandbox_webhook_secret,
+        }
+
+
+def parse_api_keys(raw: str) -> tuple[tuple[str, str], ...]:
+    """`tenant:key,tenant:key` -> ((tenant, key), ...)."""
+    pairs: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        tenant, sep, key = item.partition(":")
+        tenant, key = tenant.strip(), key.strip()
+        if not sep or not tenant or not key:
+            raise SettingsError(f"LOCAL_API_KEYS: {item!r} is not tenant:key")
+        if seen.get(key, tenant) != tenant:
+            raise SettingsError("LOCAL_API_KEYS: one key is given to two tenants")
+        seen[key] = tenant
+        pairs.append((tenant, key))
+    if not pairs:
+        raise SettingsError("LOCAL_API_KEYS has no tenant:key pair")
+    return tuple(pairs)
+
+
+def hash_api_key(key: str) -> str:
+    """The domain's hash when the domain package has one, else SHA-256 hex (what the data model specifies)."""
+    try:
+        from checkout_core.api_keys import hash_api_key as domain_hash
+    except ImportError:
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return str(domain_hash(key))
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def local_resolver(
+    template: dict[str, Any], parameters: dict[str, str], specs: dict[str, FunctionSpec]
+) -> cfn.Resolver:
+    """What `!Ref` / `!GetAtt` of each resource resolve to under the local names."""
+    refs: dict[str, str] = {
+        **parameters,
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::Partition": "aws",
+        "AWS::StackName": STACK_NAME,
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+    attributes: dict[str, str] = {}
+    for logical_id, resource in template["Resources"].items():
+        kind = resource["Type"]
+        name = local_name(logical_id, kind)
+        if kind == "AWS::DynamoDB::Table":
+            refs[logical_id] = name
+            attributes[f"{logical_id}.Arn"] = table_arn(name)
+        elif kind == "AWS::Events::EventBus":
+            refs[logical_id] = name
+            attributes[f"{logical_id}.Arn"] = event_bus_arn(name)
+            attributes[f"{logical_id}.Name"] = name
+        elif kind == "AWS::Serverless::StateMachine":
+            refs[logical_id] = state_machine_arn(name)
+            attributes[f"{logical_id}.Arn"] = state_machine_arn(name)
+            attributes[f"{logical_id}.Name"] = name
+        elif kind == FUNCTION_TYPE:
+            refs[logical_id] = specs[logical_id].name
+            attributes[f"{logical_id}.Arn"] = function_arn(specs[logical_id].name)
+        elif kind == "AWS::Serverless::Api":
+            refs[logical_id] = LOCAL_API_ID
+            attributes[f"{logical_id}.RootResourceId"] = "root"
+        elif kind == "AWS::Serverless::LayerVersion":
+            refs[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{name}:1"
+        else:
+            refs[logical_id] = name
+            attributes[f"{logical_id}.Arn"] = f"arn:aws:local:{REGION}:{ACCOUNT_ID}:{name}"
+    return cfn.Resolver(refs=refs, attributes=attributes)
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def environment_parameter_overrides(
+    specs: dict[str, FunctionSpec], template: dict[str, Any], env: Mapping[str, str]
+) -> dict[str, str]:
+    """Parameters set from the environment: a function variable `NAME: !Ref Parameter` makes `$NAME`, when
+    set, the value of `Parameter` (so `CANCELLATION_RECHECK_SECONDS` also reaches the state machine)."""
+    parameters = set(template.get("Parameters", {}))
+    overrides: dict[str, str] = {}
+    for spec in specs.values():
+        for key, raw in spec.environment.items():
+            target = raw.value if isinstance(raw, cfn._Tag) and raw.tag == "Ref" else None
+            if isinstance(raw, dict) and set(raw) == {"Ref"}:
+                target = raw["Ref"]
+            if target in parameters and env.get(key) and key not in LOCALLY_UNSET:
+                overrides[str(target)] = env[key]
+    return overrides
+
+
+def template_environment(specs: dict[str, FunctionSpec], resolver: cfn.Resolver) -> dict[str, str]:
+    """Every function's `Environment.Variables` (Globals included), resolved. All functions share this
+    process, so a name given two different values by two functions is reported: one of them wins."""
+    env: dict[str, str] = {}
+    for spec in specs.values():
+        for key, raw in spec.environment.items():
+            try:
+                value = _env_text(resolver.resolve(raw))
+            except (KeyError, ValueError) as exc:
+                log.warning("%s: %s is not set locally (%s)", spec.logical_id, key, exc)
+                continue
+            if key in env and env[key] != value:
+                log.warning(
+                    "%s=%r of %s replaces %r of another function", key, value, spec.logical_id, env[key]
+                )
+            env[key] = value
+    for key in LOCALLY_UNSET:
+        env.pop(key, None)
+    return env
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    template: dict[str, Any] = field(default_factory=cfn.load_template)
+    base_url: str = ""
+    moto_url: str = ""
+    handler_env: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._moto: Any = None
+        self._http: GatewayHTTPServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self._scheduler: Scheduler | None = None
+        self._publisher: StreamPublisher | None = None
+        self._session: Any = None
+
+    # ----------------------------------------------------------------------------------------------- start
+
+    def start(self) -> None:
+        try:
+            self._http = GatewayHTTPServer((HOST, self.settings.port))
+        except OSError as exc:
+            raise PortUnavailable(f"cannot serve on {HOST}:{self.settings.port}: {exc}") from exc
+        self.base_url = f"http://{HOST}:{self._http.server_address[1]}"
+        try:
+            self._start_moto()
+            self._point_process_at_moto()
+            specs = function_specs(self.template)
+            parameters = {
+                **cfn.parameter_defaults(self.template),
+                **environment_parameter_overrides(specs, self.template, os.environ),
+                **self.settings.parameter_overrides(self.base_url),
+            }
+            resolver = local_resolver(self.template, parameters, specs)
+            self._create_resources(resolver, parameters)
+            self.handler_env = {
+                **template_environment(specs, resolver),
+                **self.settings.handler_environment(self.base_url),
+            }
+            for key in LOCALLY_UNSET:
+                os.environ.pop(key, None)
+            os.environ.update(self.handler_env)
+            for path in reversed(layer_paths(self.template)):
+                if str(path) not in sys.path:
+                    sys.path.insert(0, str(path))
+            self._seed_api_keys()
+            invoker = Invoker(specs)
+            missing = sorted(spec.logical_id for spec in specs.values() if not spec.has_code())
+            if missing:
+                log.warning(
+                    "functions without code yet (they answer 502 / are skipped): %s", ", ".join(missing)
+                )
+            self._http.gateway = Gateway(
+                RouteTable.from_template(specs, resolver, self.template), invoker.invoke
+            )
+            self._scheduler = Scheduler(
+                schedules(specs), invoker.invoke, self.settings.sweep_interval_seconds
+            )
+            self._publisher = self._stream_publisher(specs, resolver, invoker)
+            self._scheduler.start()
+            self._publisher.start()
+            self._http_thread = threading.Thread(
+                target=self._http.serve_forever, kwargs={"poll_interval": 0.2}, name="gateway", daemon=True
+            )
+            self._http_thread.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_moto(self) -> None:
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+        self._moto.start()
+        port = self._moto.get_host_and_port()[1]
+        self.moto_url = f"http://{HOST}:{port}"
+        # moto's Step Functions engine calls http://localhost:$MOTO_PORT for aws-sdk:* tasks in server mode.
+        os.environ["MOTO_PORT"] = str(port)
+        # Server mode's switch for really executing state machines (mock_aws(config=...) in decorator mode).
+        request = urllib.request.Request(  # noqa: S310 - our own local server
+            f"{self.moto_url}/moto-api/config",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - our own local server
+            answer.read()
+        if not default_user_config.get("stepfunctions", {}).get("execute_state_machine"):
+            raise RuntimeError("moto did not enable Step Functions execution")
+
+    def _point_process_at_moto(self) -> None:
+        for key in _AWS_VARIABLES_TO_DROP:
+            os.environ.pop(key, None)
+        for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_")]:
+            os.environ.pop(key)
+        os.environ.update(
+            {
+                **FAKE_CREDENTIALS,
+                "AWS_ENDPOINT_URL": self.moto_url,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+            }
+        )
+
+    def client(self, service: str) -> Any:
+        """A client of moto's server (one session: its clients share the loaded service models)."""
+        if self._session is None:
+            self._session = boto3.session.Session()
+        return self._session.client(
+            service,
+            endpoint_url=self.moto_url,
+            region_name=REGION,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"mode": "standard", "max_attempts": 5}),
+        )
+
+    def _create_resources(self, resolver: cfn.Resolver, parameters: dict[str, str]) -> None:
+        dynamodb = self.client("dynamodb")
+        tables = {
+            logical_id: resolver.refs[logical_id]
+            for logical_id in cfn.resources("AWS::DynamoDB::Table", self.template)
+        }
+        cfn.create_tables(dynamodb, tables, self.template)
+        for logical_id, name in tables.items():
+            description = dynamodb.describe_table(TableName=name)["Table"]
+            if "LatestStreamArn" in description:
+                resolver.attributes[f"{logical_id}.StreamArn"] = description["LatestStreamArn"]
+            self.names[logical_id] = name
+
+        events = self.client("events")
+        for logical_id in cfn.resources("AWS::Events::EventBus", self.template):
+            name = resolver.refs[logical_id]
+            events.create_event_bus(Name=name)
+            self.names[logical_id] = name
+            self._tap(events, name)
+
+        stepfunctions = self.client("stepfunctions")
+        for logical_id, resource in cfn.resources("AWS::Serverless::StateMachine", self.template).items():
+            name = resolver.attributes[f"{logical_id}.Name"]
+            definition = cfn.state_machine_definition(logical_id, resolver, parameters, self.template)
+            arn = stepfunctions.create_state_machine(
+                name=name,
+                definition=definition,
+                roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{name}",
+                type=resource.get("Properties", {}).get("Type", "STANDARD"),
+            )["stateMachineArn"]
+            if arn != resolver.refs[logical_id]:
+                raise RuntimeError(
+                    f"{logical_id}: moto made {arn}, the handlers were told {resolver.refs[logical_id]}"
+                )
+            self.names[logical_id] = arn
+
+    def _tap(self, events: Any, bus_name: str) -> None:
+        """Copies every event of the bus to an SQS queue, so that a developer or a test can see what was
+        published (`aws --endpoint-url <moto> sqs receive-message`)."""
+        sqs = self.client("sqs")
+        queue_name = EVENTS_TAP_QUEUE if bus_name == "checkout" else f"{bus_name}-tap"
+        queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events.put_rule(
+            Name=f"{bus_name}-tap", EventBusName=bus_name, EventPattern=json.dumps({"account": [ACCOUNT_ID]})
+        )
+        events.put_targets(
+            Rule=f"{bus_name}-tap", EventBusName=bus_name, Targets=[{"Id": "tap", "Arn": queue_arn}]
+        )
+        self.names[f"{bus_name}-tap"] = queue_url
+
+    def _seed_api_keys(self) -> None:
+        table = self.names[SESSIONS_TABLE]
+        dynamodb = self.client("dynamodb")
+        now = iso_now()
+        for tenant, key in self.settings.api_keys:
+            dynamodb.put_item(
+                TableName=table,
+                Item={
+                    "pk": {"S": f"APIKEY#{hash_api_key(key)}"},
+                    "sk": {"S": "APIKEY"},
+                    "entity": {"S": "APIKEY"},
+                    "tenant": {"S": tenant},
+                    "returnHosts": {"L": [{"S": host} for host in self.settings.return_hosts]},
+                    "createdAt": {"S": now},
+                },
+            )
+
+    def _stream_publisher(
+        self, specs: dict[str, FunctionSpec], resolver: cfn.Resolver, invoker: Invoker
+    ) -> StreamPublisher:
+        stream_arn = resolver.attributes[f"{SESSIONS_TABLE}.StreamArn"]
+        config = pipe_config(stream_arn, specs, resolver, self.template)
+        bus_names = [resolver.refs[b] for b in cfn.resources("AWS::Events::EventBus", self.template)]
+        if len(bus_names) != 1:
+            raise RuntimeError(f"expected one event bus in the template, found {len(bus_names)}")
+        return StreamPublisher(
+            self.client("dynamodbstreams"),
+            self.client("events"),
+            stream_arn,
+            bus_names[0],
+            config,
+            lambda function_id, records: invoker.invoke(function_id, records),
+        )
+
+    # ------------------------------------------------------------------------------------------------ stop
+
+    def stop(self) -> None:
+        if self._http is not None:
+            if self._http_thread is not None:
+                self._http.shutdown()
+                self._http_thread.join(10)
+            self._http.server_close()
+            self._http = None
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
+        if self._publisher is not None:
+            self._publisher.stop()
+            self._publisher = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def banner(self) -> str:
+        keys = self.settings.api_keys
+        if len(keys) == 1:
+            key_text = f"API key: {keys[0][1]}"
+        else:
+            key_text = "API keys: " + ", ".join(f"{tenant} {key}" for tenant, key in keys)
+        return f"checkout-sessions listening on {self.base_url}  ({key_text})"
