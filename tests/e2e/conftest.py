@@ -1,0 +1,163 @@
+"""End-to-end fixtures: the embedded runtime (`python -m local`) started as a process and driven over HTTP.
+
+- `runtime` (session): one runtime with the default settings; `base_url` and `api_key` come from it.
+- `start_runtime` (per test): a factory, `start_runtime(SWEEP_INTERVAL_SECONDS="1", ...)`, for runtimes with
+  other settings; each is stopped with SIGTERM at the end of the test.
+
+Each runtime starts from a clean environment (PATH only, an empty HOME: no AWS profile, no credentials), on a
+free port. Its output goes to files, not pipes, so a chatty runtime never blocks on a full pipe. Readiness is
+a poll of `GET /v1/openapi.json` with a deadline; stopping asserts the process exits 0 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_KEY = "sk_test_demo"
+START_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 30.0
+_MOTO_URL = re.compile(r"AWS emulated by moto at (http://\S+)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RunningRuntime:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stdout(self) -> str:
+        return (self.workdir / "stdout.log").read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return (self.workdir / "stderr.log").read_text(errors="replace")
+
+    @property
+    def moto_url(self) -> str:
+        found = _MOTO_URL.search(self.stderr)
+        assert found, f"the runtime did not say where moto listens:\n{self.tail()}"
+        return found.group(1)
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(
+            [
+                "--- stdout",
+                *self.stdout.splitlines()[-lines:],
+                "--- stderr",
+                *self.stderr.splitlines()[-lines:],
+            ]
+        )
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit status (killed, and reported as such, if it does not stop in time)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                pytest.fail(
+                    f"the runtime did not stop within {STOP_TIMEOUT_SECONDS} s of SIGTERM\n{self.tail()}"
+                )
+        return int(self.process.returncode)
+
+
+def clean_environment(port: int, home: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+    env["PORT"] = str(port)
+    env.update(extra)
+    return env
+
+
+def wait_until_ready(runtime: RunningRuntime, deadline_seconds: float = START_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if runtime.process.poll() is not None:
+            pytest.fail(
+                f"the runtime exited with {runtime.process.returncode} while starting\n{runtime.tail()}"
+            )
+        try:
+            with urllib.request.urlopen(f"{runtime.base_url}/v1/openapi.json", timeout=5) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            last_error = exc
+        time.sleep(0.1)
+    runtime.stop()
+    pytest.fail(f"the runtime was not ready within {deadline_seconds} s ({last_error})\n{runtime.tail()}")
+
+
+def launch(extra_env: dict[str, str] | None = None) -> RunningRuntime:
+    workdir = Path(tempfile.mkdtemp(prefix="checkout-runtime-"))
+    (workdir / "home").mkdir()
+    port = free_port()
+    env = clean_environment(port, workdir / "home", dict(extra_env or {}))
+    with (workdir / "stdout.log").open("wb") as stdout, (workdir / "stderr.log").open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
+        )
+    runtime = RunningRuntime(process=process, base_url=f"http://127.0.0.1:{port}", workdir=workdir, env=env)
+    wait_until_ready(runtime)
+    return runtime
+
+
+def stop_and_check(runtime: RunningRuntime) -> None:
+    status = runtime.stop()
+    assert status == 0, f"the runtime exited with {status} on SIGTERM\n{runtime.tail()}"
+
+
+@pytest.fixture(scope="session")
+def runtime() -> Iterator[RunningRuntime]:
+    running = launch()
+    yield running
+    stop_and_check(running)
+
+
+@pytest.fixture(scope="session")
+def base_url(runtime: RunningRuntime) -> str:
+    return runtime.base_url
+
+
+@pytest.fixture(scope="session")
+def api_key(runtime: RunningRuntime) -> str:
+    return DEMO_KEY
+
+
+@pytest.fixture
+def start_runtime() -> Iterator[Callable[..., RunningRuntime]]:
+    started: list[RunningRuntime] = []
+
+    def start(**extra_env: str) -> RunningRuntime:
+        running = launch(extra_env)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.process.poll() is None:
+            stop_and_check(running)

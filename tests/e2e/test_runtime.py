@@ -1,0 +1,397 @@
+"""The embedded runtime as a process: boot, authorizer in front of the routes, unknown routes, concurrency,
+schedules, stream -> bus publication, the state machine really running, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from checkout_core.signatures import sign
+from local import cfn
+from local.functions import function_specs
+from local.runtime import (
+    Settings,
+    SettingsError,
+    environment_parameter_overrides,
+    local_resolver,
+    template_environment,
+)
+from tests.e2e.conftest import DEMO_KEY, RunningRuntime, launch, stop_and_check
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT = 30
+
+
+def get(base_url: str, path: str, key: str | None = None, headers: dict[str, str] | None = None) -> Any:
+    sent = dict(headers or {})
+    if key is not None:
+        sent["Authorization"] = f"Bearer {key}"
+    return requests.get(f"{base_url}{path}", headers=sent, timeout=TIMEOUT)
+
+
+def post(
+    base_url: str, path: str, body: Any, key: str | None = None, headers: dict[str, str] | None = None
+) -> Any:
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if key is not None:
+        sent["Authorization"] = f"Bearer {key}"
+    return requests.post(f"{base_url}{path}", data=json.dumps(body), headers=sent, timeout=TIMEOUT)
+
+
+def create_session(base_url: str, key: str = DEMO_KEY, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "amount": 5000,
+        "currency": "USD",
+        "referenceId": f"order-{uuid.uuid4().hex[:12]}",
+        "returnUrl": "https://example.com/return",
+        **overrides,
+    }
+    answer = post(base_url, "/v1/sessions", body, key)
+    assert answer.status_code == 201, answer.text
+    return dict(answer.json())
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+
+
+def assert_invalid_api_key(answer: Any) -> None:
+    assert answer.status_code == 401, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_api_key"
+    assert error["requestId"], answer.text
+    assert answer.headers["X-Request-Id"] == error["requestId"]
+    assert set(answer.json()) == {"error"}
+
+
+def moto_client(runtime: RunningRuntime, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=runtime.moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+# -- settings and the functions' environment (no process) ------------------------------------------------
+
+
+def test_settings_default_to_the_contract() -> None:
+    settings = Settings.from_env({})
+    assert (settings.port, settings.api_keys, settings.return_hosts) == (
+        3000,
+        (("demo", DEMO_KEY),),
+        ("example.com", "localhost"),
+    )
+    assert (settings.sweep_interval_seconds, settings.cancellation_recheck_seconds) == (60, 3600)
+    assert settings.handler_environment("http://127.0.0.1:3000")["PUBLIC_BASE_URL"] == "http://127.0.0.1:3000"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"LOCAL_API_KEYS": "demo"},
+        {"LOCAL_API_KEYS": ":key"},
+        {"LOCAL_API_KEYS": "a:k,b:k"},
+        {"PORT": "http"},
+        {"SWEEP_INTERVAL_SECONDS": "0"},
+        {"SESSION_TTL_MIN_SECONDS": "5000", "SESSION_TTL_DEFAULT_SECONDS": "1800"},
+    ],
+)
+def test_bad_settings_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env(env)
+
+
+def test_the_functions_get_the_template_environment_under_local_names() -> None:
+    template = cfn.load_template()
+    specs = function_specs(template)
+    overrides = environment_parameter_overrides(specs, template, {"CANCELLATION_RECHECK_SECONDS": "5"})
+    assert overrides == {"CancellationRecheckSeconds": "5"}
+    resolver = local_resolver(template, {**cfn.parameter_defaults(template), **overrides}, specs)
+    env = template_environment(specs, resolver)
+    assert env["TABLE_NAME"] == "checkout-sessions"
+    assert env["IDEMPOTENCY_TABLE_NAME"] == "checkout-idempotency"
+    assert env["EVENT_BUS_NAME"] == "checkout"
+    assert env["STATE_MACHINE_ARN"] == (
+        "arn:aws:states:us-east-1:123456789012:stateMachine:checkout-cancellation-finaliser"
+    )
+    assert env["CANCELLATION_RECHECK_SECONDS"] == "5"
+    assert "PROVIDER_SECRETS_NAME" not in env
+    assert not any("LOCAL" in name for name in env)
+
+
+# -- boot -------------------------------------------------------------------------------------------------
+
+
+def test_boots_from_a_clean_environment_and_prints_the_url_and_the_demo_key(runtime: RunningRuntime) -> None:
+    # Given a runtime started with PATH, an empty HOME and PORT only (no AWS account, no Docker)
+    assert not any(name.startswith("AWS_") for name in runtime.env)
+    # Then it says where it listens and which key to use
+    assert f"listening on {runtime.base_url}" in runtime.stdout
+    assert f"(API key: {DEMO_KEY})" in runtime.stdout
+    # And it serves the public routes of the template
+    answer = get(runtime.base_url, "/v1/openapi.json")
+    assert answer.status_code == 200
+    assert answer.json()["openapi"].startswith("3.")
+
+
+# -- the authorizer in front of /v1/sessions ----------------------------------------------------------------
+
+
+def test_a_request_without_a_key_is_refused_with_invalid_api_key(base_url: str) -> None:
+    assert_invalid_api_key(get(base_url, "/v1/sessions"))
+    assert_invalid_api_key(post(base_url, "/v1/sessions", {"amount": 1}))
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Bearer sk_test_not_a_key",
+        f"Basic {DEMO_KEY}",
+        DEMO_KEY,
+        "Bearer",
+        f"Bearer {DEMO_KEY} extra",
+        "Bearer  ",
+    ],
+)
+def test_a_wrong_or_malformed_key_is_refused_with_invalid_api_key(base_url: str, authorization: str) -> None:
+    assert_invalid_api_key(get(base_url, "/v1/sessions", headers={"Authorization": authorization}))
+
+
+def test_the_demo_key_reaches_the_route_as_its_tenant(base_url: str) -> None:
+    # Given a session created with the demo key
+    created = create_session(base_url)
+    # Then the same tenant reads it back, through the authorizer's context
+    answer = get(base_url, f"/v1/sessions/{created['sessionId']}", DEMO_KEY)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["sessionId"] == created["sessionId"]
+
+
+def test_handlers_get_the_local_base_url_for_pay_links(base_url: str) -> None:
+    # Given a session created on the local runtime (PUBLIC_BASE_URL defaults to its base URL)
+    created = create_session(base_url)
+    assert created["url"].startswith(f"{base_url}/pay/")
+    # Then its hosted page is served without a key
+    page = requests.get(created["url"], timeout=TIMEOUT)
+    assert page.status_code == 200, page.text
+    assert page.headers["Content-Type"].startswith("text/html")
+
+
+def test_routes_with_auth_none_need_no_key(base_url: str) -> None:
+    answer = post(base_url, "/v1/providers/sandbox_card/events", {"eventId": "e", "transactionId": "t"})
+    # The route is reached (its own signature check answers), not the authorizer
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"]["code"] == "invalid_signature"
+
+
+# -- unknown routes ---------------------------------------------------------------------------------------
+
+
+def expected_unknown_route() -> tuple[int, str]:
+    """The template's MISSING_AUTHENTICATION_TOKEN response when it has one, else 404 not_found."""
+    api = next(iter(cfn.resources("AWS::Serverless::Api").values()))
+    configured = api["Properties"].get("GatewayResponses", {}).get("MISSING_AUTHENTICATION_TOKEN")
+    if configured is None:
+        return 404, "not_found"
+    return int(configured.get("StatusCode", 403)), json.loads(
+        configured["ResponseTemplates"]["application/json"].replace("$context.requestId", "x")
+    )["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v1/nothing-here"), ("DELETE", "/v1/sessions"), ("GET", "/")]
+)
+def test_an_unknown_route_gets_the_documented_answer(base_url: str, method: str, path: str) -> None:
+    answer = requests.request(method, f"{base_url}{path}", timeout=TIMEOUT)
+    status, code = expected_unknown_route()
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == code
+    assert answer.headers["X-Request-Id"] == error["requestId"]
+
+
+# -- concurrency ------------------------------------------------------------------------------------------
+
+
+def test_concurrent_requests_are_served_together(base_url: str) -> None:
+    # Given 16 requests released at once, half of them refused by the authorizer
+    def call(index: int) -> int:
+        key = DEMO_KEY if index % 2 == 0 else "sk_test_wrong"
+        return int(get(base_url, "/v1/sessions?limit=5", key).status_code)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(call, range(16)))
+    # Then every one of them gets its own right answer
+    assert statuses == [200 if index % 2 == 0 else 401 for index in range(16)]
+
+
+# -- settings, schedules, publication, the state machine ---------------------------------------------------
+
+ACME_KEY = "sk_test_acme"
+
+
+@pytest.fixture(scope="module")
+def acme_runtime() -> Iterator[RunningRuntime]:
+    """A runtime whose only tenant is acme, sweeping every second, with sessions as short as one second."""
+    running = launch(
+        {
+            "LOCAL_API_KEYS": f"acme:{ACME_KEY}",
+            "LOCAL_RETURN_HOSTS": "shop.acme.test",
+            "SWEEP_INTERVAL_SECONDS": "1",
+            "SESSION_TTL_MIN_SECONDS": "1",
+        }
+    )
+    yield running
+    stop_and_check(running)
+
+
+def test_local_api_keys_seed_the_tenants(acme_runtime: RunningRuntime) -> None:
+    # Given a runtime whose only tenant is acme
+    assert f"(API key: {ACME_KEY})" in acme_runtime.stdout
+    # Then acme's key works, with acme's return hosts, and the demo key does not exist
+    created = create_session(acme_runtime.base_url, ACME_KEY, returnUrl="https://shop.acme.test/back")
+    assert created["returnUrl"] == "https://shop.acme.test/back"
+    refused = post(
+        acme_runtime.base_url,
+        "/v1/sessions",
+        {"amount": 1, "currency": "USD", "referenceId": "r", "returnUrl": "https://example.com/x"},
+        ACME_KEY,
+    )
+    assert refused.status_code == 400, refused.text
+    assert_invalid_api_key(get(acme_runtime.base_url, "/v1/sessions", DEMO_KEY))
+    # And only the key's hash is stored
+    items = moto_client(acme_runtime, "dynamodb").scan(TableName="checkout-sessions")["Items"]
+    keys = [item for item in items if item["entity"]["S"] == "APIKEY"]
+    assert [item["tenant"]["S"] for item in keys] == ["acme"]
+    assert ACME_KEY not in json.dumps(keys)
+
+
+def test_the_expiry_schedule_runs_every_sweep_interval(acme_runtime: RunningRuntime) -> None:
+    # Given a runtime sweeping every second and a session that expires after one second
+    created = create_session(
+        acme_runtime.base_url, ACME_KEY, returnUrl="https://shop.acme.test/back", expiresInSeconds=1
+    )
+    session_id = created["sessionId"]
+
+    # Then the scheduled job persists the expiry: its event appears in the timeline
+    def expired_event() -> bool:
+        answer = get(acme_runtime.base_url, f"/v1/sessions/{session_id}/events", ACME_KEY)
+        return any(event["type"] == "session.expired" for event in answer.json()["data"])
+
+    wait_for(expired_event, "session.expired from the expiry job")
+
+
+def test_events_are_published_to_the_bus_in_order(runtime: RunningRuntime) -> None:
+    # Given a session that was created and cancelled
+    created = create_session(runtime.base_url)
+    session_id = created["sessionId"]
+    cancelled = post(runtime.base_url, f"/v1/sessions/{session_id}/cancel", {}, DEMO_KEY)
+    assert cancelled.status_code == 200, cancelled.text
+    # Then its events reach the bus (copied to the tap queue), in sequence, as the contract's Events
+    sqs = moto_client(runtime, "sqs")
+    queue_url = sqs.get_queue_url(QueueName="checkout-events-tap")["QueueUrl"]
+    received: list[dict[str, Any]] = []
+
+    def both_events() -> bool:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            received.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len([e for e in received if e["detail"]["sessionId"] == session_id]) >= 2
+
+    wait_for(both_events, "the session's events on the bus")
+    mine = [event for event in received if event["detail"]["sessionId"] == session_id]
+    assert [(e["source"], e["detail-type"]) for e in mine] == [
+        ("checkout.sessions", "session.created"),
+        ("checkout.sessions", "session.cancelled"),
+    ]
+    assert [e["detail"]["sequence"] for e in mine] == [1, 2]
+    timeline = get(runtime.base_url, f"/v1/sessions/{session_id}/events", DEMO_KEY).json()["data"]
+    assert [e["detail"] for e in mine] == timeline
+
+
+def test_the_cancellation_workflow_really_runs(runtime: RunningRuntime) -> None:
+    # Given a session with a bank transfer in flight (its provider cannot cancel in flight)
+    session_id = create_session(runtime.base_url)["sessionId"]
+    started = post(
+        runtime.base_url,
+        f"/v1/sessions/{session_id}/transactions",
+        {"provider": "sandbox_bank_transfer"},
+        DEMO_KEY,
+    )
+    assert started.status_code == 201, started.text
+    transaction_id = started.json()["transactionId"]
+    # When the session is cancelled, it waits for the transaction
+    cancelled = post(runtime.base_url, f"/v1/sessions/{session_id}/cancel", {}, DEMO_KEY)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "PENDING_CANCELLATION"
+    stepfunctions = moto_client(runtime, "stepfunctions")
+    machine = stepfunctions.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+
+    def execution() -> dict[str, Any] | None:
+        found = stepfunctions.list_executions(stateMachineArn=machine)["executions"]
+        return next((e for e in found if session_id in e["name"]), None)
+
+    started_execution = wait_for(execution, "the finaliser to start")
+    # And when the provider reports the transfer failed
+    raw = json.dumps(
+        {"eventId": f"evt_{uuid.uuid4().hex}", "transactionId": transaction_id, "status": "FAILED"}
+    )
+    reported = requests.post(
+        f"{runtime.base_url}/v1/providers/sandbox_bank_transfer/events",
+        data=raw,
+        headers={
+            "Content-Type": "application/json",
+            "Provider-Signature": sign("whsec_sandbox", int(time.time()), raw.encode()),
+        },
+        timeout=TIMEOUT,
+    )
+    assert reported.status_code == 200, reported.text
+
+    # Then the state machine, running in moto, finalises the cancellation
+    def cancelled_for_good() -> bool:
+        return bool(
+            get(runtime.base_url, f"/v1/sessions/{session_id}", DEMO_KEY).json()["status"] == "CANCELLED"
+        )
+
+    wait_for(cancelled_for_good, "the workflow to finalise the cancellation")
+    wait_for(
+        lambda: (
+            stepfunctions.describe_execution(executionArn=started_execution["executionArn"])["status"]
+            == "SUCCEEDED"
+        ),
+        "the execution to succeed",
+    )
+
+
+# -- stop -------------------------------------------------------------------------------------------------
+
+
+def test_sigterm_stops_the_runtime_cleanly(start_runtime: Callable[..., RunningRuntime]) -> None:
+    # Given a running runtime that has served a request
+    running = start_runtime()
+    assert get(running.base_url, "/v1/sessions", DEMO_KEY).status_code == 200
+    # When it gets SIGTERM
+    status = running.stop()
+    # Then it exits 0, having stopped its server, and the port is free again
+    assert status == 0, running.tail()
+    assert "SIGTERM received, stopping" in running.stderr
+    assert "local: stopped" in running.stderr
+    with pytest.raises(requests.ConnectionError):
+        get(running.base_url, "/v1/openapi.json")
