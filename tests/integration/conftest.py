@@ -38,7 +38,9 @@ from checkout_core import aws as aws_clients
 from checkout_core import providers, service
 from checkout_core.api_keys import hash_api_key
 from checkout_core.repository import SessionRepository
-from local import cfn
+from local import atomic_dynamodb, cfn
+
+atomic_dynamodb.install()
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/cancellation-finaliser"
 
