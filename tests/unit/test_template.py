@@ -637,3 +637,11 @@ def test_pay_page_requests_are_never_traced(template: Template) -> None:
     assert rule["URLPath"] == "*/pay/*"
     assert rule["ServiceType"] == "AWS::ApiGateway::Stage"
     assert "${Api}" in tag(rule["ResourceARN"])[1]  # type: ignore[index]
+
+
+def test_metric_math_alarms_stay_within_cloudwatch_limits(template: Template) -> None:
+    # An alarm's metric math may retrieve at most 10 metrics.
+    for name, properties in alarms(template).items():
+        queries = properties.get("Metrics", [])
+        assert sum("MetricStat" in query for query in queries) <= 10, name
+        assert sum(bool(query.get("ReturnData")) for query in queries) in ((1,) if queries else (0,)), name
