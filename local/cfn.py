@@ -77,7 +77,7 @@ class Resolver:
             return self._resolve_tag(value)
         if isinstance(value, dict):
             if len(value) == 1:
-                (key, inner), = value.items()
+                ((key, inner),) = value.items()
                 if key == "Ref":
                     return self._ref(inner)
                 if key == "Fn::GetAtt":
@@ -147,7 +147,9 @@ def time_to_live(logical_id: str, template: dict[str, Any] | None = None) -> dic
     return dict(spec) if spec else None
 
 
-def create_tables(dynamodb_client: Any, names: dict[str, str], template: dict[str, Any] | None = None) -> None:
+def create_tables(
+    dynamodb_client: Any, names: dict[str, str], template: dict[str, Any] | None = None
+) -> None:
     """Creates each table of the template under the local name given for its logical id."""
     for logical_id, kwargs in table_definitions(template).items():
         dynamodb_client.create_table(TableName=names[logical_id], **kwargs)
@@ -168,7 +170,8 @@ def state_machine_definition(
     refs = {**parameter_defaults(template), **(parameter_overrides or {}), **resolver.refs}
     local = Resolver(refs=refs, attributes=resolver.attributes)
     substitutions = {
-        name: str(local.resolve(value)) for name, value in properties.get("DefinitionSubstitutions", {}).items()
+        name: str(local.resolve(value))
+        for name, value in properties.get("DefinitionSubstitutions", {}).items()
     }
     for name, value in substitutions.items():
         definition = definition.replace("${" + name + "}", value)

@@ -220,7 +220,9 @@ def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> 
     """Resolves one API Gateway event: Idempotency-Key for POSTs, X-Request-Id on every answer."""
     request_id = (event.get("requestContext") or {}).get("requestId")
     key = _header(event, "Idempotency-Key")
-    if event.get("httpMethod") != "POST" or key is None:
+    tenant = ((event.get("requestContext") or {}).get("authorizer") or {}).get("tenantId")
+    # Keys are scoped per tenant; unauthenticated routes (provider events, pages) dedupe by other means.
+    if event.get("httpMethod") != "POST" or key is None or not tenant:
         return _with_request_id(app.resolve(event, context), request_id)
     if not valid_idempotency_key(key):
         invalid = error_response(
@@ -250,7 +252,7 @@ def _resolve_idempotently(
         IdempotencyValidationError,
     )
 
-    tenant = ((event.get("requestContext") or {}).get("authorizer") or {}).get("tenantId") or "-"
+    tenant = event["requestContext"]["authorizer"]["tenantId"]
     body = event.get("body") or ""
     try:
         parsed_body: Any = json.loads(body) if body else None
