@@ -361,7 +361,7 @@ def test_globals_fix_python_311_on_arm64_with_tracing(template: Template) -> Non
 
 def test_layer_is_built_by_sam_for_arm64(template: Template) -> None:
     layer = template["Resources"]["CheckoutCoreLayer"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.11", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert layer["Properties"]["ContentUri"] == "layers/checkout_core/"
     requirements = (ROOT / "layers" / "checkout_core" / "requirements.txt").read_text().lower()
