@@ -35,7 +35,7 @@ from checkout_core.transitions import SessionStatus
 SessionId = Annotated[str, Path(description="UUIDv7 of the session")]
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def _errors(*statuses: int) -> dict[int, Any]:
     described = {
         400: "invalid_request",
         401: "invalid_api_key / invalid_signature",

@@ -22,8 +22,11 @@ class CancelOutcome(StrEnum):
 
 
 class ProviderAdapter(Protocol):
-    name: str
-    cancel_in_flight: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def cancel_in_flight(self) -> bool: ...
 
     def cancel(self, transaction_id: str) -> CancelOutcome: ...
 

@@ -63,8 +63,9 @@ class TransactionChange:
     expected_statuses: Sequence[str]
     set: dict[str, Any] = field(default_factory=dict)
     remove: Sequence[str] = ()
-    # None: the item must carry no task token; a string: exactly that token; ...: no condition on it.
-    expected_token: str | type[Ellipsis] | None = ...
+    # With check_token, the item must carry exactly `expected_token` (None: no token at all).
+    check_token: bool = False
+    expected_token: str | None = None
 
 
 @dataclass
@@ -384,9 +385,9 @@ class SessionRepository:
             update += " REMOVE " + ", ".join(expression.path(path) for path in change.remove)
         statuses = ", ".join(expression.value(status) for status in change.expected_statuses)
         condition = f"{expression.path('status')} IN ({statuses})"
-        if change.expected_token is None:
+        if change.check_token and change.expected_token is None:
             condition += f" AND attribute_not_exists({expression.path('taskToken')})"
-        elif isinstance(change.expected_token, str):
+        elif change.check_token:
             condition += f" AND {expression.path('taskToken')} = {expression.value(change.expected_token)}"
         return (
             {

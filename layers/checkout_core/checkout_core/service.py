@@ -574,7 +574,8 @@ class CheckoutService:
                         expected_statuses=[previous],
                         set={"status": TransactionStatus.CANCELLED.value, "updatedAt": to_iso(now)},
                         remove=["taskToken"],
-                        expected_token=(tokens or {}).get(tx_id) if tokens is not None else ...,
+                        check_token=tokens is not None,
+                        expected_token=(tokens or {}).get(tx_id),
                     )
                 )
                 events.append(
@@ -813,6 +814,7 @@ class CheckoutService:
                     expected_statuses=[previous],
                     set={"status": target, "updatedAt": to_iso(now)},
                     remove=["taskToken"] if not transitions.is_in_flight(target) else [],
+                    check_token=True,
                     expected_token=token,
                 )
             ],

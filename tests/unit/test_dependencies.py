@@ -1,0 +1,31 @@
+"""The pinned files the build and the Makefile install from must say what pyproject.toml says."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pins(path: Path) -> set[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return {line for line in lines if line and not line.startswith("-r ")}
+
+
+def project() -> dict[str, list[str]]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {"runtime": data["dependencies"], "dev": data["optional-dependencies"]["dev"]}
+
+
+def test_layer_requirements_are_the_project_runtime_dependencies() -> None:
+    assert pins(ROOT / "layers/checkout_core/requirements.txt") == set(project()["runtime"])
+
+
+def test_dev_requirements_are_the_project_dev_dependencies() -> None:
+    assert pins(ROOT / "requirements-dev.txt") == set(project()["dev"])
+
+
+def test_every_dependency_is_pinned_exactly() -> None:
+    for requirement in project()["runtime"] + project()["dev"]:
+        assert "==" in requirement, requirement
