@@ -183,3 +183,19 @@ class TestIdempotency:
         assert answer.status == 400 and answer.error["param"] == "Idempotency-Key"
         answer = create(headers={"Idempotency-Key": "caf\u00e9"})
         assert answer.status == 400
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", None])
+def test_a_body_that_is_not_declared_json_is_refused(aws: Any, content_type: str | None) -> None:
+    event = api_event("create_session", "/v1/sessions", body=BODY)
+    event["headers"].pop("Content-Type")
+    event["multiValueHeaders"].pop("Content-Type")
+    if content_type:
+        event["headers"]["content-type"] = content_type
+    answer = call("create_session", event)
+    assert answer.status == 400 and answer.error["param"] == "Content-Type"
+    assert list_sessions().json()["data"] == []
+
+
+def test_json_with_a_charset_is_json(aws: Any) -> None:
+    assert create(headers={"Content-Type": "application/json; charset=utf-8"}).status == 201

@@ -204,6 +204,13 @@ def _error_dict(response: Response[str]) -> dict[str, Any]:
     }
 
 
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
 def valid_idempotency_key(key: str) -> bool:
     return 1 <= len(key) <= 255 and all(0x20 <= ord(ch) <= 0x7E for ch in key)
 
@@ -219,6 +226,15 @@ class _DoNotStore(Exception):
 def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Resolves one API Gateway event: Idempotency-Key for POSTs, X-Request-Id on every answer."""
     request_id = (event.get("requestContext") or {}).get("requestId")
+    if event.get("body") and not _is_json(_header(event, "Content-Type")):
+        wrong_type = error_response(
+            400,
+            "invalid_request",
+            "Bodies must be JSON with Content-Type: application/json.",
+            request_id,
+            param="Content-Type",
+        )
+        return _with_request_id(_error_dict(wrong_type), request_id)
     key = _header(event, "Idempotency-Key")
     tenant = ((event.get("requestContext") or {}).get("authorizer") or {}).get("tenantId")
     # Keys are scoped per tenant; unauthenticated routes (provider events, pages) dedupe by other means.
