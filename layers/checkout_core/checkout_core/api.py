@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import ValidationError
 
 from checkout_core.errors import InvalidRequest
@@ -138,13 +138,13 @@ cancel_session_router = Router()
     summary="Cancel a session",
     responses=_errors(400, 401, 404, 409, 422, 503),
 )
-def cancel_session(sessionId: SessionId) -> CancelResponse:
-    raw = cancel_session_router.current_event.body
-    try:
-        request = CancelRequest.model_validate_json(raw) if raw and raw.strip() else CancelRequest()
-    except ValidationError as exc:
-        raise _invalid(exc) from exc
-    return get_service().cancel_session(tenant_of(cancel_session_router), sessionId, request)
+def cancel_session(
+    sessionId: SessionId,
+    body: Annotated[
+        CancelRequest | None, Body(description="All fields optional; an empty body is a default cancel")
+    ] = None,
+) -> CancelResponse:
+    return get_service().cancel_session(tenant_of(cancel_session_router), sessionId, body or CancelRequest())
 
 
 list_session_events_router = Router()
@@ -162,10 +162,18 @@ def list_session_events(sessionId: SessionId) -> EventList:
 provider_events_router = Router()
 
 
+def _signed_body_schema() -> dict[str, Any]:
+    schema = ProviderEventRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return {"content": {"application/json": {"schema": schema}}, "required": True}
+
+
 @provider_events_router.post(
     "/v1/providers/<provider>/events",
-    summary="A provider reports a transaction's new status (signed)",
+    summary="A provider reports a transaction's new status (signed with Provider-Signature)",
     responses=_errors(400, 401, 404, 503),
+    # The body is read raw (the signature covers its exact bytes), so its schema is declared here.
+    openapi_extensions={"requestBody": _signed_body_schema()},
 )
 def receive_provider_event(provider: Annotated[str, Path(max_length=64)]) -> ProviderEventAck:
     from checkout_core import signatures

@@ -1,0 +1,29 @@
+"""The OpenAPI document is generated from the routes, and docs/openapi.json is that document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from checkout_core.openapi import document
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_docs_openapi_json_is_the_generated_document() -> None:
+    assert json.loads((ROOT / "docs/openapi.json").read_text()) == json.loads(document()), "run `make openapi`"
+
+
+def test_every_contract_route_is_documented() -> None:
+    paths = json.loads(document())["paths"]
+    assert set(paths) == {
+        "/v1/sessions",
+        "/v1/sessions/{sessionId}",
+        "/v1/sessions/{sessionId}/transactions",
+        "/v1/sessions/{sessionId}/cancel",
+        "/v1/sessions/{sessionId}/events",
+        "/v1/providers/{provider}/events",
+    }
+    assert set(paths["/v1/sessions"]) == {"get", "post"}
+    assert "requestBody" in paths["/v1/sessions/{sessionId}/cancel"]["post"]
+    assert "requestBody" in paths["/v1/providers/{provider}/events"]["post"]
