@@ -31,7 +31,11 @@ MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_L
 
 
 class Strict(BaseModel):
-    """Unknown fields are refused; numbers must be numbers, strings strings."""
+    """Unknown fields are refused; numbers must be numbers, strings strings.
+
+    Enum fields opt out of strictness: in strict mode pydantic would want enum instances, not the
+    strings a parsed JSON body holds; their allowed values still bind.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -107,21 +111,21 @@ class CreateTransactionRequest(Strict):
 
 class CancelRequest(Strict):
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
-    reasonType: ReasonType | None = None
+    reasonType: Annotated[ReasonType | None, Field(strict=False)] = None
     referenceId: Annotated[str, StringConstraints(max_length=64)] | None = None
-    whenInFlight: WhenInFlight = WhenInFlight.WAIT
+    whenInFlight: Annotated[WhenInFlight, Field(strict=False)] = WhenInFlight.WAIT
 
 
 class ProviderEventRequest(Strict):
     eventId: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     transactionId: Annotated[str, StringConstraints(min_length=36, max_length=36)]
-    status: TransactionStatus
+    status: Annotated[TransactionStatus, Field(strict=False)]
 
 
 class Transaction(BaseModel):
     transactionId: str
     provider: str
-    status: TransactionStatus
+    status: Annotated[TransactionStatus, Field(strict=False)]
     amount: int
     createdAt: str
     updatedAt: str
@@ -129,7 +133,7 @@ class Transaction(BaseModel):
 
 class Cancellation(BaseModel):
     reason: str | None = None
-    reasonType: ReasonType | None = None
+    reasonType: Annotated[ReasonType | None, Field(strict=False)] = None
     referenceId: str | None = None
     requestedAt: str
     finalizedAt: str | None = None
