@@ -1,0 +1,59 @@
+"""Structured logs carry the ids and never a secret; every transition emits its metric."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from checkout_core.observability import logger
+from checkout_core.signatures import sign
+from tests.integration.flows import cancel, create_session, provider_event, transaction
+
+
+@pytest.fixture
+def verbose() -> Iterator[None]:
+    previous = logger.log_level
+    logger.setLevel("DEBUG")
+    yield
+    logger.setLevel(previous)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def test_logs_carry_ids_and_no_secrets(aws: Any, verbose: None, capfd: pytest.CaptureFixture[str]) -> None:
+    session = create_session()
+    token = session["url"].rsplit("/", 1)[1]
+    tx = transaction(session["sessionId"], "sandbox_bank_transfer")
+    body = json.dumps({"eventId": "evt-obs", "transactionId": tx, "status": "AUTHORIZED"})
+    signature = sign("whsec_sandbox", int(time.time()), body.encode())
+    provider_event("sandbox_bank_transfer", tx, "AUTHORIZED", raw_body=body, signature=signature)
+    cancel(session["sessionId"])
+    output = capfd.readouterr().out
+    for secret in (token, "sk_test_demo", signature.split("v1=")[1], "whsec_sandbox"):
+        assert secret not in output
+    records = [line for line in json_lines(output) if "message" in line]
+    assert any(r.get("sessionId") == session["sessionId"] and r.get("tenantId") == "demo" for r in records)
+    assert any(r.get("transactionId") == tx for r in records)
+
+
+def test_one_metric_per_transition(aws: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    session_id = create_session()["sessionId"]
+    card = transaction(session_id)
+    provider_event("sandbox_card", card, "SETTLED")
+    metrics: list[str] = []
+    for line in json_lines(capsys.readouterr().out):
+        for directive in line.get("_aws", {}).get("CloudWatchMetrics", []):
+            metrics += [metric["Name"] for metric in directive["Metrics"]]
+    assert sorted(metrics) == sorted(
+        ["SessionCreated", "TransactionCreated", "TransactionSettled", "SessionCompleted"]
+    )
