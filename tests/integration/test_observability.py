@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -15,11 +16,15 @@ from tests.integration.flows import cancel, create_session, provider_event, tran
 
 
 @pytest.fixture
-def verbose() -> Iterator[None]:
-    previous = logger.log_level
+def log_output() -> Iterator[io.StringIO]:
+    """Everything the service's logger writes, at every level, while the test runs."""
+    stream = io.StringIO()
+    previous_level = logger.log_level
+    previous_stream = logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
     logger.setLevel("DEBUG")
-    yield
-    logger.setLevel(previous)
+    yield stream
+    logger.setLevel(previous_level)
+    logger.registered_handler.setStream(previous_stream)  # type: ignore[attr-defined]
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -30,7 +35,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return lines
 
 
-def test_logs_carry_ids_and_no_secrets(aws: Any, verbose: None, capfd: pytest.CaptureFixture[str]) -> None:
+def test_logs_carry_ids_and_no_secrets(aws: Any, log_output: io.StringIO) -> None:
     session = create_session()
     token = session["url"].rsplit("/", 1)[1]
     tx = transaction(session["sessionId"], "sandbox_bank_transfer")
@@ -38,7 +43,7 @@ def test_logs_carry_ids_and_no_secrets(aws: Any, verbose: None, capfd: pytest.Ca
     signature = sign("whsec_sandbox", int(time.time()), body.encode())
     provider_event("sandbox_bank_transfer", tx, "AUTHORIZED", raw_body=body, signature=signature)
     cancel(session["sessionId"])
-    output = capfd.readouterr().out
+    output = log_output.getvalue()
     for secret in (token, "sk_test_demo", signature.split("v1=")[1], "whsec_sandbox"):
         assert secret not in output
     records = [line for line in json_lines(output) if "message" in line]
