@@ -124,7 +124,7 @@ class Invoker:
         started = time.monotonic()
         try:
             result = handler(to_json_value(event), context)
-        except Exception as exc:
+        except BaseException as exc:  # whatever ends an invocation (even SystemExit) is a failed invocation
             raise FunctionError(f"{logical_id} raised {type(exc).__name__}: {exc}") from exc
         finally:
             elapsed = time.monotonic() - started
@@ -151,7 +151,8 @@ class Invoker:
                 return handler
             path = spec.module_path
             if not path.is_file():
-                raise FunctionCodeMissing(f"{spec.logical_id} has no code at {path.relative_to(cfn.ROOT)}")
+                shown = path.relative_to(cfn.ROOT) if path.is_relative_to(cfn.ROOT) else path
+                raise FunctionCodeMissing(f"{spec.logical_id} has no code at {shown}")
             module_name = f"_local_function_{spec.logical_id}"
             module_spec = importlib.util.spec_from_file_location(module_name, path)
             if module_spec is None or module_spec.loader is None:
@@ -161,7 +162,7 @@ class Invoker:
             try:
                 module_spec.loader.exec_module(module)
                 handler = getattr(module, spec.handler_attribute)
-            except Exception as exc:
+            except BaseException as exc:
                 sys.modules.pop(module_name, None)
                 log.exception("%s failed to initialise (%s)", spec.logical_id, spec.handler)
                 raise FunctionError(f"{spec.logical_id} failed to initialise") from exc
