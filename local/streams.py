@@ -132,7 +132,8 @@ class StreamPublisher:
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
         self.published = 0
-        self._iterator: str | None = None
+        self._shard_id = ""
+        self._last_sequence: str | None = None
         self._pending: list[dict[str, Any]] = []
         self._seen: deque[str] = deque(maxlen=10_000)
         self._seen_set: set[str] = set()
@@ -143,7 +144,7 @@ class StreamPublisher:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        self._iterator = self._first_iterator()
+        self._shard_id = self._only_shard()
         self._thread = threading.Thread(target=self._run, name="stream-publisher", daemon=True)
         self._thread.start()
         log.info(
@@ -166,13 +167,26 @@ class StreamPublisher:
         except Exception:
             log.exception("last pass of the stream publisher failed")
 
-    def _first_iterator(self) -> str:
+    def _only_shard(self) -> str:
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
         if len(shards) != 1:
             raise RuntimeError(f"expected one stream shard, found {len(shards)}")
-        return self.streams.get_shard_iterator(
-            StreamArn=self.stream_arn, ShardId=shards[0]["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
+        return str(shards[0]["ShardId"])
+
+    def _iterator(self) -> str:
+        """A fresh iterator after the last record read. Not NextShardIterator: when a TransactWriteItems is
+        cancelled, moto puts back a copy of the table made before it, stream shard included, and iterators
+        of the old shard never see another record. A new iterator always reads the table's current shard."""
+        position: dict[str, str] = (
+            {"ShardIteratorType": "TRIM_HORIZON"}
+            if self._last_sequence is None
+            else {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._last_sequence}
+        )
+        return str(
+            self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=self._shard_id, **position)[
+                "ShardIterator"
+            ]
+        )
 
     def _run(self) -> None:
         backoff = 0.0
@@ -190,8 +204,11 @@ class StreamPublisher:
         Raises when the enrichment or PutEvents fails; the same records are tried again on the next call."""
         with self._lock:
             if not self._pending:
-                answer = self.streams.get_records(ShardIterator=self._iterator, Limit=1000)
-                self._iterator = answer["NextShardIterator"]
+                answer = self.streams.get_records(ShardIterator=self._iterator(), Limit=1000)
+                if answer["Records"]:
+                    self._last_sequence = max(
+                        (r["dynamodb"]["SequenceNumber"] for r in answer["Records"]), key=int
+                    )
                 self._pending = [
                     pipe_record(record, self.stream_arn)
                     for record in answer["Records"]
