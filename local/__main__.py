@@ -5,11 +5,12 @@ Settings are the contract's §5 (PORT, LOCAL_API_KEYS, LOCAL_RETURN_HOSTS, SANDB
 SWEEP_INTERVAL_SECONDS, SESSION_TTL_*, CANCELLATION_*, PUBLIC_BASE_URL); LOCAL_LOG_LEVEL sets the runtime's
 own log level (default INFO). It prints the base URL and the API key on stdout, logs the moto endpoint on
 stderr (events published on the bus are copied to the SQS queue `checkout-events-tap` there), and stops on
-Ctrl-C or SIGTERM with exit status 0.
+Ctrl-C or SIGTERM with exit status 0; SIGUSR1 prints every thread's stack on stderr.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -42,6 +43,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: every thread's stack
 
     runtime = Runtime(settings)
     try:

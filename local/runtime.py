@@ -53,6 +53,30 @@ _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOK
 LOCALLY_UNSET = ("PROVIDER_SECRETS_NAME",)
 
 
+class SerializedDynamoDB:
+    """DynamoDB applies each request atomically: a conditional write or a transaction sees no other write
+    between its condition and its write. moto's server serves requests on parallel threads without that
+    guarantee, so this WSGI wrapper serves DynamoDB (and DynamoDB Streams) requests one at a time. Other
+    services pass through: a Step Functions task may call DynamoDB while its own request is open."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if not target.startswith(("DynamoDB_", "DynamoDBStreams_")):
+            return self.app(environ, start_response)
+        with self.lock:
+            answer = self.app(environ, start_response)
+            try:
+                return [b"".join(answer)]
+            finally:
+                close = getattr(answer, "close", None)
+                if close is not None:
+                    close()
+
+
 class SettingsError(ValueError):
     pass
 
@@ -358,6 +382,8 @@ class Runtime:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         self._moto.start()
+        # ThreadedMotoServer has no hook for WSGI middleware: wrap the app its werkzeug server calls.
+        self._moto._server.app = SerializedDynamoDB(self._moto._server.app)
         port = self._moto.get_host_and_port()[1]
         self.moto_url = f"http://{HOST}:{port}"
         # moto's Step Functions engine calls http://localhost:$MOTO_PORT for aws-sdk:* tasks in server mode.
