@@ -27,6 +27,7 @@ import binascii
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import uuid
@@ -715,6 +716,13 @@ class GatewayHTTPServer(ThreadingHTTPServer):
         """Binds at once; serves (with `gateway`, set by then) from `serve_forever()`."""
         self.gateway = gateway
         super().__init__(address, _GatewayRequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.debug("client %s went away: %s", client_address[0], error)
+            return
+        log.exception("error while serving %s", client_address[0])
 
 
 class _GatewayRequestHandler(BaseHTTPRequestHandler):
