@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,7 +17,7 @@ import requests
 
 from checkout_core.signatures import sign
 from local import cfn
-from local.functions import function_specs
+from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec, Invoker, function_specs
 from local.runtime import (
     Settings,
     SettingsError,
@@ -24,6 +25,7 @@ from local.runtime import (
     local_resolver,
     template_environment,
 )
+from local.streams import pipe_config
 from tests.e2e.conftest import DEMO_KEY, RunningRuntime, launch, stop_and_check
 
 pytestmark = pytest.mark.e2e
@@ -135,6 +137,75 @@ def test_the_functions_get_the_template_environment_under_local_names() -> None:
     assert env["CANCELLATION_RECHECK_SECONDS"] == "5"
     assert "PROVIDER_SECRETS_NAME" not in env
     assert not any("LOCAL" in name for name in env)
+
+
+def invoker_for(tmp_path: Path, code: str) -> Invoker:
+    (tmp_path / "app.py").write_text(code)
+    spec = FunctionSpec("ProbeFunction", "checkout-probe", tmp_path, "app.lambda_handler", 256, 3)
+    return Invoker({"ProbeFunction": spec})
+
+
+def test_the_invoker_passes_a_lambda_context_and_json_copies(tmp_path: Path) -> None:
+    invoker = invoker_for(
+        tmp_path,
+        "def lambda_handler(event, context):\n"
+        "    event['seen'] = True\n"
+        "    return {'name': context.function_name, 'memory': context.memory_limit_in_mb,\n"
+        "            'arn': context.invoked_function_arn, 'id': context.aws_request_id,\n"
+        "            'left': context.get_remaining_time_in_millis(), 'event': event}\n",
+    )
+    event = {"a": 1}
+    answer = invoker.invoke("ProbeFunction", event, "req-1")
+    assert answer["name"] == "checkout-probe"
+    assert answer["memory"] == 256
+    assert answer["arn"] == "arn:aws:lambda:us-east-1:123456789012:function:checkout-probe"
+    assert answer["id"] == "req-1"
+    assert 0 < answer["left"] <= 3000
+    assert event == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    raise RuntimeError('boom')",
+        "    raise SystemExit(1)",
+        "    class Crash(BaseException): pass\n    raise Crash()",
+        "    return {'not json': object()}",
+    ],
+)
+def test_whatever_ends_an_invocation_badly_is_a_function_error(tmp_path: Path, body: str) -> None:
+    invoker = invoker_for(tmp_path, f"def lambda_handler(event, context):\n{body}\n")
+    with pytest.raises(FunctionError):
+        invoker.invoke("ProbeFunction", {}, "req-2")
+
+
+def test_a_function_without_code_is_reported_as_missing(tmp_path: Path) -> None:
+    spec = FunctionSpec("GhostFunction", "checkout-ghost", tmp_path / "ghost", "app.lambda_handler", 128, 3)
+    with pytest.raises(FunctionCodeMissing):
+        Invoker({"GhostFunction": spec}).invoke("GhostFunction", {}, "req-3")
+
+
+def test_the_pipe_of_the_template_drives_publication() -> None:
+    template = cfn.load_template()
+    specs = function_specs(template)
+    resolver = local_resolver(template, cfn.parameter_defaults(template), specs)
+    stream_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/checkout-sessions/stream/label"
+    resolver.attributes["SessionsTable.StreamArn"] = stream_arn
+    config = pipe_config(stream_arn, specs, resolver, template)
+    assert config.enrichment_id == "PublishEventsFunction"
+    assert config.source == "checkout.sessions"
+    assert config.detail_type is None  # `$.type`: the Event's own type
+    event_item = {"eventName": "INSERT", "dynamodb": {"NewImage": {"entity": {"S": "EVENT"}}}}
+    session_item = {"eventName": "INSERT", "dynamodb": {"NewImage": {"entity": {"S": "SESSION"}}}}
+    assert config.matches(event_item)
+    assert not config.matches(session_item)
+    assert not config.matches({**event_item, "eventName": "MODIFY"})
+    entry = config.entry({"type": "session.created", "sessionId": "s"}, "checkout")
+    assert (entry["Source"], entry["DetailType"], entry["EventBusName"]) == (
+        "checkout.sessions",
+        "session.created",
+        "checkout",
+    )
 
 
 # -- boot -------------------------------------------------------------------------------------------------
@@ -299,20 +370,28 @@ def test_the_expiry_schedule_runs_every_sweep_interval(acme_runtime: RunningRunt
 
 
 def test_events_are_published_to_the_bus_in_order(runtime: RunningRuntime) -> None:
-    # Given a session that was created and cancelled
-    created = create_session(runtime.base_url)
-    session_id = created["sessionId"]
+    # Given a queue subscribed to the bus from now on
+    sqs = moto_client(runtime, "sqs")
+    events = moto_client(runtime, "events")
+    name = f"e2e-{uuid.uuid4().hex[:12]}"
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name=name, EventBusName="checkout", EventPattern=json.dumps({"source": ["checkout.sessions"]})
+    )
+    events.put_targets(Rule=name, EventBusName="checkout", Targets=[{"Id": "q", "Arn": queue_arn}])
+    # When a session is created and cancelled
+    session_id = create_session(runtime.base_url)["sessionId"]
     cancelled = post(runtime.base_url, f"/v1/sessions/{session_id}/cancel", {}, DEMO_KEY)
     assert cancelled.status_code == 200, cancelled.text
-    # Then its events reach the bus (copied to the tap queue), in sequence, as the contract's Events
-    sqs = moto_client(runtime, "sqs")
-    queue_url = sqs.get_queue_url(QueueName="checkout-events-tap")["QueueUrl"]
+    # Then its events reach the bus, in sequence, as the contract's Events
     received: list[dict[str, Any]] = []
 
     def both_events() -> bool:
-        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-            received.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=600)
+        received.extend(json.loads(message["Body"]) for message in answer.get("Messages", []))
         return len([e for e in received if e["detail"]["sessionId"] == session_id]) >= 2
 
     wait_for(both_events, "the session's events on the bus")
