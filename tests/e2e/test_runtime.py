@@ -382,6 +382,20 @@ def test_events_are_published_to_the_bus_in_order(runtime: RunningRuntime) -> No
         Name=name, EventBusName="checkout", EventPattern=json.dumps({"source": ["checkout.sessions"]})
     )
     events.put_targets(Rule=name, EventBusName="checkout", Targets=[{"Id": "q", "Arn": queue_arn}])
+    # And a transaction cancelled by its condition (moto then puts back a copy of the table)
+    dynamodb = moto_client(runtime, "dynamodb")
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": "checkout-sessions",
+                        "Key": {"pk": {"S": f"E2E#{name}"}, "sk": {"S": "X"}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                }
+            ]
+        )
     # When a session is created and cancelled
     session_id = create_session(runtime.base_url)["sessionId"]
     cancelled = post(runtime.base_url, f"/v1/sessions/{session_id}/cancel", {}, DEMO_KEY)
@@ -403,6 +417,58 @@ def test_events_are_published_to_the_bus_in_order(runtime: RunningRuntime) -> No
     assert [e["detail"]["sequence"] for e in mine] == [1, 2]
     timeline = get(runtime.base_url, f"/v1/sessions/{session_id}/events", DEMO_KEY).json()["data"]
     assert [e["detail"] for e in mine] == timeline
+
+
+def test_conditional_writes_are_atomic_under_concurrency(runtime: RunningRuntime) -> None:
+    # Given a table big enough that copying it takes a while (moto copies a table at the start of each
+    # transaction and puts the copy back when the transaction is cancelled)
+    dynamodb = moto_client(runtime, "dynamodb")
+    table = f"e2e-race-{uuid.uuid4().hex[:8]}"
+    dynamodb.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for start in range(0, 2000, 25):
+        dynamodb.batch_write_item(
+            RequestItems={
+                table: [
+                    {"PutRequest": {"Item": {"pk": {"S": f"filler-{n}"}}}} for n in range(start, start + 25)
+                ]
+            }
+        )
+    # When 12 clients race, five times over, to create one item only if it does not exist yet
+    # Then each time exactly one wins: the losers' cancelled transactions never undo the winner's write
+    for _ in range(5):
+        assert_one_winner(dynamodb, table)
+
+
+def assert_one_winner(dynamodb: Any, table: str) -> None:
+    key = {"pk": {"S": f"race-{uuid.uuid4()}"}}
+
+    def claim(index: int) -> bool:
+        try:
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": table,
+                            "Item": {**key, "winner": {"N": str(index)}},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    }
+                ]
+            )
+        except dynamodb.exceptions.TransactionCanceledException:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        wins = list(pool.map(claim, range(12)))
+    assert wins.count(True) == 1, wins
+    item = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+    assert item["winner"]["N"] == str(wins.index(True))
 
 
 def test_the_cancellation_workflow_really_runs(runtime: RunningRuntime) -> None:
