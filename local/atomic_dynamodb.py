@@ -1,9 +1,13 @@
 """Makes moto's DynamoDB apply each request atomically, as DynamoDB does.
 
 moto's backend checks a condition and then writes without a lock, so two concurrent conditional
-writes could both pass their checks. DynamoDB never allows that, and the service's correctness rests
+writes could both pass their checks; and a TransactWriteItems that fails a condition rolls back by
+putting back a copy of the whole table taken before it started, undoing writes made meanwhile and
+replacing the stream's shard. DynamoDB never allows any of that, and the service's correctness rests
 on it; the emulator must not invent races the real service cannot have. Serialising moto's DynamoDB
-request handling restores per-request atomicity (and atomicity of TransactWriteItems as a whole).
+and DynamoDB Streams request handling restores per-request atomicity. It applies in-process (mock_aws)
+and to moto's server alike, which dispatches to the same handlers. Other services are not serialised:
+a Step Functions task may call DynamoDB while its own request is open.
 """
 
 from __future__ import annotations
@@ -16,14 +20,19 @@ _lock = threading.RLock()
 
 def install() -> None:
     from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
-    if getattr(DynamoHandler, "_checkout_atomic", False):
-        return
-    original = DynamoHandler.call_action
+    handler: Any
+    for handler in (DynamoHandler, DynamoDBStreamsHandler):
+        if getattr(handler, "_checkout_atomic", False):
+            continue
+        handler.call_action = _serialised(handler.call_action)
+        handler._checkout_atomic = True
 
-    def call_action(self: Any) -> Any:
+
+def _serialised(call_action: Any) -> Any:
+    def serialised_call_action(self: Any) -> Any:
         with _lock:
-            return original(self)
+            return call_action(self)
 
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-    DynamoHandler._checkout_atomic = True  # type: ignore[attr-defined]
+    return serialised_call_action

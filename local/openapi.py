@@ -1,4 +1,4 @@
-"""Writes the OpenAPI document Powertools generates from the routes: `python -m local.openapi docs/openapi.json`."""
+"""Writes the OpenAPI document Powertools generates from the routes (`make openapi`)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ seed the API keys, then serve routes, schedules and the stream -> bus publicatio
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,7 +24,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local import cfn
+from local import atomic_dynamodb, cfn
 from local.functions import FUNCTION_TYPE, FunctionSpec, Invoker, function_specs, layer_paths
 from local.gateway import LOCAL_API_ID, Gateway, GatewayHTTPServer, RouteTable
 from local.naming import (
@@ -51,30 +52,6 @@ _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOK
 # Template variables that stay unset locally: with no PROVIDER_SECRETS_NAME the handlers read the sandbox
 # providers' secret from SANDBOX_WEBHOOK_SECRET.
 LOCALLY_UNSET = ("PROVIDER_SECRETS_NAME",)
-
-
-class SerializedDynamoDB:
-    """DynamoDB applies each request atomically: a conditional write or a transaction sees no other write
-    between its condition and its write. moto's server serves requests on parallel threads without that
-    guarantee, so this WSGI wrapper serves DynamoDB (and DynamoDB Streams) requests one at a time. Other
-    services pass through: a Step Functions task may call DynamoDB while its own request is open."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
-        if not target.startswith(("DynamoDB_", "DynamoDBStreams_")):
-            return self.app(environ, start_response)
-        with self.lock:
-            answer = self.app(environ, start_response)
-            try:
-                return [b"".join(answer)]
-            finally:
-                close = getattr(answer, "close", None)
-                if close is not None:
-                    close()
 
 
 class SettingsError(ValueError):
@@ -380,10 +357,9 @@ class Runtime:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        atomic_dynamodb.install()
         self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         self._moto.start()
-        # ThreadedMotoServer has no hook for WSGI middleware: wrap the app its werkzeug server calls.
-        self._moto._server.app = SerializedDynamoDB(self._moto._server.app)
         port = self._moto.get_host_and_port()[1]
         self.moto_url = f"http://{HOST}:{port}"
         # moto's Step Functions engine calls http://localhost:$MOTO_PORT for aws-sdk:* tasks in server mode.
@@ -530,8 +506,23 @@ class Runtime:
             self._publisher.stop()
             self._publisher = None
         if self._moto is not None:
+            self._stop_executions()
             self._moto.stop()
             self._moto = None
+
+    def _stop_executions(self) -> None:
+        """Executions waiting on a callback hold threads of moto's engine; the state dies with the process."""
+        try:
+            stepfunctions = self.client("stepfunctions")
+            for machine in stepfunctions.list_state_machines()["stateMachines"]:
+                running = stepfunctions.list_executions(
+                    stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
+                )["executions"]
+                for execution in running:
+                    with contextlib.suppress(Exception):
+                        stepfunctions.stop_execution(executionArn=execution["executionArn"])
+        except Exception:
+            log.exception("could not stop the running executions")
 
     def banner(self) -> str:
         keys = self.settings.api_keys

@@ -53,7 +53,7 @@ def test_one_published_event_per_change_in_order_per_session(aws: Any) -> None:
         PipeConfig(enrichment_id="PublishEventsFunction"),
         enrich=lambda _function, records: invoke("publish_events", records),
     )
-    publisher._iterator = publisher._first_iterator()
+    publisher.start()
     # When two sessions change state, interleaved
     first, second = create_session()["sessionId"], create_session()["sessionId"]
     card = transaction(first)
@@ -61,8 +61,7 @@ def test_one_published_event_per_change_in_order_per_session(aws: Any) -> None:
     provider_event("sandbox_card", card, "AUTHORIZED")
     cancel(first)
     cancel(second)
-    while publisher.poll_once():
-        pass
+    publisher.stop()  # after a last pass over the stream
     # Then each timeline event was published exactly once, in sequence order per session
     timelines = {session_id: events(session_id) for session_id in (first, second)}
     total = sum(len(timeline) for timeline in timelines.values())

@@ -4,8 +4,10 @@ conditional write per state change; a lost race re-reads and decides again."""
 from __future__ import annotations
 
 import math
+import random
 import secrets
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +16,7 @@ from typing import Any
 
 from checkout_core import faults, transitions
 from checkout_core.api_keys import hash_secret
-from checkout_core.clock import from_epoch, is_uuid7, to_iso, utc_now, uuid7
+from checkout_core.clock import from_epoch, from_iso, is_uuid7, to_iso, utc_now, uuid7
 from checkout_core.errors import (
     ConcurrentUpdate,
     InvalidRequest,
@@ -53,8 +55,19 @@ from checkout_core.settings import Settings, get_settings
 from checkout_core.transitions import SessionStatus, TransactionStatus
 from checkout_core.workflow import Finaliser, execution_name
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 10
+RETRY_BASE_SECONDS = 0.01
+RETRY_CAP_SECONDS = 0.2
 IN_FLIGHT_STATUSES = [TransactionStatus.PROCESSING.value, TransactionStatus.AUTHORIZED.value]
+
+
+def _attempts() -> Iterator[int]:
+    """Attempt numbers of an optimistic write; a retry first waits a random, growing moment
+    (full jitter), so writers that lost to each other do not collide again in step."""
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt)))  # noqa: S311
+        yield attempt
 
 
 def _epoch(moment: datetime) -> int:
@@ -97,6 +110,12 @@ def session_view(item: dict[str, Any], now: datetime, url: str | None = None) ->
     if status is SessionStatus.EXPIRED and expired_at is None:
         expired_at = to_iso(from_epoch(item["expiresAt"]))
     cancellation = item.get("cancellation")
+    if cancellation:
+        # The finaliser writes Step Functions' own time format; every answer uses the contract's.
+        cancellation = {
+            key: _normalise_time(value) if key in _CANCELLATION_TIMES and isinstance(value, str) else value
+            for key, value in cancellation.items()
+        }
     return Session(
         sessionId=item["sessionId"],
         status=status,
@@ -109,11 +128,11 @@ def session_view(item: dict[str, Any], now: datetime, url: str | None = None) ->
         returnUrl=item["returnUrl"],
         url=url,
         createdAt=item["createdAt"],
-        updatedAt=item["updatedAt"],
+        updatedAt=_normalise_time(item["updatedAt"]),
         expiresAt=to_iso(from_epoch(item["expiresAt"])),
-        completedAt=item.get("completedAt"),
-        cancelledAt=item.get("cancelledAt"),
-        expiredAt=expired_at,
+        completedAt=_optional_time(item.get("completedAt")),
+        cancelledAt=_optional_time(item.get("cancelledAt")),
+        expiredAt=_optional_time(expired_at),
         cancellation=Cancellation.model_validate(cancellation) if cancellation else None,
         transactions=[Transaction.model_validate(tx) for tx in _transactions_in_order(item)],
     )
@@ -125,13 +144,18 @@ def _transactions_in_order(item: dict[str, Any]) -> list[dict[str, Any]]:
     )
 
 
-def _normalise_time(text: str) -> str:
-    from checkout_core.clock import from_iso
+_CANCELLATION_TIMES = frozenset({"requestedAt", "finalizedAt", "finalizeBy"})
 
+
+def _normalise_time(text: str) -> str:
     try:
         return to_iso(from_iso(text))
     except ValueError:
         return text
+
+
+def _optional_time(text: str | None) -> str | None:
+    return None if text is None else _normalise_time(text)
 
 
 def event_view(item: dict[str, Any]) -> Event:
@@ -294,7 +318,7 @@ class CheckoutService:
             raise InvalidRequest(
                 f"Unknown provider; use one of {', '.join(self.providers.names())}.", "provider"
             )
-        for _ in range(MAX_ATTEMPTS):
+        for _ in _attempts():
             item = self._owned_session(tenant, session_id)
             now = self.clock()
             self._require_writable(item, now, SessionNotOpen)
@@ -360,7 +384,7 @@ class CheckoutService:
     # -- cancel ---------------------------------------------------------------------------------------
 
     def cancel_session(self, tenant: Tenant, session_id: str, request: CancelRequest) -> CancelResponse:
-        for _ in range(MAX_ATTEMPTS):
+        for _ in _attempts():
             item = self._owned_session(tenant, session_id)
             now = self.clock()
             status = item["status"]
@@ -535,7 +559,7 @@ class CheckoutService:
         from the transaction items when a finaliser may already be waiting on them (None: none can be).
         """
         session_id = item["sessionId"]
-        for attempt in range(MAX_ATTEMPTS):
+        for attempt in _attempts():
             if attempt:
                 fresh = self.repository.get_session(session_id)
                 if fresh is None:
@@ -698,7 +722,7 @@ class CheckoutService:
         if transaction is None or transaction["provider"] != provider_name:
             raise TransactionNotFound(event.transactionId)
         session_id = transaction["sessionId"]
-        for attempt in range(MAX_ATTEMPTS):
+        for attempt in _attempts():
             if attempt:
                 transaction = self.repository.get_transaction(event.transactionId) or transaction
             previous = transaction["status"]
@@ -886,7 +910,7 @@ class CheckoutService:
 
     def expire_session(self, session_id: str) -> bool:
         """OPEN, past expiresAt, nothing in flight -> EXPIRED. False when another outcome won."""
-        for _ in range(MAX_ATTEMPTS):
+        for _ in _attempts():
             item = self.repository.get_session(session_id)
             now = self.clock()
             if (
