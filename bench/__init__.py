@@ -1,0 +1,1 @@
+"""`make bench`: the service measured against its goals (see bench/RESULTS.md)."""
