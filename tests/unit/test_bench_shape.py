@@ -1,0 +1,64 @@
+"""`python -m bench --fast` writes results.json with exactly the published keys, and RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED_KEYS = {
+    "ddb_calls": {"create", "get", "cancel_no_tx", "cancel_k_tx", "provider_event"},
+    "sfn_transitions": {"per_24h_wait", "polling_1min_per_24h", "method"},
+    "expiry_items_read": {"table_1x", "table_10x", "due"},
+    "import_ratio": None,
+    "overhead_ratio": None,
+    "layer_mb": None,
+    "machine": None,
+}
+
+
+def _check_shape(results: dict[str, Any]) -> None:
+    assert set(results) == set(EXPECTED_KEYS)
+    for key, inner in EXPECTED_KEYS.items():
+        if inner is not None:
+            assert set(results[key]) == inner, key
+    ddb = results["ddb_calls"]
+    assert set(ddb["cancel_k_tx"]) == {"1", "5", "25"}
+    assert all(isinstance(n, int) for n in ddb["cancel_k_tx"].values())
+    assert all(isinstance(ddb[name], int) for name in ("create", "get", "cancel_no_tx", "provider_event"))
+    sfn = results["sfn_transitions"]
+    assert isinstance(sfn["per_24h_wait"], int)
+    assert sfn["polling_1min_per_24h"] == 2880
+    assert isinstance(sfn["method"], str) and sfn["method"]
+    expiry = results["expiry_items_read"]
+    assert all(isinstance(expiry[name], int) for name in ("table_1x", "table_10x"))
+    assert expiry["due"] == 100
+    assert isinstance(results["import_ratio"], float)
+    assert isinstance(results["overhead_ratio"], float)
+    assert results["layer_mb"] is None or isinstance(results["layer_mb"], float)
+    assert isinstance(results["machine"], str) and results["machine"]
+
+
+def test_fast_mode_writes_the_published_shape(tmp_path: Path) -> None:
+    # Given the bench in its fast mode (tiny sizes)
+    # When it runs
+    subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "bench", "--fast", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    # Then results.json has exactly the published keys and RESULTS.md a row per measure
+    _check_shape(json.loads((tmp_path / "results.json").read_text()))
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert "| measure | method | goal | value | met |" in markdown
+    assert "Machine:" in markdown
+
+
+def test_committed_results_have_the_published_shape() -> None:
+    _check_shape(json.loads((ROOT / "bench" / "results.json").read_text()))
