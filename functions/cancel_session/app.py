@@ -1,4 +1,4 @@
-from checkout_core.api import cancel_session_router
 from checkout_core.http import api_handler
+from checkout_core.routes.cancel_session import router
 
-lambda_handler = api_handler(cancel_session_router)
+lambda_handler = api_handler(router)

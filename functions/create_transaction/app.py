@@ -1,4 +1,4 @@
-from checkout_core.api import create_transaction_router
 from checkout_core.http import api_handler
+from checkout_core.routes.create_transaction import router
 
-lambda_handler = api_handler(create_transaction_router)
+lambda_handler = api_handler(router)

@@ -1,4 +1,4 @@
-from checkout_core.api import get_session_router
 from checkout_core.http import api_handler
+from checkout_core.routes.get_session import router
 
-lambda_handler = api_handler(get_session_router)
+lambda_handler = api_handler(router)

@@ -1,4 +1,4 @@
-from checkout_core.api import list_session_events_router
 from checkout_core.http import api_handler
+from checkout_core.routes.list_session_events import router
 
-lambda_handler = api_handler(list_session_events_router)
+lambda_handler = api_handler(router)

@@ -1,4 +1,4 @@
-from checkout_core.api import list_sessions_router
 from checkout_core.http import api_handler
+from checkout_core.routes.list_sessions import router
 
-lambda_handler = api_handler(list_sessions_router)
+lambda_handler = api_handler(router)

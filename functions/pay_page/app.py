@@ -1,4 +1,4 @@
-from checkout_core.api import pay_page_router
 from checkout_core.http import api_handler
+from checkout_core.routes.pay_page import router
 
-lambda_handler = api_handler(pay_page_router)
+lambda_handler = api_handler(router)

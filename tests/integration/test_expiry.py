@@ -12,8 +12,9 @@ import pytest
 from checkout_core.clock import from_epoch, utc_now
 from checkout_core.errors import SessionExpired
 from checkout_core.faults import InjectedCrash
+from checkout_core.models import Tenant
 from checkout_core.repository import SessionChange, SessionRepository
-from checkout_core.service import CheckoutService, Tenant
+from checkout_core.service import CheckoutService
 from tests.integration.flows import (
     cancel,
     create_session,

@@ -13,8 +13,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from checkout_core import errors
+from checkout_core.models import Tenant
 from checkout_core.observability import logger
-from checkout_core.service import Tenant
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 _LOCATION_PREFIXES = ("body", "query", "path", "header")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -30,14 +31,28 @@ MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_META
 MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_LENGTH)]
 
 
-class Strict(BaseModel):
+@dataclass(frozen=True)
+class Tenant:
+    """Who is calling, as the authorizer resolved it from the API key."""
+
+    tenant_id: str
+    return_hosts: frozenset[str]
+
+
+class Model(BaseModel):
+    """Validators are built on first use, not at import: a cold start pays only for what it uses."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Strict(Model):
     """Unknown fields are refused; numbers must be numbers, strings strings.
 
     Enum fields opt out of strictness: in strict mode pydantic would want enum instances, not the
     strings a parsed JSON body holds; their allowed values still bind.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 class ReasonType(StrEnum):
@@ -122,7 +137,7 @@ class ProviderEventRequest(Strict):
     status: Annotated[TransactionStatus, Field(strict=False)]
 
 
-class Transaction(BaseModel):
+class Transaction(Model):
     transactionId: str
     provider: str
     status: Annotated[TransactionStatus, Field(strict=False)]
@@ -131,7 +146,7 @@ class Transaction(BaseModel):
     updatedAt: str
 
 
-class Cancellation(BaseModel):
+class Cancellation(Model):
     reason: str | None = None
     reasonType: Annotated[ReasonType | None, Field(strict=False)] = None
     referenceId: str | None = None
@@ -144,7 +159,7 @@ class Cancellation(BaseModel):
     attentionRequired: bool = False
 
 
-class Session(BaseModel):
+class Session(Model):
     sessionId: str
     status: SessionStatus
     amount: int
@@ -165,12 +180,12 @@ class Session(BaseModel):
     transactions: list[Transaction] = Field(default_factory=list)
 
 
-class SessionList(BaseModel):
+class SessionList(Model):
     data: list[Session]
     nextCursor: str | None = None
 
 
-class CancelResponse(BaseModel):
+class CancelResponse(Model):
     sessionId: str
     status: SessionStatus
     message: str
@@ -179,7 +194,7 @@ class CancelResponse(BaseModel):
     cancellation: Cancellation
 
 
-class Event(BaseModel):
+class Event(Model):
     eventId: str
     type: str
     sessionId: str
@@ -189,16 +204,16 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-class EventList(BaseModel):
+class EventList(Model):
     data: list[Event]
 
 
-class ProviderEventAck(BaseModel):
+class ProviderEventAck(Model):
     received: Literal[True] = True
     applied: bool
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     code: str
     message: str
     param: str | None = None
@@ -207,5 +222,5 @@ class ErrorBody(BaseModel):
     pendingTransactionIds: list[str] | None = None
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     error: ErrorBody

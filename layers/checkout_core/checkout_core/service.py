@@ -8,7 +8,6 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -37,6 +36,7 @@ from checkout_core.models import (
     ProviderEventRequest,
     Session,
     SessionList,
+    Tenant,
     Transaction,
     WhenInFlight,
 )
@@ -80,12 +80,6 @@ def _event(event_type: str, actor: str, now: datetime, data: dict[str, Any]) -> 
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-@dataclass
-class Tenant:
-    tenant_id: str
-    return_hosts: frozenset[str]
 
 
 @dataclass
@@ -532,6 +526,8 @@ class CheckoutService:
                 )
                 return CancelOutcome.FAILED
 
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(len(wanted), 8)) as pool:
             outcomes = dict(zip(wanted, pool.map(cancel, wanted), strict=True))
         for transaction_id, outcome in outcomes.items():
@@ -891,6 +887,8 @@ class CheckoutService:
         margin_ms: int,
         report: SweepReport,
     ) -> int:
+        from concurrent.futures import ThreadPoolExecutor
+
         done = 0
         with ThreadPoolExecutor(max_workers=self.settings.sweep_concurrency) as pool:
             batch: list[str] = []

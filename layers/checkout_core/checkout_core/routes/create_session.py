@@ -1,0 +1,33 @@
+"""Create session: the route of functions/create_session."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from checkout_core.http import public_base_url, tenant_of
+from checkout_core.models import (
+    CreateSessionRequest,
+    Session,
+)
+from checkout_core.routes import (
+    created,
+    error_responses,
+    get_service,
+)
+
+router = Router()
+
+
+@router.post(
+    "/v1/sessions",
+    summary="Create a checkout session",
+    responses={
+        201: {"description": "Created", "content": {"application/json": {"model": Session}}},
+        **error_responses(400, 401, 409, 422, 503),
+    },
+)
+def create_session(body: CreateSessionRequest) -> Response[str]:
+    service = get_service()
+    base_url = public_base_url(router, service.settings.public_base_url)
+    return created(service.create_session(tenant_of(router), body, base_url))

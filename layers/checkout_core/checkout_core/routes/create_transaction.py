@@ -1,0 +1,33 @@
+"""Create transaction: the route of functions/create_transaction."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from checkout_core.http import tenant_of
+from checkout_core.models import (
+    CreateTransactionRequest,
+    Transaction,
+)
+from checkout_core.routes import (
+    SessionId,
+    created,
+    error_responses,
+    get_service,
+)
+
+router = Router()
+
+
+@router.post(
+    "/v1/sessions/<sessionId>/transactions",
+    summary="Start a payment attempt",
+    responses={
+        201: {"description": "Created", "content": {"application/json": {"model": Transaction}}},
+        **error_responses(400, 401, 404, 409, 422, 503),
+    },
+)
+def create_transaction(sessionId: SessionId, body: CreateTransactionRequest) -> Response[str]:
+    tenant = tenant_of(router)
+    return created(get_service().create_transaction(tenant, sessionId, body.provider))

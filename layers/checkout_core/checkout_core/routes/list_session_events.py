@@ -1,0 +1,26 @@
+"""List session events: the route of functions/list_session_events."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from checkout_core.http import tenant_of
+from checkout_core.models import (
+    EventList,
+)
+from checkout_core.routes import (
+    SessionId,
+    error_responses,
+    get_service,
+)
+
+router = Router()
+
+
+@router.get(
+    "/v1/sessions/<sessionId>/events",
+    summary="The session's audit timeline",
+    responses=error_responses(400, 401, 404),
+)
+def list_session_events(sessionId: SessionId) -> EventList:
+    return EventList(data=get_service().list_events(tenant_of(router), sessionId))

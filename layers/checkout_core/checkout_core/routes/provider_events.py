@@ -1,0 +1,54 @@
+"""Provider events: the route of functions/provider_events."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from pydantic import ValidationError
+
+from checkout_core.errors import InvalidRequest
+from checkout_core.models import (
+    ProviderEventAck,
+    ProviderEventRequest,
+)
+from checkout_core.routes import (
+    error_responses,
+    get_service,
+    invalid,
+)
+
+router = Router()
+
+
+def _signed_body_schema() -> dict[str, Any]:
+    schema = ProviderEventRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return {"content": {"application/json": {"schema": schema}}, "required": True}
+
+
+@router.post(
+    "/v1/providers/<provider>/events",
+    summary="A provider reports a transaction's new status (signed with Provider-Signature)",
+    responses=error_responses(400, 401, 404, 503),
+    # The body is read raw (the signature covers its exact bytes), so its schema is declared here.
+    openapi_extensions={"requestBody": _signed_body_schema()},
+)
+def receive_provider_event(provider: Annotated[str, Path(max_length=64)]) -> ProviderEventAck:
+    from checkout_core import signatures
+
+    service = get_service()
+    secret = service.providers.webhook_secret(provider)
+    if secret is None:
+        raise InvalidRequest("Unknown provider.", "provider")
+    event = router.current_event
+    raw = event.decoded_body or ""
+    signatures.verify(secret, event.headers.get("Provider-Signature"), raw.encode(), int(time.time()))
+    try:
+        request = ProviderEventRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise invalid(exc) from exc
+    result = service.apply_provider_event(provider, request)
+    return ProviderEventAck(applied=result.applied)
