@@ -9,10 +9,10 @@ transaction stays in flight for 24 rechecks, then the real provider-event handle
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from bench import harness
+from tests.support import wait_until
 
 RECHECKS = 24
 HOURS_PER_DAY = 24
@@ -37,17 +37,6 @@ def _history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
         if not page.get("nextToken"):
             return events
         kwargs["nextToken"] = page["nextToken"]
-
-
-def _wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _entered(history: list[dict[str, Any]], name: str) -> int:
@@ -92,19 +81,19 @@ def measure(recheck_seconds: int = 1, rechecks: int = RECHECKS) -> dict[str, Any
                 raise AssertionError(f"expected PENDING_CANCELLATION, got {cancelled}")
             execution_arn = arn.replace(":stateMachine:", ":execution:") + f":cancel-{session_id}"
             timeout = rechecks * recheck_seconds * 4 + 30
-            _wait_until(
+            wait_until(
                 lambda: _entered(_history(sfn, execution_arn), "RecheckTransaction") >= rechecks,
                 timeout,
                 f"{rechecks} rechecks",
             )
             # The wait after the last recheck has stored its token: the provider event releases it.
-            _wait_until(
+            wait_until(
                 lambda: _entered(_history(sfn, execution_arn), "StoreTaskTokenAndWait") > rechecks,
                 30,
                 "the wait after the last recheck",
             )
             harness.send_provider_event("sandbox_bank_transfer", transaction_id, "SETTLED")
-            described = _wait_until(
+            described = wait_until(
                 lambda: (lambda d: d if d["status"] != "RUNNING" else None)(
                     sfn.describe_execution(executionArn=execution_arn)
                 ),

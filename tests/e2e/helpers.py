@@ -14,6 +14,7 @@ from typing import Any
 import requests
 
 from checkout_core.signatures import sign
+from tests.support import wait_until
 
 SANDBOX_SECRET = "whsec_sandbox"
 IN_FLIGHT = {"PROCESSING", "AUTHORIZED"}
@@ -175,19 +176,6 @@ def run_together(calls: Sequence[Callable[[], Any]], timeout: float = 90.0) -> l
         if failure is not None:
             raise failure
     return results
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Polls `predicate` until it returns something truthy; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def wait_for_status(api: Api, session_id: str, wanted: str, timeout: float = 30.0) -> dict[str, Any]:

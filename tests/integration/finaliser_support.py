@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from local import cfn
+from tests.support import wait_until
 
 IN_FLIGHT = ("PROCESSING", "AUTHORIZED")
 EVENT_SK_BASE = 100_000_000
@@ -38,18 +39,6 @@ def new_id() -> str:
 
 def event_sk(sequence: int) -> str:
     return f"EVENT#{EVENT_SK_BASE + sequence}"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Polls `predicate` until it returns something truthy; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

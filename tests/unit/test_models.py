@@ -105,5 +105,7 @@ def test_provider_event_status_must_be_a_transaction_status() -> None:
 def test_enum_fields_accept_their_values_as_parsed_json_strings() -> None:
     request = CancelRequest.model_validate({"reasonType": "FRAUDULENT", "whenInFlight": "REJECT"})
     assert (request.reasonType, request.whenInFlight) == ("FRAUDULENT", "REJECT")
-    event = ProviderEventRequest.model_validate({"eventId": "e", "transactionId": "x" * 36, "status": "SETTLED"})
+    event = ProviderEventRequest.model_validate(
+        {"eventId": "e", "transactionId": "x" * 36, "status": "SETTLED"}
+    )
     assert event.status == "SETTLED"

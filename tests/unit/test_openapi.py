@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_docs_openapi_json_is_the_generated_document() -> None:
-    assert json.loads((ROOT / "docs/openapi.json").read_text()) == json.loads(document()), "run `make openapi`"
+    assert json.loads((ROOT / "docs/openapi.json").read_text()) == json.loads(document()), (
+        "run `make openapi`"
+    )
 
 
 def test_every_contract_route_is_documented() -> None:
