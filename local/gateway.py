@@ -15,9 +15,9 @@ guarded by its Api's `DefaultAuthorizer` (a REQUEST Lambda authorizer). What API
 - error answers use the Api's `GatewayResponses` (status, headers, `application/json` template with
   `$context.*` variables), falling back to DEFAULT_4XX / DEFAULT_5XX, then to API Gateway's own bodies.
 
-One deliberate difference: a request that matches no route gets the template's MISSING_AUTHENTICATION_TOKEN
-gateway response when it defines one; otherwise 404 with the contract's error body (code `not_found`) instead
-of API Gateway's built-in 403 `{"message": "Missing Authentication Token"}`.
+A request that matches no route gets the template's MISSING_AUTHENTICATION_TOKEN gateway response, as on
+AWS (the template answers 404 `not_found` in the contract's error shape); without one, the same 404 rather
+than API Gateway's built-in 403 `{"message": "Missing Authentication Token"}`.
 """
 
 from __future__ import annotations
