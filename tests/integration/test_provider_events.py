@@ -145,3 +145,18 @@ def test_a_payment_in_flight_past_expiry_that_settles_completes_the_session(
     move_expiry_to_the_past(aws, session_id)
     provider_event("sandbox_card", tx, "SETTLED")
     assert get(session_id)["status"] == "COMPLETED"
+
+
+def test_a_second_settlement_on_a_completed_session_raises_attention(aws: Any) -> None:
+    # Given two payment attempts in flight on one session
+    session_id = create_session()["sessionId"]
+    first, second = transaction(session_id), transaction(session_id)
+    # When both settle
+    provider_event("sandbox_card", first, "SETTLED")
+    provider_event("sandbox_card", second, "SETTLED")
+    # Then the session stays COMPLETED, and the double charge is flagged for a refund
+    assert get(session_id)["status"] == "COMPLETED"
+    assert aws.session_item(session_id)["refundRequired"] is True
+    last = events(session_id)[-1]
+    assert last["type"] == "session.attention_required"
+    assert last["data"] == {"reason": "DUPLICATE_SETTLEMENT", "transactionId": second, "refundRequired": True}

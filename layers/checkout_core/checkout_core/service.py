@@ -814,6 +814,17 @@ class CheckoutService:
             events.append(
                 _event("session.completed", f"provider:{provider_name}", now, {"transactionId": tx_id})
             )
+        elif target == TransactionStatus.SETTLED and item["status"] == SessionStatus.COMPLETED:
+            # Another payment already completed this session: the customer has now paid twice.
+            updates["refundRequired"] = True
+            events.append(
+                _event(
+                    "session.attention_required",
+                    f"provider:{provider_name}",
+                    now,
+                    {"reason": "DUPLICATE_SETTLEMENT", "transactionId": tx_id, "refundRequired": True},
+                )
+            )
         elif session_after is SessionStatus.EXPIRED and item["status"] != SessionStatus.EXPIRED:
             updates.update({"status": SessionStatus.EXPIRED.value, "expiredAt": to_iso(now)})
             remove.append("openShard")
