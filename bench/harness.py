@@ -86,29 +86,11 @@ def load_handler(name: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     return handler
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "bench"
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    timeout_seconds: int = 60
-    _started: float = field(default_factory=time.monotonic)
+def LambdaContext(function_name: str = "bench", timeout_seconds: int = 60) -> Any:
+    """The embedded runtime's Lambda context."""
+    from local.lambda_context import LambdaContext as RuntimeContext
 
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:123456789012:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000)
+    return RuntimeContext(function_name, memory_limit_in_mb=512, timeout_seconds=timeout_seconds)
 
 
 def api_event(

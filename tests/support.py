@@ -17,19 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 
 
-class LambdaContext:
-    def __init__(self, function_name: str = "test", remaining_ms: Callable[[], int] | None = None) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 512
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "test"
-        self._remaining_ms = remaining_ms or (lambda: 30_000)
+def LambdaContext(function_name: str = "test", timeout_seconds: int = 30) -> Any:
+    """A context shaped like the Lambda runtime's, as the embedded runtime makes it."""
+    from local.lambda_context import LambdaContext as RuntimeContext
 
-    def get_remaining_time_in_millis(self) -> int:
-        return self._remaining_ms()
+    return RuntimeContext(
+        function_name=function_name, memory_limit_in_mb=512, timeout_seconds=timeout_seconds
+    )
 
 
 @cache
@@ -99,7 +93,7 @@ class Answer:
         return self.json()["error"]
 
 
-def invoke(function: str, event: Any, context: LambdaContext | None = None) -> Any:
+def invoke(function: str, event: Any, context: Any = None) -> Any:
     return handler_module(function).lambda_handler(event, context or LambdaContext(function))
 
 
