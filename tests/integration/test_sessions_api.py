@@ -199,3 +199,35 @@ def test_a_body_that_is_not_declared_json_is_refused(aws: Any, content_type: str
 
 def test_json_with_a_charset_is_json(aws: Any) -> None:
     assert create(headers={"Content-Type": "application/json; charset=utf-8"}).status == 201
+
+
+def test_a_rare_status_is_paged_with_bounded_reads_and_nothing_is_skipped(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from checkout_core import repository
+
+    # Given one cancelled session among many open ones, and requests that read at most 2 pages
+    monkeypatch.setattr(repository, "LIST_PAGES_PER_REQUEST", 2)
+    cancelled = create().json()["sessionId"]
+    call(
+        "cancel_session",
+        api_event(
+            "cancel_session", f"/v1/sessions/{cancelled}/cancel", path_parameters={"sessionId": cancelled}
+        ),
+    )
+    for i in range(6):
+        create({**BODY, "referenceId": f"newer-{i}"})
+    # When the cancelled ones are listed one per page
+    found, cursor, requests = [], None, 0
+    while True:
+        page = list_sessions(
+            {"status": "CANCELLED", "limit": "1", **({"cursor": cursor} if cursor else {})}
+        ).json()
+        found += [session["sessionId"] for session in page["data"]]
+        requests += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    # Then it takes several requests, some of them empty, and finds exactly the one
+    assert found == [cancelled]
+    assert requests > 1

@@ -21,6 +21,7 @@ from checkout_core.settings import get_settings
 
 EVENT_SORT_BASE = 100_000_000
 EXPIRY_SHARDS = 10
+LIST_PAGES_PER_REQUEST = 10
 PROVIDER_EVENT_RETENTION_SECONDS = 7 * 24 * 3600
 _THROTTLING = frozenset(
     {
@@ -257,7 +258,9 @@ class SessionRepository:
         if cursor:
             kwargs["ExclusiveStartKey"] = self._serialize(_decode_cursor(cursor, tenant_id))
         found: list[dict[str, Any]] = []
-        while True:
+        # A filter can match few of the items a page reads; a request reads a bounded number of pages
+        # and hands back a cursor where it stopped, so its cost stays bounded however rare the status.
+        for _ in range(LIST_PAGES_PER_REQUEST):
             response = self._call("query", **kwargs)
             for raw in response.get("Items", []):
                 found.append(self._deserialize(raw))
@@ -267,6 +270,7 @@ class SessionRepository:
             if "LastEvaluatedKey" not in response:
                 return found, None
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found, _encode_cursor(self._deserialize(kwargs["ExclusiveStartKey"]))
 
     def due_keys(
         self,
