@@ -298,6 +298,7 @@ class Runtime:
         self._scheduler: Scheduler | None = None
         self._publisher: StreamPublisher | None = None
         self._session: Any = None
+        self._clients: dict[str, Any] = {}
 
     # ----------------------------------------------------------------------------------------------- start
 
@@ -391,10 +392,12 @@ class Runtime:
         )
 
     def client(self, service: str) -> Any:
-        """A client of moto's server (one session: its clients share the loaded service models)."""
+        """The client of moto's server for `service`, made once; one session, so they share loaded models."""
+        if service in self._clients:
+            return self._clients[service]
         if self._session is None:
             self._session = boto3.session.Session()
-        return self._session.client(
+        self._clients[service] = self._session.client(
             service,
             endpoint_url=self.moto_url,
             region_name=REGION,
@@ -402,6 +405,7 @@ class Runtime:
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             config=Config(retries={"mode": "standard", "max_attempts": 5}),
         )
+        return self._clients[service]
 
     def _create_resources(self, resolver: cfn.Resolver, parameters: dict[str, str]) -> None:
         dynamodb = self.client("dynamodb")

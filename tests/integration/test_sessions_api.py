@@ -178,7 +178,22 @@ class TestIdempotency:
         theirs = create(headers={"Idempotency-Key": "shared"}, tenant="other", return_hosts="example.com")
         assert theirs.status == 201 and theirs.json()["sessionId"] != ours.json()["sessionId"]
 
-    def test_errors_are_replayed_too_but_validation_of_the_key_comes_first(self, aws: Any) -> None:
+    def test_a_server_error_is_not_stored_so_a_retry_can_succeed(
+        self, aws: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from checkout_core.service import CheckoutService
+
+        original = CheckoutService.create_session
+        monkeypatch.setattr(
+            CheckoutService, "create_session", lambda *args: (_ for _ in ()).throw(RuntimeError())
+        )
+        failed = create(headers={"Idempotency-Key": "key-5xx"})
+        assert failed.status == 500 and failed.error["code"] == "internal_error"
+        monkeypatch.setattr(CheckoutService, "create_session", original)
+        retried = create(headers={"Idempotency-Key": "key-5xx"})
+        assert retried.status == 201 and "Idempotent-Replayed" not in retried.headers
+
+    def test_a_malformed_key_is_400_before_anything_runs(self, aws: Any) -> None:
         answer = create(headers={"Idempotency-Key": "x" * 256})
         assert answer.status == 400 and answer.error["param"] == "Idempotency-Key"
         answer = create(headers={"Idempotency-Key": "caf\u00e9"})

@@ -297,8 +297,6 @@ def _resolve_idempotently(
     except IdempotencyValidationError as exc:
         raise errors.IdempotencyKeyReused() from exc
     except IdempotencyPersistenceLayerError as exc:
-        if isinstance(exc.__cause__, _DoNotStore):
-            raise exc.__cause__ from None
         raise errors.ServiceUnavailable() from exc
 
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from checkout_core import aws
@@ -153,6 +154,19 @@ def from_dynamo(value: Any) -> Any:
     return value
 
 
+@cache
+def _type_deserializer() -> Any:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer()
+
+
+def item_from_dynamo(item: dict[str, Any]) -> dict[str, Any]:
+    """An item in DynamoDB's JSON (a GetItem answer, a stream image) as plain Python values."""
+    deserializer = _type_deserializer()
+    return {key: from_dynamo(deserializer.deserialize(value)) for key, value in item.items()}
+
+
 class SessionRepository:
     def __init__(
         self, table_name: str | None = None, client_factory: Callable[[], Any] | None = None
@@ -160,7 +174,6 @@ class SessionRepository:
         self.table_name = table_name or get_settings().table_name
         self._client_factory = client_factory or (lambda: aws.client("dynamodb"))
         self._serializer: Any = None
-        self._deserializer: Any = None
 
     # -- plumbing -------------------------------------------------------------------------------------
 
@@ -176,11 +189,7 @@ class SessionRepository:
         return {key: self._serializer.serialize(_to_dynamo(value)) for key, value in item.items()}
 
     def _deserialize(self, item: dict[str, Any]) -> dict[str, Any]:
-        if self._deserializer is None:
-            from boto3.dynamodb.types import TypeDeserializer
-
-            self._deserializer = TypeDeserializer()
-        return {key: from_dynamo(self._deserializer.deserialize(value)) for key, value in item.items()}
+        return item_from_dynamo(item)
 
     def _values(self, values: dict[str, Any]) -> dict[str, Any]:
         return self._serialize(values) if values else {}
@@ -440,24 +449,13 @@ class SessionRepository:
                 raise WriteConflict("session") from exc
             if error.get("Code") != "TransactionCanceledException":
                 raise
-            reasons = exc.response.get("CancellationReasons") or _reasons_from_message(
-                error.get("Message", "")
-            )
-            for index, reason in enumerate(reasons):
+            for index, reason in enumerate(exc.response.get("CancellationReasons", [])):
                 code = reason.get("Code")
                 if code in ("ConditionalCheckFailed", "TransactionConflict"):
                     raise WriteConflict(items[index][1]) from exc
                 if code in _THROTTLING or code == "ThrottlingError":
                     raise ServiceUnavailable() from exc
             raise
-
-
-def _reasons_from_message(message: str) -> list[dict[str, str]]:
-    """Some SDKs surface the reasons only in the message: `... reasons [None, ConditionalCheckFailed]`."""
-    if "[" not in message:
-        return []
-    inside = message[message.rfind("[") + 1 : message.rfind("]")]
-    return [{"Code": part.strip()} for part in inside.split(",")]
 
 
 def _encode_cursor(item: dict[str, Any]) -> str:
