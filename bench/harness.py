@@ -51,11 +51,11 @@ def prepare_environment() -> None:
 
 def reset_caches() -> None:
     """Forgets cached settings, clients and services, so that the next use reads the environment again."""
-    from checkout_core import aws, http, providers, service, settings
+    from checkout_core import aws, context, http, providers, settings
 
     settings.get_settings.cache_clear()
     aws.client.cache_clear()
-    service.get_service.cache_clear()
+    context.get_context.cache_clear()
     providers.get_providers.cache_clear()
     http._persistence_layer = None
 

@@ -1,24 +1,36 @@
-"""Makes moto's DynamoDB apply each request atomically, as DynamoDB does.
+"""Makes moto's DynamoDB behave as DynamoDB does where the service's correctness and cost rest on it.
 
-moto's backend checks a condition and then writes without a lock, so two concurrent conditional
-writes could both pass their checks; and a TransactWriteItems that fails a condition rolls back by
-putting back a copy of the whole table taken before it started, undoing writes made meanwhile and
-replacing the stream's shard. DynamoDB never allows any of that, and the service's correctness rests
-on it; the emulator must not invent races the real service cannot have. Serialising moto's DynamoDB
-and DynamoDB Streams request handling restores per-request atomicity. It applies in-process (mock_aws)
-and to moto's server alike, which dispatches to the same handlers. Other services are not serialised:
-a Step Functions task may call DynamoDB while its own request is open.
+- **Each request is atomic.** moto's backend checks a condition and then writes without a lock, so two
+  concurrent conditional writes could both pass their checks. Serialising moto's DynamoDB and DynamoDB
+  Streams request handling restores per-request atomicity, in-process (mock_aws) and in moto's server alike,
+  which dispatches to the same handlers. Other services are not serialised: a Step Functions task may call
+  DynamoDB while its own request is open.
+- **A transaction costs what it touches.** moto's TransactWriteItems deep-copies every table it touches
+  before it starts, to roll back by putting the copy back: a cost that grows with the table, and a rollback
+  that replaces the stream's shard. Here a transaction checks every condition first, then writes; should a
+  write still fail, only the items it touched are put back and the stream records it added are dropped, so
+  the stream only ever sees committed writes.
+- **ClientRequestToken is honoured for 10 minutes.** A TransactWriteItems repeated with the token of one that
+  succeeded is answered with success and changes nothing; the same token with other parameters is
+  refused with IdempotentParameterMismatchException, as DynamoDB does.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import threading
+import time
 from typing import Any
 
 _lock = threading.RLock()
+REQUEST_TOKEN_SECONDS = 600
+_tokens: dict[str, tuple[str, float]] = {}
 
 
 def install() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
@@ -28,6 +40,12 @@ def install() -> None:
             continue
         handler.call_action = _serialised(handler.call_action)
         handler._checkout_atomic = True
+    responses: Any = DynamoHandler
+    if not getattr(responses, "_checkout_tokens", False):
+        responses.transact_write_items = _honour_request_token(responses.transact_write_items)
+        responses._checkout_tokens = True
+    backend: Any = DynamoDBBackend
+    backend.transact_write_items = transact_write_items
 
 
 def _serialised(call_action: Any) -> Any:
@@ -36,3 +54,156 @@ def _serialised(call_action: Any) -> Any:
             return call_action(self)
 
     return serialised_call_action
+
+
+def _honour_request_token(transact_write_items: Any) -> Any:
+    from moto.dynamodb.exceptions import DynamodbException
+
+    class IdempotentParameterMismatchException(DynamodbException):
+        def __init__(self) -> None:
+            super().__init__(
+                "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                "The request uses the same client token as a previous, but non-identical request.",
+            )
+
+    def honouring(self: Any) -> Any:
+        token = self.body.get("ClientRequestToken")
+        if not token:
+            return transact_write_items(self)
+        fingerprint = hashlib.sha256(
+            json.dumps(self.body["TransactItems"], sort_keys=True).encode()
+        ).hexdigest()
+        now = time.monotonic()
+        for expired in [key for key, (_, until) in _tokens.items() if until <= now]:
+            del _tokens[expired]
+        seen = _tokens.get(token)
+        if seen is not None:
+            if seen[0] != fingerprint:
+                raise IdempotentParameterMismatchException()
+            return None
+        result = transact_write_items(self)
+        _tokens[token] = (fingerprint, now + REQUEST_TOKEN_SECONDS)
+        return result
+
+    return honouring
+
+
+def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    """DynamoDBBackend.transact_write_items: all conditions checked, then all writes, or none."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    targets: list[tuple[str, dict[str, Any]]] = []
+    seen: set[tuple[str, str]] = set()
+    errors: list[tuple[Any, Any, Any]] = []
+    for item in transact_items:
+        if len(item) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(item.items()))
+        if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+            raise ValueError("Unsupported transaction operation")
+        table_name = op["TableName"]
+        table = self.get_table(table_name)
+        if op_type == "Put":
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        else:
+            key = op["Key"]
+        identity = (str(table_name), str(dict(sorted(key.items()))))
+        if identity in seen:
+            raise MultipleTransactionsException()
+        seen.add(identity)
+        targets.append((table_name, key))
+        current = self.get_item(table_name, key)
+        condition = op.get("ConditionExpression")
+        failure: tuple[Any, Any, Any] = (None, None, None)
+        if condition is not None:
+            check = get_filter_expression(
+                condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            )
+            if not check.expr(current):
+                old = None
+                if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                    old = current.to_json()["Attributes"]
+                failure = ("ConditionalCheckFailed", ConditionalCheckFailed(item=old).message, old)
+        errors.append(failure)
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
+
+    def locate(table: Any, key: dict[str, Any]) -> tuple[Any, Any]:
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        return hash_value, range_value
+
+    # What each write could change, to put back should a later write fail.
+    snapshots = []
+    stream_lengths: dict[str, int] = {}
+    for table_name, key in targets:
+        table = self.get_table(table_name)
+        hash_value, range_value = locate(table, key)
+        snapshots.append(
+            (table, hash_value, range_value, copy.deepcopy(table.get_item(hash_value, range_value)))
+        )
+        if table.stream_shard is not None:
+            stream_lengths.setdefault(table_name, len(table.stream_shard.items))
+    applied: list[tuple[Any, Any, Any]] = [(None, None, None)] * len(transact_items)
+    for index, item in enumerate(transact_items):
+        op_type, op = next(iter(item.items()))
+        try:
+            _write(self, op_type, op, targets[index][1])
+        except Exception as exc:
+            _roll_back(self, snapshots, stream_lengths)
+            if isinstance(exc, MockValidationException):
+                raise
+            failed = list(applied)
+            failed[index] = (type(exc).__name__, str(exc), None)
+            raise TransactionCanceledException(failed) from exc
+
+
+def _write(backend: Any, op_type: str, op: dict[str, Any], key: dict[str, Any]) -> None:
+    names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+    if op_type == "Put":
+        backend.put_item(
+            op["TableName"], op["Item"], expression_attribute_names=names, expression_attribute_values=values
+        )
+    elif op_type == "Delete":
+        backend.delete_item(
+            op["TableName"], key, expression_attribute_names=names, expression_attribute_values=values
+        )
+    elif op_type == "Update":
+        backend.update_item(
+            op["TableName"],
+            key,
+            update_expression=op["UpdateExpression"],
+            expression_attribute_names=names,
+            expression_attribute_values=values,
+        )
+
+
+def _roll_back(
+    backend: Any, snapshots: list[tuple[Any, Any, Any, Any]], stream_lengths: dict[str, int]
+) -> None:
+    for table, hash_value, range_value, before in reversed(snapshots):
+        if range_value is not None:
+            if before is None:
+                table.items.get(hash_value, {}).pop(range_value, None)
+            else:
+                table.items[hash_value][range_value] = before
+        elif before is None:
+            table.items.pop(hash_value, None)
+        else:
+            table.items[hash_value] = before
+    for table_name, length in stream_lengths.items():
+        shard = backend.get_table(table_name).stream_shard
+        del shard.items[length:]

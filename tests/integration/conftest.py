@@ -35,7 +35,7 @@ import boto3
 from moto import mock_aws
 
 from checkout_core import aws as aws_clients
-from checkout_core import providers, service
+from checkout_core import context, providers
 from checkout_core.api_keys import hash_api_key
 from checkout_core.repository import SessionRepository
 from local import atomic_dynamodb, cfn
@@ -80,7 +80,7 @@ def aws() -> Iterator[Aws]:
     dynamodb, stepfunctions, events = _clients()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         aws_clients.client.cache_clear()
-        service.get_service.cache_clear()
+        context.get_context.cache_clear()
         providers.get_providers.cache_clear()
         table = os.environ["TABLE_NAME"]
         cfn.create_tables(
@@ -100,7 +100,7 @@ def aws() -> Iterator[Aws]:
         yield Aws(dynamodb, stepfunctions, events, table, arn)
         _stop_running_executions(stepfunctions, arn)
         aws_clients.client.cache_clear()
-        service.get_service.cache_clear()
+        context.get_context.cache_clear()
 
 
 def _stop_running_executions(stepfunctions: Any, arn: str) -> None:

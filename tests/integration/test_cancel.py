@@ -103,15 +103,17 @@ def test_an_uncancellable_transaction_leaves_the_session_pending_until_it_ends(a
 def test_a_settlement_while_pending_is_listed_and_flags_a_refund(aws: Any) -> None:
     session_id = create_session()["sessionId"]
     bank = transaction(session_id, "sandbox_bank_transfer")
-    assert cancel(session_id).json()["status"] == "PENDING_CANCELLATION"
+    reasons = {"reason": "changed my mind", "reasonType": "CUSTOMER_REQUESTED", "referenceId": "case-7"}
+    assert cancel(session_id, reasons).json()["status"] == "PENDING_CANCELLATION"
     wait_until(lambda: _token_stored(aws, bank), what="the finaliser to store its task token")
     assert provider_event("sandbox_bank_transfer", bank, "SETTLED").json()["applied"] is True
     final = wait_until(lambda: (s := get(session_id))["status"] == "CANCELLED" and s, what="CANCELLED")
     assert final["cancellation"]["settledTransactionIds"] == [bank]
     assert final["completedAt"] is None
     last = events(session_id)[-1]
-    assert last["type"] == "session.cancelled"
-    assert last["data"] == {"refundRequired": True, "settledTransactionIds": [bank]}
+    # The workflow's session.cancelled says what the API's does: the reasons, the settlement, the refund due
+    assert last["type"] == "session.cancelled" and last["actor"] == "workflow"
+    assert last["data"] == {**reasons, "refundRequired": True, "settledTransactionIds": [bank]}
 
 
 def test_a_failed_provider_cancel_is_pending_never_lost(aws: Any) -> None:
@@ -202,13 +204,14 @@ def test_cancel_with_an_idempotency_key_replays(aws: Any) -> None:
 
 
 def test_a_retried_cancel_does_not_start_a_second_finaliser(aws: Any) -> None:
-    from checkout_core.service import get_service
+    from checkout_core.context import get_context
+    from checkout_core.finalisation import start_finaliser
 
     session_id = create_session()["sessionId"]
     transaction(session_id, "sandbox_bank_transfer")
     cancel(session_id)
     item = aws.session_item(session_id)
-    get_service()._start_finaliser(item)
+    start_finaliser(get_context(), item)
     assert len(aws.executions()) == 1
 
 

@@ -31,6 +31,13 @@ FAST_RECHECK = "1"
 
 RECHECK_CYCLE = ["RecheckTransaction", "IsStillInFlight", "StoreTaskTokenAndWait"]
 
+# The seeded cancellation's reasons: the workflow's session.cancelled repeats them, as the API's does.
+SEEDED_REASONS = {
+    "reason": {"S": "customer changed their mind"},
+    "reasonType": {"S": "CUSTOMER_REQUESTED"},
+    "referenceId": {"NULL": True},
+}
+
 
 def _finaliser(recheck_seconds: str) -> Iterator[Finaliser]:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
@@ -124,7 +131,11 @@ def test_all_callbacks_arrive_then_the_session_is_cancelled(callbacks_only: Fina
     assert callbacks_only.wait_for_end(execution, timeout=10)["status"] == "SUCCEEDED"
     final = _assert_cancelled(callbacks_only, session_id, final_event_id)
     assert final["sequence"]["N"] == str(seq_before + 3)
-    assert final["data"]["M"] == {"refundRequired": {"BOOL": False}, "settledTransactionIds": {"L": []}}
+    assert final["data"]["M"] == {
+        **SEEDED_REASONS,
+        "refundRequired": {"BOOL": False},
+        "settledTransactionIds": {"L": []},
+    }
     session = callbacks_only.session(session_id)
     assert int(session["version"]["N"]) == version_before + 3
     assert _types(callbacks_only.timeline(session_id))[-3:] == [
@@ -241,6 +252,7 @@ def test_deadline_passed_raises_attention_once_and_never_finalises_silently(fast
     assert fast_recheck.wait_for_end(execution, timeout=15)["status"] == "SUCCEEDED"
     final = _assert_cancelled(fast_recheck, session_id, final_event_id)
     assert final["data"]["M"] == {
+        **SEEDED_REASONS,
         "refundRequired": {"BOOL": True},
         "settledTransactionIds": {"L": [{"S": tx_a}]},
     }
@@ -269,6 +281,7 @@ def test_transaction_settling_during_the_wait_makes_a_refund_due(callbacks_only:
     assert callbacks_only.wait_for_end(execution, timeout=10)["status"] == "SUCCEEDED"
     final = _assert_cancelled(callbacks_only, session_id, final_event_id)
     assert final["data"]["M"] == {
+        **SEEDED_REASONS,
         "refundRequired": {"BOOL": True},
         "settledTransactionIds": {"L": [{"S": tx}]},
     }

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
+from checkout_core import cancellation, expiry, payments
 from checkout_core.clock import from_epoch, utc_now
+from checkout_core.context import Context
 from checkout_core.errors import SessionExpired
 from checkout_core.faults import InjectedCrash
 from checkout_core.models import Tenant
 from checkout_core.repository import SessionChange, SessionRepository
-from checkout_core.service import CheckoutService
 from tests.integration.flows import (
     cancel,
     create_session,
@@ -44,13 +45,13 @@ class MeetingRepository(SessionRepository):
         return super().apply(change)
 
 
-def service_at(aws: Any, moment: datetime, barrier: threading.Barrier | None = None) -> CheckoutService:
+def context_at(aws: Any, moment: datetime, barrier: threading.Barrier | None = None) -> Context:
     repository = MeetingRepository(aws.table_name, barrier) if barrier else SessionRepository(aws.table_name)
-    return CheckoutService(repository=repository, clock=lambda: moment)
+    return Context(repository=repository, clock=lambda: moment)
 
 
 def sweep(aws: Any, moment: datetime, time_left: Callable[[], int] = lambda: 60_000) -> Any:
-    return service_at(aws, moment).sweep(time_left)
+    return expiry.sweep(context_at(aws, moment), time_left)
 
 
 def expires_at(aws: Any, session_id: str) -> datetime:
@@ -117,14 +118,14 @@ def test_sweep_against_a_cancel_ends_in_one_state_with_one_event(aws: Any) -> No
     session_id = create_session()["sessionId"]
     deadline = expires_at(aws, session_id)
     barrier = threading.Barrier(2)
-    canceller = service_at(aws, deadline - timedelta(seconds=1), barrier)
-    sweeper = service_at(aws, deadline + timedelta(seconds=1), barrier)
+    canceller = context_at(aws, deadline - timedelta(seconds=1), barrier)
+    sweeper = context_at(aws, deadline + timedelta(seconds=1), barrier)
     from checkout_core.models import CancelRequest
 
     # When both read the OPEN session and then write at once
     outcomes = run_together(
-        lambda: canceller.cancel_session(TENANT, session_id, CancelRequest()),
-        lambda: sweeper.expire_session(session_id),
+        lambda: cancellation.cancel_session(canceller, TENANT, session_id, CancelRequest()),
+        lambda: expiry.expire_session(sweeper, session_id),
     )
     # Then exactly one of them changed the session
     final = aws.session_item(session_id)["status"]
@@ -143,11 +144,11 @@ def test_sweep_against_a_payment_attempt_ends_in_one_state(aws: Any) -> None:
     session_id = create_session()["sessionId"]
     deadline = expires_at(aws, session_id)
     barrier = threading.Barrier(2)
-    payer = service_at(aws, deadline - timedelta(seconds=1), barrier)
-    sweeper = service_at(aws, deadline + timedelta(seconds=1), barrier)
+    payer = context_at(aws, deadline - timedelta(seconds=1), barrier)
+    sweeper = context_at(aws, deadline + timedelta(seconds=1), barrier)
     outcomes = run_together(
-        lambda: payer.create_transaction(TENANT, session_id, "sandbox_card"),
-        lambda: sweeper.expire_session(session_id),
+        lambda: payments.create_transaction(payer, TENANT, session_id, "sandbox_card"),
+        lambda: expiry.expire_session(sweeper, session_id),
     )
     item = aws.session_item(session_id)
     if item["status"] == "OPEN":
@@ -163,9 +164,9 @@ def test_two_overlapping_sweeps_expire_once(aws: Any) -> None:
     session_id = create_session()["sessionId"]
     later = expires_at(aws, session_id) + timedelta(seconds=1)
     barrier = threading.Barrier(2)
-    first, second = service_at(aws, later, barrier), service_at(aws, later, barrier)
+    first, second = context_at(aws, later, barrier), context_at(aws, later, barrier)
     outcomes = run_together(
-        lambda: first.expire_session(session_id), lambda: second.expire_session(session_id)
+        lambda: expiry.expire_session(first, session_id), lambda: expiry.expire_session(second, session_id)
     )
     assert sorted(outcomes) == [False, True]
     assert event_types(session_id) == ["session.created", "session.expired"]

@@ -181,15 +181,13 @@ class TestIdempotency:
     def test_a_server_error_is_not_stored_so_a_retry_can_succeed(
         self, aws: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from checkout_core.service import CheckoutService
+        from checkout_core import sessions
 
-        original = CheckoutService.create_session
-        monkeypatch.setattr(
-            CheckoutService, "create_session", lambda *args: (_ for _ in ()).throw(RuntimeError())
-        )
+        original = sessions.create_session
+        monkeypatch.setattr(sessions, "create_session", lambda *args: (_ for _ in ()).throw(RuntimeError()))
         failed = create(headers={"Idempotency-Key": "key-5xx"})
         assert failed.status == 500 and failed.error["code"] == "internal_error"
-        monkeypatch.setattr(CheckoutService, "create_session", original)
+        monkeypatch.setattr(sessions, "create_session", original)
         retried = create(headers={"Idempotency-Key": "key-5xx"})
         assert retried.status == 201 and "Idempotent-Replayed" not in retried.headers
 
@@ -246,3 +244,31 @@ def test_a_rare_status_is_paged_with_bounded_reads_and_nothing_is_skipped(
     # Then it takes several requests, some of them empty, and finds exactly the one
     assert found == [cancelled]
     assert requests > 1
+
+
+def test_a_write_conflict_that_outlasts_the_retries_is_503_with_retry_after(aws: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    from checkout_core import aws as aws_clients
+
+    # Given DynamoDB answering every transaction with a conflict on the session item
+    def conflict(**_: Any) -> None:
+        raise ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                "CancellationReasons": [{"Code": "TransactionConflict"}],
+            },
+            "TransactWriteItems",
+        )
+
+    events = aws_clients.client("dynamodb").meta.events
+    events.register("before-call.dynamodb.TransactWriteItems", conflict, unique_id="conflict")
+    try:
+        # When a create cannot write
+        answer = create()
+    finally:
+        events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="conflict")
+    # Then the client is told to retry shortly, and nothing was created
+    assert answer.status == 503 and answer.error["code"] == "service_unavailable"
+    assert answer.headers["Retry-After"] == "1"
+    assert list_sessions().json()["data"] == []

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from checkout_core.service import event_view, session_view
+from checkout_core.views import event_view, session_view
 
 NOW = datetime(2026, 11, 22, 18, 0, 0, tzinfo=UTC)
 

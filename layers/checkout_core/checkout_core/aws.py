@@ -12,4 +12,4 @@ def client(service_name: str) -> Any:
     from botocore.config import Config
 
     config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
-    return boto3.session.Session().client(service_name, config=config)  # type: ignore[call-overload]
+    return boto3.session.Session().client(service_name, config=config)

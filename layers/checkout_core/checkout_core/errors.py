@@ -94,6 +94,17 @@ class ConcurrentUpdate(DomainError):
         super().__init__("The session is changing too fast; retry shortly.")
 
 
+class WriteConflict(ConcurrentUpdate):
+    """A condition of a write failed. `part` is "session", "transaction:<id>" or "item:<pk>".
+
+    The capabilities catch it to re-read and decide again; one that escapes them is answered as a
+    ConcurrentUpdate (503, retry shortly), never as an internal error."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__()
+        self.part = part
+
+
 class ServiceUnavailable(DomainError):
     def __init__(self, retry_after_seconds: int = 1) -> None:
         super().__init__("A dependency is unavailable; retry shortly.")

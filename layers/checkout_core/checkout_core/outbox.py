@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checkout_core.service import event_view
+from checkout_core.views import event_view
 
 
 def events_from_stream(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,13 +18,14 @@ from functools import cache
 from typing import Any
 
 from checkout_core import aws
-from checkout_core.errors import InvalidRequest, ServiceUnavailable
+from checkout_core.errors import InvalidRequest, ServiceUnavailable, WriteConflict
 from checkout_core.settings import get_settings
 
 EVENT_SORT_BASE = 100_000_000
 EXPIRY_SHARDS = 10
 LIST_PAGES_PER_REQUEST = 10
 PROVIDER_EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+MAX_REQUEST_TOKEN_LENGTH = 36
 _THROTTLING = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -51,12 +53,13 @@ def shard_of(session_id: str) -> int:
     return int(session_id.replace("-", "")[-8:], 16) % EXPIRY_SHARDS
 
 
-class WriteConflict(Exception):
-    """A condition of a write failed. `part` is "session", "transaction:<id>" or "item:<pk>"."""
-
-    def __init__(self, part: str) -> None:
-        super().__init__(part)
-        self.part = part
+def request_token(session_id: str, expected_version: int, operation: str, items: list[dict[str, Any]]) -> str:
+    """The ClientRequestToken of one logical write: the session, the version it expects, the operation and
+    the digest of what it writes. A retry of the same request (botocore's, after a timeout) carries the same
+    token, so DynamoDB answers it as it answered the first; two different writes never share one."""
+    digest = hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
+    logical = f"{session_id}|{expected_version}|{operation}|{digest}"
+    return hashlib.sha256(logical.encode()).hexdigest()[:MAX_REQUEST_TOKEN_LENGTH]
 
 
 @dataclass
@@ -72,8 +75,10 @@ class TransactionChange:
 
 @dataclass
 class SessionChange:
-    """One state change of one session, written atomically with its events."""
+    """One state change of one session, written atomically with its events. `operation` names the logical
+    write (it is part of the write's ClientRequestToken)."""
 
+    operation: str
     session_id: str
     expected_version: int
     seen_seq: int
@@ -327,6 +332,9 @@ class SessionRepository:
         session_id = session["sessionId"]
         event_item = self._event_item(session_id, 1, event)
         self._transact(
+            session_id,
+            0,
+            "create_session",
             [
                 self._put(session, "attribute_not_exists(pk)", f"item:{session['pk']}"),
                 self._put(
@@ -340,7 +348,7 @@ class SessionRepository:
                     f"item:PAYTOKEN#{pay_token_hash}",
                 ),
                 self._put(event_item, "attribute_not_exists(pk)", f"item:{event_item['pk']}"),
-            ]
+            ],
         )
 
     def apply(self, change: SessionChange) -> int:
@@ -385,7 +393,7 @@ class SessionRepository:
             items.append(self._put(event_item, "attribute_not_exists(pk)", f"item:{event_item['sk']}"))
         for new_item in change.new_items:
             items.append(self._put(new_item, "attribute_not_exists(pk)", f"item:{new_item['pk']}"))
-        self._transact(items)
+        self._transact(change.session_id, change.expected_version, change.operation, items)
         return new_version
 
     def _transaction_update(self, change: TransactionChange) -> tuple[dict[str, Any], str]:
@@ -438,11 +446,15 @@ class SessionRepository:
             part,
         )
 
-    def _transact(self, items: list[tuple[dict[str, Any], str]]) -> None:
+    def _transact(
+        self, session_id: str, expected_version: int, operation: str, items: list[tuple[dict[str, Any], str]]
+    ) -> None:
         from botocore.exceptions import ClientError
 
+        transact_items = [item for item, _ in items]
+        token = request_token(session_id, expected_version, operation, transact_items)
         try:
-            self._call("transact_write_items", TransactItems=[item for item, _ in items])
+            self._call("transact_write_items", TransactItems=transact_items, ClientRequestToken=token)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             if error.get("Code") == "TransactionConflictException":

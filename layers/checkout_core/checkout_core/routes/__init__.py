@@ -16,7 +16,7 @@ from checkout_core.errors import InvalidRequest
 from checkout_core.models import ErrorResponse
 
 if TYPE_CHECKING:
-    from checkout_core.service import CheckoutService
+    from checkout_core.context import Context
 
 SessionId = Annotated[str, Path(description="UUIDv7 of the session")]
 
@@ -36,11 +36,11 @@ def error_responses(*statuses: int) -> dict[int, Any]:
     }
 
 
-def get_service() -> CheckoutService:
-    """The service, built on first use: importing a handler stays cheap (cold starts)."""
-    from checkout_core.service import get_service as service
+def get_context() -> Context:
+    """What the capabilities work with, built on first use: importing a handler stays cheap (cold starts)."""
+    from checkout_core.context import get_context as context
 
-    return service()
+    return context()
 
 
 def created(model: Any) -> Response[str]:

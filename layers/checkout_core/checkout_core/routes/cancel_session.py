@@ -15,7 +15,7 @@ from checkout_core.models import (
 from checkout_core.routes import (
     SessionId,
     error_responses,
-    get_service,
+    get_context,
 )
 
 router = Router()
@@ -32,4 +32,6 @@ def cancel_session(
         CancelRequest | None, Body(description="All fields optional; an empty body is a default cancel")
     ] = None,
 ) -> CancelResponse:
-    return get_service().cancel_session(tenant_of(router), sessionId, body or CancelRequest())
+    from checkout_core.cancellation import cancel_session as cancel
+
+    return cancel(get_context(), tenant_of(router), sessionId, body or CancelRequest())

@@ -13,7 +13,7 @@ from checkout_core.models import (
 from checkout_core.routes import (
     created,
     error_responses,
-    get_service,
+    get_context,
 )
 
 router = Router()
@@ -28,6 +28,8 @@ router = Router()
     },
 )
 def create_session(body: CreateSessionRequest) -> Response[str]:
-    service = get_service()
-    base_url = public_base_url(router, service.settings.public_base_url)
-    return created(service.create_session(tenant_of(router), body, base_url))
+    from checkout_core.sessions import create_session as create
+
+    context = get_context()
+    base_url = public_base_url(router, context.settings.public_base_url)
+    return created(create(context, tenant_of(router), body, base_url))

@@ -14,7 +14,7 @@ from checkout_core.routes import (
     SessionId,
     created,
     error_responses,
-    get_service,
+    get_context,
 )
 
 router = Router()
@@ -29,5 +29,6 @@ router = Router()
     },
 )
 def create_transaction(sessionId: SessionId, body: CreateTransactionRequest) -> Response[str]:
-    tenant = tenant_of(router)
-    return created(get_service().create_transaction(tenant, sessionId, body.provider))
+    from checkout_core.payments import create_transaction as create
+
+    return created(create(get_context(), tenant_of(router), sessionId, body.provider))

@@ -11,7 +11,7 @@ from checkout_core.models import (
 from checkout_core.routes import (
     SessionId,
     error_responses,
-    get_service,
+    get_context,
 )
 
 router = Router()
@@ -19,4 +19,6 @@ router = Router()
 
 @router.get("/v1/sessions/<sessionId>", summary="Read one session", responses=error_responses(400, 401, 404))
 def get_session(sessionId: SessionId) -> Session:
-    return get_service().get_session(tenant_of(router), sessionId)
+    from checkout_core.sessions import get_session as read
+
+    return read(get_context(), tenant_of(router), sessionId)

@@ -11,7 +11,7 @@ from checkout_core.models import (
 from checkout_core.routes import (
     SessionId,
     error_responses,
-    get_service,
+    get_context,
 )
 
 router = Router()
@@ -23,4 +23,6 @@ router = Router()
     responses=error_responses(400, 401, 404),
 )
 def list_session_events(sessionId: SessionId) -> EventList:
-    return EventList(data=get_service().list_events(tenant_of(router), sessionId))
+    from checkout_core.sessions import list_events
+
+    return EventList(data=list_events(get_context(), tenant_of(router), sessionId))

@@ -13,7 +13,7 @@ from checkout_core.models import (
 )
 from checkout_core.routes import (
     error_responses,
-    get_service,
+    get_context,
     refuse_unknown_query,
 )
 from checkout_core.transitions import SessionStatus
@@ -28,4 +28,6 @@ def list_sessions(
     cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
 ) -> SessionList:
     refuse_unknown_query(router, {"status", "limit", "cursor"})
-    return get_service().list_sessions(tenant_of(router), status, limit, cursor)
+    from checkout_core.sessions import list_sessions as list_page
+
+    return list_page(get_context(), tenant_of(router), status, limit, cursor)

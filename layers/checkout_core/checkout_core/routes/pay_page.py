@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from checkout_core.routes import (
-    get_service,
+    get_context,
 )
 from checkout_core.transitions import SessionStatus
 
@@ -32,7 +32,9 @@ def _page(status: int, title: str, text: str) -> Response[str]:
 
 @router.get("/pay/<token>", summary="Hosted checkout page", include_in_schema=False)
 def pay_page(token: str) -> Response[str]:
-    session = get_service().pay_page_session(token)
+    from checkout_core.sessions import pay_page_session
+
+    session = pay_page_session(get_context(), token)
     if session is None:
         return _page(404, "Checkout not found", "This checkout link is not valid.")
     if session.status is not SessionStatus.OPEN:

@@ -16,7 +16,7 @@ from checkout_core.models import (
 )
 from checkout_core.routes import (
     error_responses,
-    get_service,
+    get_context,
     invalid,
 )
 
@@ -38,9 +38,10 @@ def _signed_body_schema() -> dict[str, Any]:
 )
 def receive_provider_event(provider: Annotated[str, Path(max_length=64)]) -> ProviderEventAck:
     from checkout_core import signatures
+    from checkout_core.provider_events import apply_provider_event
 
-    service = get_service()
-    secret = service.providers.webhook_secret(provider)
+    context = get_context()
+    secret = context.providers.webhook_secret(provider)
     if secret is None:
         raise InvalidRequest("Unknown provider.", "provider")
     event = router.current_event
@@ -50,5 +51,5 @@ def receive_provider_event(provider: Annotated[str, Path(max_length=64)]) -> Pro
         request = ProviderEventRequest.model_validate_json(raw)
     except ValidationError as exc:
         raise invalid(exc) from exc
-    result = service.apply_provider_event(provider, request)
+    result = apply_provider_event(context, provider, request)
     return ProviderEventAck(applied=result.applied)

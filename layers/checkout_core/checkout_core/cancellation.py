@@ -1,0 +1,168 @@
+"""Cancel: lock the session against new attempts, cancel at the providers what can be cancelled in
+flight, record the outcome. Nothing in flight: one write to CANCELLED. Otherwise the lock
+(PENDING_CANCELLATION) comes first, then the provider calls, then finalisation.py records them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from checkout_core import faults, finalisation, transitions
+from checkout_core.changes import (
+    Guard,
+    attempts,
+    new_event,
+    owned_session,
+    plural,
+    reason_data,
+    require_open,
+    session_change,
+)
+from checkout_core.clock import to_iso
+from checkout_core.context import Context
+from checkout_core.errors import ConcurrentUpdate, SessionNotCancellable, TransactionsInFlight, WriteConflict
+from checkout_core.models import Cancellation, CancelRequest, CancelResponse, Tenant, WhenInFlight
+from checkout_core.observability import count_transition, logger
+from checkout_core.providers import CancelOutcome
+from checkout_core.repository import shard_of
+from checkout_core.transitions import SessionStatus
+from checkout_core.views import transactions_in_order
+
+
+def cancel_session(ctx: Context, tenant: Tenant, session_id: str, request: CancelRequest) -> CancelResponse:
+    for _ in attempts():
+        item = owned_session(ctx.repository, tenant, session_id)
+        now = ctx.clock()
+        require_open(item, now, SessionNotCancellable)
+        plan = transitions.plan_cancellation(
+            (tx["transactionId"], tx["status"], ctx.can_cancel_in_flight(tx["provider"]))
+            for tx in transactions_in_order(item)
+        )
+        if request.whenInFlight is WhenInFlight.REJECT and plan.left_in_flight:
+            raise TransactionsInFlight(list(plan.left_in_flight))
+        cancellation = _new_cancellation(ctx, request, plan.in_flight, now)
+        try:
+            if not plan.in_flight:
+                return cancel_response(_cancel_now(ctx, item, cancellation, now))
+            locked = _lock(ctx, item, cancellation, now)
+        except WriteConflict:
+            continue
+        break
+    else:
+        raise ConcurrentUpdate()
+    faults.inject("cancel.after_lock")
+    outcomes = finalisation.cancel_at_providers(ctx, locked, plan.to_cancel_at_provider)
+    cancelled = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.CANCELLED]
+    final = finalisation.record_provider_cancellations(ctx, locked, cancelled, actor="api", tokens=None)
+    if final["status"] == SessionStatus.PENDING_CANCELLATION:
+        finalisation.start_finaliser(ctx, final)
+    return cancel_response(final)
+
+
+def _new_cancellation(
+    ctx: Context, request: CancelRequest, in_flight: tuple[str, ...], now: datetime
+) -> dict[str, Any]:
+    return {
+        "reason": request.reason,
+        "reasonType": request.reasonType.value if request.reasonType else None,
+        "referenceId": request.referenceId,
+        "requestedAt": to_iso(now),
+        "finalizedAt": None,
+        "finalizeBy": to_iso(now + timedelta(seconds=ctx.settings.cancellation_deadline_seconds)),
+        "cancelledTransactionIds": [],
+        "pendingTransactionIds": list(in_flight),
+        "settledTransactionIds": [],
+        "attentionRequired": False,
+    }
+
+
+def _cancel_now(
+    ctx: Context, item: dict[str, Any], cancellation: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """OPEN -> CANCELLED in one write, when nothing is in flight."""
+    cancellation = {**cancellation, "finalizedAt": to_iso(now), "pendingTransactionIds": []}
+    guard = Guard.move(SessionStatus.OPEN, SessionStatus.CANCELLED).before_expiry(now).nothing_in_flight()
+    change = session_change(
+        item,
+        "cancel",
+        set={
+            "status": SessionStatus.CANCELLED.value,
+            "cancelledAt": to_iso(now),
+            "updatedAt": to_iso(now),
+            "cancellation": cancellation,
+            "refundRequired": False,
+        },
+        remove=["openShard"],
+        guard=guard,
+        events=[
+            new_event("session.cancelled", "api", now, finalisation.cancelled_event_data(cancellation, False))
+        ],
+    )
+    ctx.repository.apply(change)
+    count_transition("SessionCancelled")
+    logger.info("session cancelled", extra={"sessionId": item["sessionId"], "tenantId": item["tenantId"]})
+    return {**item, **change.set}
+
+
+def _lock(ctx: Context, item: dict[str, Any], cancellation: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """OPEN -> PENDING_CANCELLATION: from here no payment attempt can land on the session."""
+    session_id = item["sessionId"]
+    guard = Guard.move(SessionStatus.OPEN, SessionStatus.PENDING_CANCELLATION).before_expiry(now)
+    change = session_change(
+        item,
+        "lock",
+        set={
+            "status": SessionStatus.PENDING_CANCELLATION.value,
+            "updatedAt": to_iso(now),
+            "cancellation": cancellation,
+            "refundRequired": False,
+            "pendingShard": f"PENDING#{shard_of(session_id)}",
+            "recheckAt": int(now.timestamp()) + ctx.settings.cancellation_grace_seconds,
+        },
+        remove=["openShard"],
+        guard=guard,
+        events=[
+            new_event(
+                "session.cancellation_pending",
+                "api",
+                now,
+                {
+                    **reason_data(cancellation),
+                    "inFlightTransactionIds": cancellation["pendingTransactionIds"],
+                },
+            )
+        ],
+    )
+    version = ctx.repository.apply(change)
+    count_transition("SessionLocked")
+    logger.info(
+        "session locked for cancellation", extra={"sessionId": session_id, "tenantId": item["tenantId"]}
+    )
+    locked = {**item, **change.set, "version": version, "seq": item["seq"] + 1}
+    locked.pop("openShard", None)
+    return locked
+
+
+def cancel_response(item: dict[str, Any]) -> CancelResponse:
+    cancellation = Cancellation.model_validate(item["cancellation"])
+    status = SessionStatus(item["status"])
+    pending = cancellation.pendingTransactionIds if status is SessionStatus.PENDING_CANCELLATION else []
+    cancelled = cancellation.cancelledTransactionIds
+    if status is SessionStatus.PENDING_CANCELLATION:
+        whose = "its" if len(pending) == 1 else "their"
+        message = (
+            f"Session locked; {plural(len(pending), 'transaction')} cannot be cancelled in flight "
+            f"and will finish on {whose} own."
+        )
+    elif cancelled:
+        message = f"Session cancelled; {plural(len(cancelled), 'transaction')} cancelled at the provider."
+    else:
+        message = "Session cancelled."
+    return CancelResponse(
+        sessionId=item["sessionId"],
+        status=status,
+        message=message,
+        cancelledTransactionIds=cancelled,
+        pendingTransactionIds=pending,
+        cancellation=cancellation,
+    )

@@ -1,0 +1,284 @@
+"""Finishing a cancellation: ask the providers to cancel, record what they did, and finalise
+PENDING_CANCELLATION -> CANCELLED once nothing is in flight; start (or restart) the CancellationFinaliser
+workflow for what is left, and the safety net that does all of this again for a cancel that died midway.
+
+The finalising write is described here once; the state machine's Finalise step writes the same event data
+(`cancelled_event_data`), which tests/unit/test_finalisation.py holds it to.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from checkout_core import transitions
+from checkout_core.changes import (
+    Guard,
+    attempts,
+    epoch,
+    new_event,
+    reason_data,
+    session_change,
+    transaction_move,
+    transaction_moved_event,
+)
+from checkout_core.clock import to_iso, uuid7
+from checkout_core.context import Context
+from checkout_core.errors import ConcurrentUpdate, SessionNotFound, WriteConflict
+from checkout_core.observability import count_transition, logger
+from checkout_core.providers import CancelOutcome
+from checkout_core.repository import SessionChange
+from checkout_core.transitions import SessionStatus, TransactionStatus
+from checkout_core.views import transactions_in_order
+from checkout_core.workflow import execution_name
+
+MAX_PROVIDER_CALLS_AT_ONCE = 8
+
+
+def cancelled_event_data(cancellation: dict[str, Any], refund_required: bool) -> dict[str, Any]:
+    """The data of `session.cancelled`, whoever finalises: the API, the scheduler or the workflow."""
+    return {
+        **reason_data(cancellation),
+        "refundRequired": refund_required,
+        "settledTransactionIds": cancellation.get("settledTransactionIds", []),
+    }
+
+
+def cancel_at_providers(
+    ctx: Context, item: dict[str, Any], transaction_ids: tuple[str, ...] | list[str]
+) -> dict[str, CancelOutcome]:
+    """Asks each provider to cancel, all at once; a provider that raises counts as a failed call."""
+    transactions = item.get("transactions") or {}
+    wanted = list(transaction_ids)
+    if not wanted:
+        return {}
+
+    def cancel(transaction_id: str) -> CancelOutcome:
+        provider = ctx.providers.get(transactions[transaction_id]["provider"])
+        if provider is None:
+            return CancelOutcome.NOT_SUPPORTED
+        try:
+            return provider.cancel(transaction_id)
+        except Exception:
+            logger.exception(
+                "provider cancel call raised",
+                extra={"sessionId": item["sessionId"], "transactionId": transaction_id},
+            )
+            return CancelOutcome.FAILED
+
+    with ThreadPoolExecutor(max_workers=min(len(wanted), MAX_PROVIDER_CALLS_AT_ONCE)) as pool:
+        outcomes = dict(zip(wanted, pool.map(cancel, wanted), strict=True))
+    for transaction_id, outcome in outcomes.items():
+        if outcome is not CancelOutcome.CANCELLED:
+            logger.warning(
+                "provider did not cancel a transaction in flight",
+                extra={
+                    "sessionId": item["sessionId"],
+                    "transactionId": transaction_id,
+                    "outcome": outcome.value,
+                },
+            )
+    return outcomes
+
+
+def record_provider_cancellations(
+    ctx: Context,
+    item: dict[str, Any],
+    cancelled_ids: list[str],
+    actor: str,
+    tokens: dict[str, str | None] | None,
+) -> dict[str, Any]:
+    """Records the provider-side cancellations; finalises when nothing is left in flight.
+
+    `item` is the session as last known; a conflict re-reads it. `tokens` are the task tokens read
+    from the transaction items when a finaliser may already be waiting on them (None: none can be).
+    """
+    session_id = item["sessionId"]
+    for attempt in attempts():
+        if attempt:
+            fresh = ctx.repository.get_session(session_id)
+            if fresh is None:
+                raise SessionNotFound(session_id)
+            item = fresh
+        if item["status"] != SessionStatus.PENDING_CANCELLATION:
+            return item
+        now = ctx.clock()
+        transactions = item.get("transactions") or {}
+        still = [tx_id for tx_id in cancelled_ids if transitions.is_in_flight(transactions[tx_id]["status"])]
+        remaining = [
+            tx["transactionId"]
+            for tx in transactions_in_order(item)
+            if transitions.is_in_flight(tx["status"]) and tx["transactionId"] not in still
+        ]
+        if not still and remaining:
+            return item
+        change = _cancellations_change(item, still, remaining, actor, tokens, now)
+        try:
+            version = ctx.repository.apply(change)
+        except WriteConflict:
+            continue
+        for tx_id in still:
+            count_transition("TransactionCancelled")
+            token = (tokens or {}).get(tx_id)
+            if token:
+                ctx.finaliser.release(token, {"transactionId": tx_id, "status": "CANCELLED"})
+        finalised = not remaining
+        if finalised:
+            count_transition("SessionCancelled")
+            logger.info("session cancelled", extra={"sessionId": session_id, "tenantId": item["tenantId"]})
+        updated = {
+            **item,
+            "version": version,
+            "seq": item["seq"] + len(change.events),
+            "cancellation": change.set["cancellation"],
+            "inFlight": item["inFlight"] - len(still),
+            "transactions": {
+                tx_id: ({**tx, "status": TransactionStatus.CANCELLED.value} if tx_id in still else tx)
+                for tx_id, tx in transactions.items()
+            },
+        }
+        if finalised:
+            updated.update({"status": SessionStatus.CANCELLED.value, "cancelledAt": to_iso(now)})
+        return updated
+    raise ConcurrentUpdate()
+
+
+def _cancellations_change(
+    item: dict[str, Any],
+    still: list[str],
+    remaining: list[str],
+    actor: str,
+    tokens: dict[str, str | None] | None,
+    now: datetime,
+) -> SessionChange:
+    transactions = item.get("transactions") or {}
+    cancellation = dict(item["cancellation"])
+    cancellation["cancelledTransactionIds"] = [*cancellation.get("cancelledTransactionIds", []), *still]
+    cancellation["pendingTransactionIds"] = remaining
+    updates: dict[str, Any] = {"updatedAt": to_iso(now)}
+    events = []
+    tx_changes = []
+    for tx_id in still:
+        previous = transactions[tx_id]["status"]
+        updates[f"transactions.{tx_id}.status"] = TransactionStatus.CANCELLED.value
+        updates[f"transactions.{tx_id}.updatedAt"] = to_iso(now)
+        tx_changes.append(
+            transaction_move(
+                tx_id,
+                previous,
+                TransactionStatus.CANCELLED,
+                now,
+                expected_token=(tokens or {}).get(tx_id),
+                check_token=tokens is not None,
+            )
+        )
+        events.append(
+            transaction_moved_event(actor, now, transactions[tx_id], previous, TransactionStatus.CANCELLED)
+        )
+    remove: list[str] = []
+    guard = Guard.status_is(SessionStatus.PENDING_CANCELLATION)
+    if not remaining:
+        guard = Guard.move(SessionStatus.PENDING_CANCELLATION, SessionStatus.CANCELLED)
+        cancellation["finalizedAt"] = to_iso(now)
+        updates.update({"status": SessionStatus.CANCELLED.value, "cancelledAt": to_iso(now)})
+        remove = ["pendingShard", "recheckAt"]
+        events.append(
+            new_event(
+                "session.cancelled",
+                actor,
+                now,
+                cancelled_event_data(cancellation, bool(item.get("refundRequired"))),
+            )
+        )
+    updates["cancellation"] = cancellation
+    return session_change(
+        item,
+        "record_cancellations",
+        set=updates,
+        add={"inFlight": -len(still)} if still else {},
+        remove=remove,
+        guard=guard,
+        events=events,
+        transactions=tx_changes,
+    )
+
+
+def start_finaliser(ctx: Context, item: dict[str, Any]) -> None:
+    try:
+        started = ctx.finaliser.start(finaliser_input(item), execution_name(item["sessionId"]))
+    except Exception:
+        # The lock is in place; the scheduled safety net starts the finaliser on its next pass.
+        logger.exception("finaliser did not start", extra={"sessionId": item["sessionId"]})
+        return
+    if started:
+        count_transition("FinaliserStarted")
+
+
+def finaliser_input(item: dict[str, Any]) -> dict[str, Any]:
+    cancellation = item["cancellation"]
+    return {
+        "sessionId": item["sessionId"],
+        "pendingTransactionIds": cancellation["pendingTransactionIds"],
+        "finalizeBy": cancellation["finalizeBy"],
+        "finalEventId": uuid7(),
+        "attentionEventId": uuid7(),
+    }
+
+
+def recover_cancellation(ctx: Context, session_id: str) -> bool:
+    """The safety net for a PENDING_CANCELLATION session past its recheck time.
+
+    Retries the provider cancel of transactions still in flight whose provider can cancel in
+    flight (a cancel whose process died between the lock and the provider calls never made them),
+    then makes sure a finaliser is waiting on whatever is left.
+    """
+    item = ctx.repository.get_session(session_id)
+    if item is None or item["status"] != SessionStatus.PENDING_CANCELLATION:
+        return False
+    now = ctx.clock()
+    cancellable = [
+        tx["transactionId"]
+        for tx in transactions_in_order(item)
+        if transitions.is_in_flight(tx["status"]) and ctx.can_cancel_in_flight(tx["provider"])
+    ]
+    outcomes = cancel_at_providers(ctx, item, cancellable)
+    cancelled = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.CANCELLED]
+    tokens: dict[str, str | None] = {}
+    for tx_id in cancelled:
+        stored = ctx.repository.get_transaction(tx_id) or {}
+        tokens[tx_id] = stored.get("taskToken")
+    final = record_provider_cancellations(ctx, item, cancelled, actor="scheduler", tokens=tokens)
+    if final["status"] != SessionStatus.PENDING_CANCELLATION:
+        return True
+    _ensure_finaliser(ctx, final, now)
+    return True
+
+
+def _ensure_finaliser(ctx: Context, item: dict[str, Any], now: datetime) -> None:
+    session_id = item["sessionId"]
+    restarts = int(item.get("finaliserRestarts", 0))
+    name = execution_name(session_id) if restarts == 0 else f"{execution_name(session_id)}-{restarts}"
+    next_restarts = restarts
+    try:
+        running = ctx.finaliser.is_running(name)
+        if not running and not ctx.finaliser.start(finaliser_input(item), name):
+            # An execution of that name ran and ended while the session is still pending.
+            next_restarts = restarts + 1
+            ctx.finaliser.start(finaliser_input(item), f"{execution_name(session_id)}-{next_restarts}")
+    except Exception:
+        logger.exception("finaliser check failed", extra={"sessionId": session_id})
+    guard = Guard.status_is(SessionStatus.PENDING_CANCELLATION)
+    change = session_change(
+        item,
+        "recheck",
+        set={
+            "recheckAt": epoch(now) + ctx.settings.cancellation_recheck_seconds,
+            "finaliserRestarts": next_restarts,
+        },
+        guard=guard,
+    )
+    try:
+        ctx.repository.apply(change)
+    except WriteConflict:
+        logger.info("session changed during recovery; next pass rechecks it", extra={"sessionId": session_id})

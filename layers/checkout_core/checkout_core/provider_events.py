@@ -1,0 +1,157 @@
+"""Provider events: a provider reports a transaction's new status; the move is applied once (deduplicated
+by the provider's event id in the same write) and the session follows (completed, expired, or a
+pending cancellation told that one more transaction has ended)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from checkout_core import transitions
+from checkout_core.changes import (
+    attempts,
+    epoch,
+    expires_at_iso,
+    new_event,
+    session_change,
+    transaction_move,
+    transaction_moved_event,
+)
+from checkout_core.clock import is_uuid7, to_iso
+from checkout_core.context import Context
+from checkout_core.errors import ConcurrentUpdate, TransactionNotFound, WriteConflict
+from checkout_core.models import ProviderEventRequest
+from checkout_core.observability import count_transition, logger
+from checkout_core.repository import PROVIDER_EVENT_RETENTION_SECONDS, SessionChange
+from checkout_core.transitions import SessionStatus, TransactionStatus
+
+
+@dataclass
+class ProviderEventResult:
+    applied: bool
+
+
+def apply_provider_event(
+    ctx: Context, provider_name: str, event: ProviderEventRequest
+) -> ProviderEventResult:
+    target = event.status.value
+    transaction = (
+        ctx.repository.get_transaction(event.transactionId) if is_uuid7(event.transactionId) else None
+    )
+    if transaction is None or transaction["provider"] != provider_name:
+        raise TransactionNotFound(event.transactionId)
+    session_id = transaction["sessionId"]
+    for attempt in attempts():
+        if attempt:
+            transaction = ctx.repository.get_transaction(event.transactionId) or transaction
+        previous = transaction["status"]
+        log_extra = {
+            "sessionId": session_id,
+            "transactionId": event.transactionId,
+            "from": previous,
+            "to": target,
+        }
+        if not transitions.can_move_transaction(previous, target):
+            logger.info("provider event ignored", extra=log_extra)
+            return ProviderEventResult(applied=False)
+        item = ctx.repository.get_session(session_id)
+        if item is None:
+            raise TransactionNotFound(event.transactionId)
+        change = _transaction_move(item, transaction, provider_name, event, ctx.clock())
+        try:
+            ctx.repository.apply(change)
+        except WriteConflict as conflict:
+            if conflict.part.startswith("item:PROVIDER_EVENT#"):
+                return ProviderEventResult(applied=False)
+            continue
+        count_transition(f"Transaction{target.title()}")
+        for event_record in change.events:
+            if event_record["type"].startswith("session."):
+                count_transition("Session" + event_record["type"].split(".", 1)[1].title().replace("_", ""))
+        logger.info("provider event applied", extra={**log_extra, "tenantId": item["tenantId"]})
+        token = transaction.get("taskToken")
+        if token and not transitions.is_in_flight(target):
+            ctx.finaliser.release(token, {"transactionId": event.transactionId, "status": target})
+        return ProviderEventResult(applied=True)
+    raise ConcurrentUpdate()
+
+
+def _transaction_move(
+    item: dict[str, Any],
+    transaction: dict[str, Any],
+    provider_name: str,
+    event: ProviderEventRequest,
+    now: datetime,
+) -> SessionChange:
+    tx_id = transaction["transactionId"]
+    previous, target = transaction["status"], event.status
+    actor = f"provider:{provider_name}"
+    leaves_flight = transitions.is_in_flight(previous) and not transitions.is_in_flight(target)
+    in_flight_after = item["inFlight"] - (1 if leaves_flight else 0)
+    past_expiry = transitions.is_past_expiry(item["expiresAt"], epoch(now))
+    session_after = transitions.session_status_after_transaction_move(
+        item["status"], target, in_flight_after, past_expiry
+    )
+    updates: dict[str, Any] = {
+        f"transactions.{tx_id}.status": target.value,
+        f"transactions.{tx_id}.updatedAt": to_iso(now),
+        "updatedAt": to_iso(now),
+    }
+    remove: list[str] = []
+    events = [transaction_moved_event(actor, now, transaction, previous, target)]
+    if item["status"] == SessionStatus.PENDING_CANCELLATION and leaves_flight:
+        cancellation = dict(item["cancellation"])
+        cancellation["pendingTransactionIds"] = [
+            pending for pending in cancellation.get("pendingTransactionIds", []) if pending != tx_id
+        ]
+        if target == TransactionStatus.SETTLED:
+            cancellation["settledTransactionIds"] = [*cancellation.get("settledTransactionIds", []), tx_id]
+            updates["refundRequired"] = True
+        updates["cancellation"] = cancellation
+    if session_after is not SessionStatus(item["status"]):
+        # The only moves a transaction can cause: OPEN -> COMPLETED, OPEN -> EXPIRED.
+        if not transitions.can_move_session(item["status"], session_after):
+            raise ValueError(
+                f"the transition table forbids a session move {item['status']} -> {session_after}"
+            )
+        remove.append("openShard")
+        if session_after is SessionStatus.COMPLETED:
+            updates.update({"status": session_after.value, "completedAt": to_iso(now)})
+            events.append(new_event("session.completed", actor, now, {"transactionId": tx_id}))
+        else:
+            updates.update({"status": session_after.value, "expiredAt": to_iso(now)})
+            events.append(new_event("session.expired", actor, now, {"expiresAt": expires_at_iso(item)}))
+    elif target == TransactionStatus.SETTLED and item["status"] == SessionStatus.COMPLETED:
+        # Another payment already completed this session: the customer has now paid twice.
+        updates["refundRequired"] = True
+        events.append(
+            new_event(
+                "session.attention_required",
+                actor,
+                now,
+                {"reason": "DUPLICATE_SETTLEMENT", "transactionId": tx_id, "refundRequired": True},
+            )
+        )
+    return session_change(
+        item,
+        f"provider_event:{provider_name}:{event.eventId}",
+        set=updates,
+        add={"inFlight": -1} if leaves_flight else {},
+        remove=remove,
+        events=events,
+        transactions=[
+            transaction_move(
+                tx_id, previous, target, now, expected_token=transaction.get("taskToken"), check_token=True
+            )
+        ],
+        new_items=[
+            {
+                "pk": f"PROVIDER_EVENT#{provider_name}#{event.eventId}",
+                "sk": "SEEN",
+                "entity": "PROVIDER_EVENT",
+                "transactionId": tx_id,
+                "ttl": epoch(now) + PROVIDER_EVENT_RETENTION_SECONDS,
+            }
+        ],
+    )

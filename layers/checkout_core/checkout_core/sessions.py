@@ -1,0 +1,126 @@
+"""Sessions: create one, read one, list a tenant's, read a timeline, find the session behind a pay link."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from checkout_core.api_keys import hash_secret
+from checkout_core.changes import epoch, new_event, owned_session
+from checkout_core.clock import from_epoch, to_iso, uuid7
+from checkout_core.context import Context
+from checkout_core.errors import InvalidRequest
+from checkout_core.models import CreateSessionRequest, Event, Session, SessionList, Tenant
+from checkout_core.observability import count_transition, logger
+from checkout_core.repository import shard_of
+from checkout_core.transitions import SessionStatus
+from checkout_core.views import event_view, session_view
+
+
+def get_session(ctx: Context, tenant: Tenant, session_id: str) -> Session:
+    return session_view(owned_session(ctx.repository, tenant, session_id), ctx.clock())
+
+
+def list_sessions(
+    ctx: Context, tenant: Tenant, status: SessionStatus | None, limit: int, cursor: str | None
+) -> SessionList:
+    now = epoch(ctx.clock())
+    status_filter: tuple[str, dict[str, Any]] | None = None
+    # The effective status: an OPEN session past expiresAt with nothing in flight is listed as EXPIRED.
+    if status is SessionStatus.OPEN:
+        status_filter = (
+            "{status} = :open AND ({expiresAt} > :now OR {inFlight} > :zero)",
+            {":open": "OPEN", ":now": now, ":zero": 0},
+        )
+    elif status is SessionStatus.EXPIRED:
+        status_filter = (
+            "{status} = :expired OR ({status} = :open AND {expiresAt} <= :now AND {inFlight} = :zero)",
+            {":expired": "EXPIRED", ":open": "OPEN", ":now": now, ":zero": 0},
+        )
+    elif status is not None:
+        status_filter = ("{status} = :wanted", {":wanted": status.value})
+    items, next_cursor = ctx.repository.list_sessions(tenant.tenant_id, limit, cursor, status_filter)
+    moment = ctx.clock()
+    return SessionList(data=[session_view(item, moment) for item in items], nextCursor=next_cursor)
+
+
+def list_events(ctx: Context, tenant: Tenant, session_id: str) -> list[Event]:
+    owned_session(ctx.repository, tenant, session_id)
+    return [event_view(item) for item in ctx.repository.list_events(session_id)]
+
+
+def pay_page_session(ctx: Context, token: str) -> Session | None:
+    """The session behind a hosted checkout token, or None for an unknown token."""
+    if not 16 <= len(token) <= 128 or not all(ch.isalnum() or ch in "-_" for ch in token):
+        return None
+    pointer = ctx.repository.get_pay_token(hash_secret(token))
+    if pointer is None:
+        return None
+    item = ctx.repository.get_session(pointer["sessionId"])
+    return session_view(item, ctx.clock()) if item else None
+
+
+def create_session(
+    ctx: Context, tenant: Tenant, request: CreateSessionRequest, public_base_url: str
+) -> Session:
+    settings = ctx.settings
+    ttl = request.expiresInSeconds
+    if ttl is None:
+        ttl = settings.session_ttl_default_seconds
+    if not settings.session_ttl_min_seconds <= ttl <= settings.session_ttl_max_seconds:
+        raise InvalidRequest(
+            f"expiresInSeconds must be between {settings.session_ttl_min_seconds} and "
+            f"{settings.session_ttl_max_seconds}.",
+            "expiresInSeconds",
+        )
+    host = (urlsplit(request.returnUrl).hostname or "").lower()
+    if host not in tenant.return_hosts:
+        raise InvalidRequest("returnUrl host is not in this account's allowlist.", "returnUrl")
+    now = ctx.clock()
+    session_id = uuid7()
+    token = secrets.token_urlsafe(24)
+    expires_at = math.ceil((now + timedelta(seconds=ttl)).timestamp())
+    item: dict[str, Any] = {
+        "pk": f"SESSION#{session_id}",
+        "sk": "SESSION",
+        "entity": "SESSION",
+        "sessionId": session_id,
+        "tenantId": tenant.tenant_id,
+        "status": SessionStatus.OPEN.value,
+        "amount": request.amount,
+        "currency": request.currency,
+        "referenceId": request.referenceId,
+        "metadata": dict(request.metadata),
+        "returnUrl": request.returnUrl,
+        "createdAt": to_iso(now),
+        "updatedAt": to_iso(now),
+        "expiresAt": expires_at,
+        "version": 1,
+        "seq": 1,
+        "inFlight": 0,
+        "txCount": 0,
+        "transactions": {},
+        "openShard": f"OPEN#{shard_of(session_id)}",
+    }
+    if request.customerId is not None:
+        item["customerId"] = request.customerId
+    if request.description is not None:
+        item["description"] = request.description
+    event = new_event(
+        "session.created",
+        "api",
+        now,
+        {
+            "amount": request.amount,
+            "currency": request.currency,
+            "referenceId": request.referenceId,
+            "expiresAt": to_iso(from_epoch(expires_at)),
+        },
+    )
+    ctx.repository.create_session(item, hash_secret(token), event)
+    count_transition("SessionCreated")
+    logger.info("session created", extra={"sessionId": session_id, "tenantId": tenant.tenant_id})
+    return session_view(item, now, url=f"{public_base_url.rstrip('/')}/pay/{token}")

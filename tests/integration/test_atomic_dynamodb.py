@@ -1,0 +1,144 @@
+"""The emulator's DynamoDB keeps DynamoDB's promises: transactions all or nothing at the cost of what they
+touch, and a ClientRequestToken that makes a retried transaction answer as the first did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from checkout_core.repository import SessionChange, SessionRepository
+
+
+def _counter(aws: Any, pk: str) -> dict[str, Any]:
+    return aws.dynamodb.get_item(TableName=aws.table_name, Key={"pk": {"S": pk}, "sk": {"S": "X"}}).get(
+        "Item", {}
+    )
+
+
+def _bump(aws: Any, pk: str) -> dict[str, Any]:
+    return {
+        "Update": {
+            "TableName": aws.table_name,
+            "Key": {"pk": {"S": pk}, "sk": {"S": "X"}},
+            "UpdateExpression": "ADD hits :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+    }
+
+
+def _stream_records(aws: Any) -> int:
+    from moto.dynamodb.models import dynamodb_backends
+
+    table = dynamodb_backends["123456789012"]["us-east-1"].tables[aws.table_name]
+    return len(table.stream_shard.items)
+
+
+def test_a_retried_transaction_with_the_same_token_succeeds_without_a_second_effect(aws: Any) -> None:
+    # Given a transaction that committed
+    items = [_bump(aws, "COUNTER#1")]
+    aws.dynamodb.transact_write_items(TransactItems=items, ClientRequestToken="token-1")
+    records = _stream_records(aws)
+    # When the same request comes again with its token (a client retry after a timeout)
+    aws.dynamodb.transact_write_items(TransactItems=items, ClientRequestToken="token-1")
+    # Then it succeeds, and nothing is applied twice: not the write, not its stream record
+    assert _counter(aws, "COUNTER#1")["hits"] == {"N": "1"}
+    assert _stream_records(aws) == records
+    # And without the token it is a new transaction
+    aws.dynamodb.transact_write_items(TransactItems=items)
+    assert _counter(aws, "COUNTER#1")["hits"] == {"N": "2"}
+
+
+def test_the_same_token_with_other_parameters_is_refused(aws: Any) -> None:
+    aws.dynamodb.transact_write_items(TransactItems=[_bump(aws, "COUNTER#1")], ClientRequestToken="token-2")
+    with pytest.raises(ClientError) as refused:
+        aws.dynamodb.transact_write_items(
+            TransactItems=[_bump(aws, "COUNTER#2")], ClientRequestToken="token-2"
+        )
+    assert refused.value.response["Error"]["Code"] == "IdempotentParameterMismatchException"
+    assert _counter(aws, "COUNTER#2") == {}
+
+
+def test_a_failed_condition_writes_nothing_and_publishes_nothing(aws: Any) -> None:
+    records = _stream_records(aws)
+    failing = {
+        "ConditionCheck": {
+            "TableName": aws.table_name,
+            "Key": {"pk": {"S": "MISSING"}, "sk": {"S": "X"}},
+            "ConditionExpression": "attribute_exists(pk)",
+        }
+    }
+    with pytest.raises(ClientError) as cancelled:
+        aws.dynamodb.transact_write_items(TransactItems=[_bump(aws, "COUNTER#3"), failing])
+    reasons = [reason["Code"] for reason in cancelled.value.response["CancellationReasons"]]
+    assert reasons == ["None", "ConditionalCheckFailed"]
+    assert _counter(aws, "COUNTER#3") == {}
+    assert _stream_records(aws) == records
+
+
+def test_a_write_failing_midway_puts_back_only_what_it_touched(aws: Any) -> None:
+    from moto.dynamodb.models import dynamodb_backends
+
+    # Given an item whose attribute is a string, and the table object as it is
+    aws.dynamodb.put_item(
+        TableName=aws.table_name, Item={"pk": {"S": "TEXT"}, "sk": {"S": "X"}, "hits": {"S": "many"}}
+    )
+    backend = dynamodb_backends["123456789012"]["us-east-1"]
+    table, shard = backend.tables[aws.table_name], backend.tables[aws.table_name].stream_shard
+    records = len(shard.items)
+    # When a transaction's first write succeeds and its second cannot be applied (ADD to a string)
+    with pytest.raises(ClientError):
+        aws.dynamodb.transact_write_items(TransactItems=[_bump(aws, "COUNTER#4"), _bump(aws, "TEXT")])
+    # Then the first write is undone, its stream record dropped, and the table was never swapped for a copy
+    assert _counter(aws, "COUNTER#4") == {}
+    assert _counter(aws, "TEXT")["hits"] == {"S": "many"}
+    assert backend.tables[aws.table_name] is table and table.stream_shard is shard
+    assert len(shard.items) == records
+
+
+def test_the_repository_sends_one_token_per_logical_write_and_a_retry_repeats_it(aws: Any) -> None:
+    # Given a client that fails the first call after DynamoDB committed it, as a read timeout does
+    sent: list[str] = []
+
+    class TimingOutClient:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __getattr__(self, name: str) -> Any:
+            real = getattr(aws.dynamodb, name)
+            if name != "transact_write_items":
+                return real
+
+            def call(**kwargs: Any) -> Any:
+                sent.append(kwargs["ClientRequestToken"])
+                result = real(**kwargs)
+                self.calls += 1
+                if self.calls == 1:
+                    raise ClientError({"Error": {"Code": "RequestTimeout"}}, "TransactWriteItems")
+                return result
+
+            return call
+
+    client = TimingOutClient()
+    repository = SessionRepository(aws.table_name, client_factory=lambda: client)
+    session_id = "0193f2d4-0000-7000-8000-000000000001"
+    aws.dynamodb.put_item(
+        TableName=aws.table_name,
+        Item={
+            "pk": {"S": f"SESSION#{session_id}"},
+            "sk": {"S": "SESSION"},
+            "version": {"N": "1"},
+            "seq": {"N": "1"},
+        },
+    )
+    change = SessionChange(
+        operation="test", session_id=session_id, expected_version=1, seen_seq=1, set={"note": "once"}
+    )
+    # When the write times out and is sent again unchanged
+    with pytest.raises(ClientError):
+        repository.apply(change)
+    repository.apply(change)
+    # Then both carried one token, and the retry was answered as the first: one version bump only
+    assert len(sent) == 2 and sent[0] == sent[1]
+    assert repository.get_session(session_id)["version"] == 2
