@@ -1,31 +1,38 @@
-"""The template's functions and how the embedded runtime invokes them in-process.
+"""The template's functions and how the embedded runtime invokes them, as Lambda does.
 
-Each `AWS::Serverless::Function` is imported from `<CodeUri>/<module>.py` (all handlers are `app.py`, so each
-module gets a unique name) on its first invocation, as Lambda does on a cold start; a module that fails to
-import is retried on the next invocation. Events and answers go through JSON, as they do between Lambda and
-its callers, so a handler that returns something Lambda could not serialise fails here too.
+Each function runs in execution environments of its own: worker processes (`local/worker.py`) that import
+`<CodeUri>/<module>.py` once (the cold start) and then serve one invocation at a time. Concurrent invocations
+of a function run in separate environments, created on demand up to a cap and reused warm, so module globals
+are never shared by two running invocations. An environment whose handler ends the process (SystemExit, a
+crash) or outlives its Timeout is discarded, and an init failure is retried on the next invocation. Events
+and answers cross as JSON, so a handler that returns something Lambda could not serialise fails here too.
+Each invocation logs START and END lines naming its function and request, and whether it was a cold start.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
+import os
+import select
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from local import cfn
-from local.lambda_context import LambdaContext
 from local.naming import function_arn, local_name
 
 log = logging.getLogger("local.functions")
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
+DEFAULT_MAX_ENVIRONMENTS = 6
+INIT_TIMEOUT_SECONDS = 30.0
+TIMEOUT_GRACE_SECONDS = 1.0
 
 
 class FunctionCodeMissing(Exception):
@@ -33,8 +40,14 @@ class FunctionCodeMissing(Exception):
 
 
 class FunctionError(Exception):
-    """The handler failed: import error, exception (the `__cause__`, for the caller to log), or an answer
-    that is not JSON."""
+    """The invocation failed: init error, exception, or an answer that is not JSON. Like Lambda's error
+    answer, it carries the error's type and message and the handler's stack trace when there is one."""
+
+    def __init__(self, message: str, error_type: str = "", error_message: str = "", stack: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.error_message = error_message
+        self.stack = stack
 
 
 @dataclass(frozen=True)
@@ -102,69 +115,215 @@ def to_json_value(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-class Invoker:
-    """Invokes the template's functions in this process, importing each on first use."""
+class FunctionTimedOut(FunctionError):
+    """The invocation outlived the function's Timeout; its environment was stopped, as Lambda does."""
 
-    def __init__(self, specs: dict[str, FunctionSpec]) -> None:
+
+class Environment:
+    """One execution environment: a worker process that imported the handler once and serves one
+    invocation at a time."""
+
+    def __init__(self, spec: FunctionSpec, layers: list[Path]) -> None:
+        self.spec = spec
+        worker_spec = {
+            "logicalId": spec.logical_id,
+            "name": spec.name,
+            "module": str(spec.module_path),
+            "handlerAttribute": spec.handler_attribute,
+            "memoryMb": spec.memory_mb,
+            "timeoutSeconds": spec.timeout_s,
+            "root": str(cfn.ROOT),
+            "layers": [str(path) for path in layers],
+        }
+        env = {
+            **os.environ,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+        }
+        self.process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+            [sys.executable, "-m", "local.worker", json.dumps(worker_spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=cfn.ROOT,
+            env=env,
+            text=True,
+        )
+        self.invocations = 0
+        self.init_ms: int | None = None
+
+    def start(self) -> None:
+        """Waits for the cold start: the handler imported, or the reason it could not be."""
+        message = self._receive(INIT_TIMEOUT_SECONDS)
+        if "initError" in message:
+            self.stop()
+            raise FunctionError(
+                f"{self.spec.logical_id} failed to initialise: {message['initError']}",
+                stack=message.get("stackTrace", ""),
+            )
+        self.init_ms = int(message.get("initMs", 0))
+
+    def invoke(self, event: Any, request_id: str) -> Any:
+        assert self.process.stdin is not None
+        self.process.stdin.write(
+            json.dumps({"event": event, "requestId": request_id, "remainingMs": self.spec.timeout_s * 1000})
+            + "\n"
+        )
+        self.process.stdin.flush()
+        self.invocations += 1
+        message = self._receive(self.spec.timeout_s + TIMEOUT_GRACE_SECONDS)
+        if "errorType" in message:
+            if message.get("fatal"):
+                self.stop()
+            raise FunctionError(
+                f"{self.spec.logical_id} raised {message['errorType']}: {message['errorMessage']}",
+                message["errorType"],
+                message["errorMessage"],
+                message.get("stackTrace", ""),
+            )
+        return message["result"]
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            self.stop()
+            raise FunctionTimedOut(f"{self.spec.logical_id} timed out after {timeout:.0f} s")
+        line = self.process.stdout.readline()
+        if not line:
+            self.stop()
+            status = self.process.wait()
+            raise FunctionError(f"{self.spec.logical_id}: its environment exited (status {status})")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+class FunctionPool:
+    """A function's execution environments: reused warm, created on demand up to `max_environments`;
+    an invocation waits for a free one beyond that (as a function at its concurrency limit would)."""
+
+    def __init__(self, spec: FunctionSpec, layers: list[Path], max_environments: int) -> None:
+        self.spec = spec
+        self.layers = layers
+        self.max_environments = max_environments
+        self._idle: list[Environment] = []
+        self._count = 0
+        self._closed = False
+        self._free = threading.Condition()
+
+    def invoke(self, event: Any, request_id: str) -> Any:
+        environment, cold = self._acquire()
+        healthy = False
+        started = time.monotonic()
+        start_kind = f"cold start, init {environment.init_ms} ms" if cold else "warm"
+        log.info("%s START RequestId: %s (%s)", self.spec.name, request_id, start_kind)
+        try:
+            result = environment.invoke(event, request_id)
+            healthy = True
+            return result
+        except FunctionError:
+            healthy = environment.alive
+            raise
+        finally:
+            log.info(
+                "%s END RequestId: %s Duration: %.0f ms",
+                self.spec.name,
+                request_id,
+                (time.monotonic() - started) * 1000,
+            )
+            self._release(environment, healthy)
+
+    def _acquire(self) -> tuple[Environment, bool]:
+        with self._free:
+            while True:
+                if self._closed:
+                    raise FunctionError(f"{self.spec.logical_id}: the runtime is stopping")
+                if self._idle:
+                    return self._idle.pop(), False
+                if self._count < self.max_environments:
+                    self._count += 1
+                    break
+                self._free.wait()
+        try:
+            environment = Environment(self.spec, self.layers)
+            environment.start()
+        except BaseException:
+            with self._free:
+                self._count -= 1
+                self._free.notify()
+            raise
+        return environment, True
+
+    def _release(self, environment: Environment, healthy: bool) -> None:
+        with self._free:
+            if healthy and environment.alive and not self._closed:
+                self._idle.append(environment)
+            else:
+                environment.stop()
+                self._count -= 1
+            self._free.notify()
+
+    def close(self) -> None:
+        with self._free:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+            self._free.notify_all()
+        for environment in idle:
+            environment.stop()
+
+
+class Invoker:
+    """Invokes the template's functions as Lambda does: each in its own execution environments (worker
+    processes), one invocation at a time per environment; module globals are never shared by two running
+    invocations. Events and answers cross as JSON."""
+
+    def __init__(
+        self,
+        specs: dict[str, FunctionSpec],
+        layers: list[Path] | None = None,
+        max_environments: int = DEFAULT_MAX_ENVIRONMENTS,
+    ) -> None:
         self.specs = specs
-        self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
-        self._import_lock = threading.Lock()
+        self.layers = layer_paths() if layers is None else layers
+        self.max_environments = max_environments
+        self._pools: dict[str, FunctionPool] = {}
+        self._lock = threading.Lock()
 
     def has_code(self, logical_id: str) -> bool:
         return self.specs[logical_id].has_code()
 
     def invoke(self, logical_id: str, event: Any, request_id: str | None = None) -> Any:
         spec = self.specs[logical_id]
-        handler = self._handler(spec)
-        context = LambdaContext(
-            function_name=spec.name, memory_limit_in_mb=spec.memory_mb, timeout_seconds=spec.timeout_s
-        )
-        if request_id:
-            context.aws_request_id = request_id
-        started = time.monotonic()
-        try:
-            result = handler(to_json_value(event), context)
-        except BaseException as exc:  # whatever ends an invocation (even SystemExit) is a failed invocation
-            raise FunctionError(f"{logical_id} raised {type(exc).__name__}: {exc}") from exc
-        finally:
-            elapsed = time.monotonic() - started
-            if elapsed > spec.timeout_s:
-                log.warning(
-                    "%s took %.1f s, longer than its Timeout of %d s: Lambda would have stopped it",
-                    logical_id,
-                    elapsed,
-                    spec.timeout_s,
-                )
-        try:
-            return to_json_value(result)
-        except (TypeError, ValueError) as exc:
-            log.error("%s returned an answer Lambda cannot serialise: %s", logical_id, exc)
-            raise FunctionError(f"{logical_id} returned a value that is not JSON") from exc
-
-    def _handler(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
-        handler = self._handlers.get(spec.logical_id)
-        if handler is not None:
-            return handler
-        with self._import_lock:
-            handler = self._handlers.get(spec.logical_id)
-            if handler is not None:
-                return handler
+        if not spec.has_code():
             path = spec.module_path
-            if not path.is_file():
-                shown = path.relative_to(cfn.ROOT) if path.is_relative_to(cfn.ROOT) else path
-                raise FunctionCodeMissing(f"{spec.logical_id} has no code at {shown}")
-            module_name = f"_local_function_{spec.logical_id}"
-            module_spec = importlib.util.spec_from_file_location(module_name, path)
-            if module_spec is None or module_spec.loader is None:
-                raise FunctionError(f"cannot load {path}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_name] = module
-            try:
-                module_spec.loader.exec_module(module)
-                handler = getattr(module, spec.handler_attribute)
-            except BaseException as exc:
-                sys.modules.pop(module_name, None)
-                log.exception("%s failed to initialise (%s)", spec.logical_id, spec.handler)
-                raise FunctionError(f"{spec.logical_id} failed to initialise") from exc
-            self._handlers[spec.logical_id] = handler
-            return handler
+            shown = path.relative_to(cfn.ROOT) if path.is_relative_to(cfn.ROOT) else path
+            raise FunctionCodeMissing(f"{logical_id} has no code at {shown}")
+        try:
+            payload = to_json_value(event)
+        except (TypeError, ValueError) as exc:
+            raise FunctionError(f"the event for {logical_id} is not JSON") from exc
+        return self._pool(spec).invoke(payload, request_id or str(uuid.uuid4()))
+
+    def _pool(self, spec: FunctionSpec) -> FunctionPool:
+        with self._lock:
+            pool = self._pools.get(spec.logical_id)
+            if pool is None:
+                pool = self._pools[spec.logical_id] = FunctionPool(spec, self.layers, self.max_environments)
+            return pool
+
+    def close(self) -> None:
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()

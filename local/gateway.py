@@ -652,7 +652,7 @@ class Gateway:
         except FunctionCodeMissing as exc:
             log.error("%s %s: %s", request.method, request.path, exc)
         except FunctionError as exc:
-            log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc.__cause__)
+            log.error("%s %s: %s\n%s", request.method, request.path, exc, exc.stack)
         except MalformedProxyResponse as exc:
             log.error("%s answered a malformed proxy response: %s", route.function_id, exc)
         return gateway_response(route.api, "INTEGRATION_FAILURE", request_id, request)
@@ -684,9 +684,9 @@ class Gateway:
                 )
                 result = AuthorizerResult.parse(answer)
             except FunctionError as exc:
-                if str(exc.__cause__) == "Unauthorized":
+                if exc.error_message == "Unauthorized":
                     return gateway_response(route.api, "UNAUTHORIZED", request_id, request)
-                log.error("%s %s: %s", request.method, request.path, exc, exc_info=exc.__cause__)
+                log.error("%s %s: %s\n%s", request.method, request.path, exc, exc.stack)
                 return gateway_response(route.api, "AUTHORIZER_FAILURE", request_id, request)
             except FunctionCodeMissing as exc:
                 log.error("%s %s: %s", request.method, request.path, exc)

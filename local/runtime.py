@@ -25,7 +25,14 @@ import boto3
 from botocore.config import Config
 
 from local import atomic_dynamodb, cfn
-from local.functions import FUNCTION_TYPE, FunctionSpec, Invoker, function_specs, layer_paths
+from local.functions import (
+    DEFAULT_MAX_ENVIRONMENTS,
+    FUNCTION_TYPE,
+    FunctionSpec,
+    Invoker,
+    function_specs,
+    layer_paths,
+)
 from local.gateway import LOCAL_API_ID, Gateway, GatewayHTTPServer, RouteTable
 from local.naming import (
     ACCOUNT_ID,
@@ -77,6 +84,7 @@ class Settings:
     cancellation_recheck_seconds: int = 3600
     cancellation_deadline_seconds: int = 259200
     public_base_url: str | None = None
+    environments_per_function: int = DEFAULT_MAX_ENVIRONMENTS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -128,6 +136,9 @@ class Settings:
                 "CANCELLATION_DEADLINE_SECONDS", defaults.cancellation_deadline_seconds, int, 1
             ),
             public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+            environments_per_function=number(
+                "LOCAL_ENVIRONMENTS_PER_FUNCTION", defaults.environments_per_function, int, 1
+            ),
         )
         if not (
             settings.session_ttl_min_seconds
@@ -299,6 +310,7 @@ class Runtime:
         self._publisher: StreamPublisher | None = None
         self._session: Any = None
         self._clients: dict[str, Any] = {}
+        self._invoker: Invoker | None = None
 
     # ----------------------------------------------------------------------------------------------- start
 
@@ -330,7 +342,9 @@ class Runtime:
                 if str(path) not in sys.path:
                     sys.path.insert(0, str(path))
             self._seed_api_keys()
-            invoker = Invoker(specs)
+            invoker = self._invoker = Invoker(
+                specs, layer_paths(self.template), self.settings.environments_per_function
+            )
             missing = sorted(spec.logical_id for spec in specs.values() if not spec.has_code())
             if missing:
                 log.warning(
@@ -509,6 +523,9 @@ class Runtime:
         if self._publisher is not None:
             self._publisher.stop()
             self._publisher = None
+        if self._invoker is not None:
+            self._invoker.close()
+            self._invoker = None
         if self._moto is not None:
             self._stop_executions()
             self._moto.stop()

@@ -120,7 +120,7 @@ class Scheduler:
             log.warning("schedule skipped: %s", exc)
             return False
         except FunctionError as exc:
-            log.error("scheduled run of %s failed: %s", entry.function_id, exc, exc_info=exc.__cause__)
+            log.error("scheduled run of %s failed: %s\n%s", entry.function_id, exc, exc.stack)
             return False
         return True
 

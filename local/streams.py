@@ -261,7 +261,7 @@ class StreamPublisher:
             self._skip(f"events are not published: {exc}")
             return
         except FunctionError as exc:
-            raise RuntimeError(f"enrichment failed: {exc}") from exc.__cause__
+            raise RuntimeError(f"enrichment failed: {exc}\n{exc.stack}") from exc
         if events is None:
             return
         events = [events] if isinstance(events, dict) else events

@@ -142,7 +142,7 @@ def test_the_functions_get_the_template_environment_under_local_names() -> None:
 def invoker_for(tmp_path: Path, code: str) -> Invoker:
     (tmp_path / "app.py").write_text(code)
     spec = FunctionSpec("ProbeFunction", "checkout-probe", tmp_path, "app.lambda_handler", 256, 3)
-    return Invoker({"ProbeFunction": spec})
+    return Invoker({"ProbeFunction": spec}, layers=[])
 
 
 def test_the_invoker_passes_a_lambda_context_and_json_copies(tmp_path: Path) -> None:
@@ -311,6 +311,86 @@ def test_concurrent_requests_are_served_together(base_url: str) -> None:
         statuses = list(pool.map(call, range(16)))
     # Then every one of them gets its own right answer
     assert statuses == [200 if index % 2 == 0 else 401 for index in range(16)]
+
+
+def test_fifty_concurrent_requests_each_get_their_own_request_id(runtime: RunningRuntime) -> None:
+    # Given 50 requests released at once, each refused with an error body that repeats its request id
+    missing = [f"0193f2d4-5b6c-7d8e-9f01-{index:012x}" for index in range(1, 51)]
+
+    def call(session_id: str) -> tuple[int, str, str]:
+        answer = get(runtime.base_url, f"/v1/sessions/{session_id}", DEMO_KEY)
+        return answer.status_code, answer.headers["X-Request-Id"], answer.json()["error"]["requestId"]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(call, missing))
+    # Then every answer is the right one, and its body names its own request, no other
+    assert {status for status, _, _ in answers} == {404}
+    assert all(header == body for _, header, body in answers)
+    assert len({header for _, header, _ in answers}) == 50
+    # And each request's log lines name the function that served it
+    log = runtime.stderr
+    for _, request_id, _ in answers:
+        assert f"checkout-get-session START RequestId: {request_id}" in log
+
+
+PROBE_CODE = """
+import os, time
+from pathlib import Path
+
+invocations = 0
+
+
+def lambda_handler(event, context):
+    global invocations
+    invocations += 1
+    seen = invocations
+    folder = Path(event["folder"])
+    (folder / f"started-{context.aws_request_id}").touch()
+    deadline = time.monotonic() + 30
+    while event.get("hold") and not (folder / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {"pid": os.getpid(), "invocations": seen, "afterwards": invocations}
+"""
+
+
+def test_concurrent_invocations_run_in_separate_environments_reused_warm(tmp_path: Path) -> None:
+    invoker = invoker_for(tmp_path, PROBE_CODE)
+    try:
+        # Given three invocations of one function held open at once
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            held = [
+                pool.submit(invoker.invoke, "ProbeFunction", {"folder": str(tmp_path), "hold": True}, f"r{i}")
+                for i in range(3)
+            ]
+            wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 3, "three invocations to be running")
+            (tmp_path / "go").touch()
+            answers = [future.result(timeout=TIMEOUT) for future in held]
+        # Then each ran in an environment of its own, whose module globals no other invocation touched
+        assert len({answer["pid"] for answer in answers}) == 3
+        assert all(answer["invocations"] == answer["afterwards"] == 1 for answer in answers)
+        # And a later invocation reuses a warm environment, globals and all
+        warm = invoker.invoke("ProbeFunction", {"folder": str(tmp_path)}, "r4")
+        assert warm["pid"] in {answer["pid"] for answer in answers} and warm["invocations"] == 2
+    finally:
+        invoker.close()
+
+
+def test_an_environment_that_crashed_is_replaced(tmp_path: Path) -> None:
+    invoker = invoker_for(
+        tmp_path,
+        "import os\n"
+        "def lambda_handler(event, context):\n"
+        "    if event.get('exit'):\n"
+        "        raise SystemExit(1)\n"
+        "    return os.getpid()\n",
+    )
+    try:
+        first = invoker.invoke("ProbeFunction", {}, "r1")
+        with pytest.raises(FunctionError):
+            invoker.invoke("ProbeFunction", {"exit": True}, "r2")
+        assert invoker.invoke("ProbeFunction", {}, "r3") != first
+    finally:
+        invoker.close()
 
 
 # -- settings, schedules, publication, the state machine ---------------------------------------------------

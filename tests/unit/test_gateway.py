@@ -237,7 +237,7 @@ class FakeFunctions:
             self.calls.append((function_id, event))
         answer = self.answers[function_id]
         if isinstance(answer, BaseException):
-            raise FunctionError(f"{function_id} raised") from answer
+            raise FunctionError(f"{function_id} raised", type(answer).__name__, str(answer))
         return answer(event) if callable(answer) else answer
 
     def called(self, function_id: str) -> list[Any]:
