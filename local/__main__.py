@@ -56,7 +56,7 @@ def main() -> int:
     )
     print(runtime.banner(), flush=True)
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.2):
             pass
     finally:
         runtime.stop()
@@ -65,4 +65,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is saved by now; threads still parked in moto's workflow engine would hold the exit
+    # for minutes, and nothing of theirs is worth waiting for.
+    os._exit(status)

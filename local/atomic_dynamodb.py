@@ -17,11 +17,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _lock = threading.RLock()
@@ -51,9 +53,36 @@ def install() -> None:
 def _serialised(call_action: Any) -> Any:
     def serialised_call_action(self: Any) -> Any:
         with _lock:
-            return call_action(self)
+            answer = call_action(self)
+            if _committed is not None and _status(answer) == 200:
+                action = self._get_action()
+                if action in WRITE_ACTIONS:
+                    _committed(action, self.body)
+            return answer
 
     return serialised_call_action
+
+
+WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
+_committed: Callable[[str, dict[str, Any]], None] | None = None
+
+
+def on_commit(callback: Callable[[str, dict[str, Any]], None] | None) -> None:
+    """`callback(action, request body)` after each write request that succeeded, inside its lock."""
+    global _committed
+    _committed = callback
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """No DynamoDB request runs meanwhile (to read every table at one moment)."""
+    with _lock:
+        yield
+
+
+def _status(answer: Any) -> int | None:
+    status = answer[0] if isinstance(answer, tuple) and answer else None
+    return int(status) if isinstance(status, int | str) and str(status).isdigit() else None
 
 
 def _honour_request_token(transact_write_items: Any) -> Any:

@@ -627,11 +627,29 @@ class Gateway:
         response.headers.append(("x-amzn-RequestId", request_id))
         return response
 
+    @property
+    def api(self) -> Api | None:
+        """The template's one Api, whose gateway responses shape answers given before any route matched."""
+        apis = {route.api.logical_id: route.api for route in self.routes.routes}
+        return next(iter(apis.values())) if len(apis) == 1 else None
+
+    def refuse(self, response_type: str, request: Request | None = None) -> Response:
+        """An answer of the gateway itself (body too large, malformed framing), in the Api's shape."""
+        request_id = str(uuid.uuid4())
+        response = gateway_response(self.api, response_type, request_id, request)
+        response.headers.append(("x-amzn-RequestId", request_id))
+        return response
+
+    def resource(self, request: Request) -> str:
+        """The route template a request matched (what API Gateway's access log records), never the raw path:
+        a hosted-page path carries a secret."""
+        matched = self.routes.match(request.method, request.path)
+        return matched[0].resource if matched else "(no route)"
+
     def _handle(self, request: Request, request_id: str) -> Response:
         matched = self.routes.match(request.method, request.path)
         if matched is None:
-            apis = {route.api.logical_id: route.api for route in self.routes.routes}
-            api = next(iter(apis.values())) if len(apis) == 1 else None
+            api = self.api
             if api is not None and "MISSING_AUTHENTICATION_TOKEN" in api.gateway_responses:
                 return gateway_response(api, "MISSING_AUTHENTICATION_TOKEN", request_id, request)
             return not_found(request, request_id)
@@ -743,52 +761,70 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
             body=body,
             source_ip=self.client_address[0],
         )
+        gateway = self.server.gateway
         try:
-            assert self.server.gateway is not None, "serving before the gateway is set"
-            response = self.server.gateway.handle(request)
+            assert gateway is not None, "serving before the gateway is set"
+            response = gateway.handle(request)
         except Exception:
-            log.exception("the local gateway failed on %s %s", self.command, self.path)
+            log.exception("the local gateway failed on %s %s", self.command, self._resource(request))
             response = gateway_response(None, "INTEGRATION_FAILURE", str(uuid.uuid4()), request)
         self._write(response)
         log.info(
             "%s %s %d %.0fms %s",
             self.command,
-            self.path.split("?", 1)[0],
+            self._resource(request),
             response.status,
             (time.monotonic() - started) * 1000,
             response.header("x-amzn-RequestId") or "",
         )
 
+    def _resource(self, request: Request) -> str:
+        gateway = self.server.gateway
+        return gateway.resource(request) if gateway is not None else "(no route)"
+
+    def _refuse(self, response_type: str) -> None:
+        """Answers before the request could be read whole; the connection cannot be reused after that."""
+        self.close_connection = True
+        gateway = self.server.gateway
+        if gateway is not None:
+            self._write(gateway.refuse(response_type))
+        else:
+            self._write(gateway_response(None, response_type, str(uuid.uuid4())))
+
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY_BYTES:
-                    self._too_large()
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length_header = self.headers.get("Content-Length") or "0"
+            try:
+                return self._read_chunks()
+            except ValueError:
+                self._refuse("BAD_REQUEST_BODY")
+                return None
+        length_header = (self.headers.get("Content-Length") or "0").strip()
         if not length_header.isdigit():
-            self.close_connection = True
-            self._write(Response(400, [("Content-Type", "application/json")], b'{"message": "Bad Request"}'))
+            self._refuse("BAD_REQUEST_BODY")
             return None
         length = int(length_header)
         if length > MAX_BODY_BYTES:
-            self._too_large()
+            self._refuse("REQUEST_TOO_LARGE")
             return None
         return self.rfile.read(length) if length else b""
 
-    def _too_large(self) -> None:
-        self.close_connection = True
-        self._write(gateway_response(None, "REQUEST_TOO_LARGE", str(uuid.uuid4())))
+    def _read_chunks(self) -> bytes | None:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size = int(self.rfile.readline(64).split(b";", 1)[0].strip() or b"0", 16)
+            if size < 0:
+                raise ValueError("negative chunk size")
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                self._refuse("REQUEST_TOO_LARGE")
+                return None
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
 
     def _write(self, response: Response) -> None:
         self.send_response_only(response.status)
@@ -803,6 +839,12 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, PROPFIND, ...) is answered like an unknown route, not http.server's 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)

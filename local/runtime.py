@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -45,6 +46,7 @@ from local.naming import (
     table_arn,
 )
 from local.scheduler import Scheduler, schedules
+from local.state import JOURNAL, SNAPSHOT, StateStore
 from local.streams import StreamPublisher, pipe_config
 
 log = logging.getLogger("local.runtime")
@@ -85,6 +87,8 @@ class Settings:
     cancellation_deadline_seconds: int = 259200
     public_base_url: str | None = None
     environments_per_function: int = DEFAULT_MAX_ENVIRONMENTS
+    state_dir: str | None = ".local/state"
+    reset: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -139,6 +143,8 @@ class Settings:
             environments_per_function=number(
                 "LOCAL_ENVIRONMENTS_PER_FUNCTION", defaults.environments_per_function, int, 1
             ),
+            state_dir=env.get("LOCAL_STATE_DIR", defaults.state_dir or "").strip() or None,
+            reset=env.get("LOCAL_RESET", "").strip().lower() in ("1", "true", "yes"),
         )
         if not (
             settings.session_ttl_min_seconds
@@ -311,6 +317,7 @@ class Runtime:
         self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._invoker: Invoker | None = None
+        self._state: StateStore | None = None
 
     # ----------------------------------------------------------------------------------------------- start
 
@@ -331,6 +338,7 @@ class Runtime:
             }
             resolver = local_resolver(self.template, parameters, specs)
             self._create_resources(resolver, parameters)
+            restored = self._restore_state()
             self.handler_env = {
                 **template_environment(specs, resolver),
                 **self.settings.handler_environment(self.base_url),
@@ -359,6 +367,8 @@ class Runtime:
             self._publisher = self._stream_publisher(specs, resolver, invoker)
             self._scheduler.start()
             self._publisher.start()
+            if restored:
+                self._resume_pending_work()
             self._http_thread = threading.Thread(
                 target=self._http.serve_forever, kwargs={"poll_interval": 0.2}, name="gateway", daemon=True
             )
@@ -390,6 +400,51 @@ class Runtime:
             answer.read()
         if not default_user_config.get("stepfunctions", {}).get("execute_state_machine"):
             raise RuntimeError("moto did not enable Step Functions execution")
+
+    def _restore_state(self) -> int:
+        """Loads what the last run kept (LOCAL_STATE_DIR) and journals every write from here on; returns how
+        many items were restored. LOCAL_RESET (make run RESET=1) starts empty."""
+        if self.settings.state_dir is None:
+            return 0
+        from moto.dynamodb.models import dynamodb_backends
+
+        directory = Path(self.settings.state_dir)
+        if self.settings.reset:
+            for name in (SNAPSHOT, JOURNAL):
+                (directory / name).unlink(missing_ok=True)
+        self._state = StateStore(directory, dynamodb_backends[ACCOUNT_ID][REGION])
+        restored = self._state.restore()
+        atomic_dynamodb.on_commit(self._state.record)
+        log.info("state kept in %s: %d items restored", directory, restored)
+        return restored
+
+    def _resume_pending_work(self) -> None:
+        """What waited in a workflow died with the last process: pending cancellations are made due for the
+        safety net, and the scheduled job runs now rather than one interval from now."""
+        dynamodb = self.client("dynamodb")
+        table = self.names[SESSIONS_TABLE]
+        resumed = 0
+        for shard in range(10):
+            pages = dynamodb.get_paginator("query").paginate(
+                TableName=table,
+                IndexName="byPendingCancellation",
+                KeyConditionExpression="pendingShard = :shard",
+                ExpressionAttributeValues={":shard": {"S": f"PENDING#{shard}"}},
+            )
+            for page in pages:
+                for key in page["Items"]:
+                    dynamodb.update_item(
+                        TableName=table,
+                        Key={"pk": key["pk"], "sk": key["sk"]},
+                        UpdateExpression="SET recheckAt = :now",
+                        ConditionExpression="attribute_exists(pendingShard)",
+                        ExpressionAttributeValues={":now": {"N": "0"}},
+                    )
+                    resumed += 1
+        log.info("resuming after a restart: %d pending cancellations made due", resumed)
+        scheduler = self._scheduler
+        if scheduler is not None:
+            threading.Thread(target=scheduler.run_all_once, name="resume", daemon=True).start()
 
     def _point_process_at_moto(self) -> None:
         for key in _AWS_VARIABLES_TO_DROP:
@@ -528,6 +583,10 @@ class Runtime:
             self._invoker = None
         if self._moto is not None:
             self._stop_executions()
+            if self._state is not None:
+                atomic_dynamodb.on_commit(None)
+                self._state.close()
+                self._state = None
             self._moto.stop()
             self._moto = None
 

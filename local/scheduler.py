@@ -105,12 +105,18 @@ class Scheduler:
                 "%s (%s) runs every %g s locally", entry.function_id, entry.expression, self.interval_seconds
             )
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("%s is still running after %g s", thread.name, timeout)
+
+    def run_all_once(self) -> None:
+        """Every schedule now, once (after a restart, to resume what was due)."""
+        for entry in self.entries:
+            if not self._stop.is_set():
+                self.run_once(entry)
 
     def run_once(self, entry: Schedule) -> bool:
         request_id = str(uuid.uuid4())

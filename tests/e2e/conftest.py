@@ -89,6 +89,7 @@ class RunningRuntime:
 def clean_environment(port: int, home: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
     env["PORT"] = str(port)
+    env["LOCAL_STATE_DIR"] = str(home.parent / "state")  # each runtime keeps its data in its own folder
     if os.environ.get("LOCAL_LOG_LEVEL"):  # to debug a failing test: LOCAL_LOG_LEVEL=DEBUG pytest ...
         env["LOCAL_LOG_LEVEL"] = os.environ["LOCAL_LOG_LEVEL"]
     env.update(extra)

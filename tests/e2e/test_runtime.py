@@ -620,3 +620,52 @@ def test_sigterm_stops_the_runtime_cleanly(start_runtime: Callable[..., RunningR
     assert "local: stopped" in running.stderr
     with pytest.raises(requests.ConnectionError):
         get(running.base_url, "/v1/openapi.json")
+
+
+# -- the gateway's own answers -------------------------------------------------------------------------
+
+
+def raw_exchange(base_url: str, request: bytes) -> tuple[int, dict[str, str], Any]:
+    """One request sent as bytes, exactly as written; the answer's status, headers and JSON body."""
+    import socket
+
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as connection:
+        connection.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += connection.recv(65536)
+        head, _, body = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        while len(body) < int(headers.get("Content-Length", "0")):
+            body += connection.recv(65536)
+    return int(lines[0].split()[1]), headers, json.loads(body) if body else None
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n", 413),
+        (b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n", 400),
+        (b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"TRACE /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 404),
+        (b"PROPFIND /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 404),
+    ],
+)
+def test_the_gateways_own_answers_use_the_contract_shape(
+    base_url: str, request_bytes: bytes, status: int
+) -> None:
+    answered, headers, body = raw_exchange(base_url, request_bytes)
+    assert answered == status
+    assert set(body) == {"error"} and body["error"]["requestId"] == headers["X-Request-Id"]
+    assert body["error"]["code"] in {"invalid_request", "not_found"}
+
+
+def test_the_access_log_names_the_route_never_the_pay_token(runtime: RunningRuntime) -> None:
+    url = create_session(runtime.base_url)["url"]
+    token = url.rsplit("/", 1)[1]
+    page = requests.get(f"{runtime.base_url}/pay/{token}", timeout=TIMEOUT)
+    assert page.status_code == 200
+    wait_for(lambda: "GET /pay/{token} 200" in runtime.stderr, "the access log line of the page")
+    assert token not in runtime.stderr

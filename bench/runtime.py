@@ -1,0 +1,170 @@
+"""The embedded runtime over HTTP, as `make run` starts it: create latency with an empty table and with N
+sessions stored (8 concurrent clients), resident memory of the whole process tree (workers included), 5xx
+answers, how long a SIGTERM takes to stop it, and how long it takes to serve again with N sessions stored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import harness
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENTS = 8
+KEY = "sk_test_demo"
+BODY = {"amount": 5000, "currency": "USD", "referenceId": "bench", "returnUrl": "https://example.com/return"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Runtime:
+    def __init__(self, state_dir: Path, log: Path) -> None:
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(state_dir.parent),
+            "PORT": str(self.port),
+            "LOCAL_STATE_DIR": str(state_dir),
+            "SWEEP_INTERVAL_SECONDS": "3600",
+            "LOCAL_LOG_LEVEL": "WARNING",
+        }
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=out, stderr=out
+            )
+
+    def wait_until_serving(self, session_id: str | None = None, timeout: float = 300) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/v1/openapi.json", timeout=5) as answer:  # noqa: S310
+                    if answer.status == 200 and (session_id is None or self._reads(session_id)):
+                        return time.monotonic() - started
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the runtime did not start")
+
+    def _reads(self, session_id: str) -> bool:
+        answer = requests.get(
+            f"{self.base_url}/v1/sessions/{session_id}",
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=30,
+        )
+        return answer.status_code == 200
+
+    def rss_mb(self) -> float:
+        """Resident memory of the runtime and every process below it."""
+        total_kb = 0
+        pending = [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total_kb += int(line.split()[1])
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pending.extend(int(child) for child in (task / "children").read_text().split())
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return round(total_kb / 1024, 1)
+
+    def stop(self) -> float:
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(120)
+        return time.monotonic() - started
+
+
+class Clients:
+    """CLIENTS threads creating sessions over keep-alive connections; counts 5xx answers."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.errors_5xx = 0
+        self.last_session_id = ""
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _create(self, _: int) -> float:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {KEY}"
+        started = time.monotonic()
+        answer = session.post(f"{self.base_url}/v1/sessions", json=BODY, timeout=60)
+        elapsed = (time.monotonic() - started) * 1000
+        with self._lock:
+            if answer.status_code >= 500:
+                self.errors_5xx += 1
+            elif answer.status_code == 201:
+                self.last_session_id = answer.json()["sessionId"]
+        return elapsed
+
+    def create(self, count: int) -> list[float]:
+        with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+            return list(pool.map(self._create, range(count)))
+
+
+def measure(sessions: int, sample: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
+    log = work / "runtime.log"
+    runtime = Runtime(work / "state", log)
+    try:
+        runtime.wait_until_serving()
+        clients = Clients(runtime.base_url)
+        clients.create(CLIENTS * 4)  # every client's environments warm, as after a minute of use
+        empty = clients.create(sample)
+        rss_empty = runtime.rss_mb()
+        remaining = sessions - CLIENTS * 4 - sample * 2
+        harness.say(f"bench: filling the runtime to {sessions} sessions")
+        while remaining > 0:
+            batch = min(remaining, 1000)
+            clients.create(batch)
+            remaining -= batch
+        full = clients.create(sample)
+        rss_full = runtime.rss_mb()
+        stop_seconds = runtime.stop()
+        restarted = Runtime(work / "state", log)
+        restart_seconds = restarted.wait_until_serving(clients.last_session_id)
+        restarted.stop()
+    except BaseException:
+        if runtime.process.poll() is None:
+            runtime.process.kill()
+        raise
+    p50_empty, p50_full = statistics.median(empty), statistics.median(full)
+    return {
+        "create_p50_ms_empty": round(p50_empty, 1),
+        "create_p50_ms_10k": round(p50_full, 1),
+        "create_p50_ratio_10k": round(p50_full / p50_empty, 3),
+        "rss_mb_empty": rss_empty,
+        "rss_mb_10k": rss_full,
+        "memory_growth_mb_10k": round(rss_full - rss_empty, 1),
+        "errors_5xx": clients.errors_5xx,
+        "stop_seconds": round(stop_seconds, 2),
+        "restart_seconds_10k": round(restart_seconds, 2),
+        "sessions": sessions,
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000, 200), indent=2))

@@ -1,0 +1,210 @@
+"""Keeps the emulated DynamoDB tables between runs, in LOCAL_STATE_DIR.
+
+Two files: `snapshot.jsonl` (every item of every table, one per line) and `journal.jsonl` (after each write
+request, the new image of every item it touched, or its deletion). A journal line is written when its
+request commits and the file is fsynced every second, so a stop by SIGKILL loses at most the last second of
+writes. The snapshot is replaced atomically (written aside, fsynced, renamed); the journal is replayed over
+it on start (images, so replaying twice changes nothing) and a torn last line, the one write a kill can
+interrupt, is dropped. Loading puts items straight into the tables, so nothing restored is published again.
+
+Everything else (waiting workflows, queued messages) is re-derived from the table by the runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("local.state")
+
+SNAPSHOT = "snapshot.jsonl"
+JOURNAL = "journal.jsonl"
+FSYNC_INTERVAL_SECONDS = 1.0
+
+
+def written_keys(action: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(table, key or whole item) of every item a successful write request touched."""
+    if action in ("PutItem",):
+        return [(body["TableName"], body["Item"])]
+    if action in ("UpdateItem", "DeleteItem"):
+        return [(body["TableName"], body["Key"])]
+    if action == "TransactWriteItems":
+        touched = []
+        for entry in body.get("TransactItems", []):
+            kind, operation = next(iter(entry.items()))
+            if kind == "Put":
+                touched.append((operation["TableName"], operation["Item"]))
+            elif kind in ("Update", "Delete"):
+                touched.append((operation["TableName"], operation["Key"]))
+        return touched
+    if action == "BatchWriteItem":
+        touched = []
+        for table, requests in body.get("RequestItems", {}).items():
+            for request in requests:
+                if "PutRequest" in request:
+                    touched.append((table, request["PutRequest"]["Item"]))
+                elif "DeleteRequest" in request:
+                    touched.append((table, request["DeleteRequest"]["Key"]))
+        return touched
+    return []
+
+
+class StateStore:
+    def __init__(self, directory: Path, backend: Any) -> None:
+        self.directory = directory
+        self.backend = backend
+        self._journal: Any = None
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+
+    # -- start ----------------------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Loads the snapshot and replays the journal into the (already created) tables; returns the
+        number of items restored. Then writes a fresh snapshot and starts an empty journal."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        restored = 0
+        for table_name, attrs, deleted_key in self._records():
+            table = self.backend.tables.get(table_name)
+            if table is None:
+                continue
+            if deleted_key is not None:
+                self._delete(table, deleted_key)
+            else:
+                self._put(table, attrs)
+        restored = sum(1 for _ in self._all_items())
+        self.compact()
+        self._journal = (self.directory / JOURNAL).open("a", encoding="utf-8")
+        self._syncer = threading.Thread(target=self._sync_every_second, name="state-fsync", daemon=True)
+        self._syncer.start()
+        return restored
+
+    def _records(self) -> Iterator[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+        snapshot = self.directory / SNAPSHOT
+        if snapshot.exists():
+            with snapshot.open(encoding="utf-8") as lines:
+                for line in lines:
+                    record = json.loads(line)
+                    yield record["t"], record["i"], None
+        journal = self.directory / JOURNAL
+        if journal.exists():
+            with journal.open(encoding="utf-8") as lines:
+                for number, line in enumerate(lines, start=1):
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        log.warning(
+                            "journal line %d is torn (the process was killed while writing it)", number
+                        )
+                        break
+                    yield from ((table_name, item, key) for table_name, item, key in record["w"])
+
+    @staticmethod
+    def _locate(table: Any, attrs: dict[str, Any]) -> tuple[Any, Any]:
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        hash_value = DynamoType(attrs[table.hash_key_attr])
+        range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+        return hash_value, range_value
+
+    def _put(self, table: Any, attrs: dict[str, Any]) -> None:
+        from moto.dynamodb.models.dynamo_type import Item
+
+        hash_value, range_value = self._locate(table, attrs)
+        item = Item(hash_value, range_value, attrs)
+        if range_value is not None:
+            table.items[hash_value][range_value] = item
+        else:
+            table.items[hash_value] = item
+
+    def _delete(self, table: Any, key: dict[str, Any]) -> None:
+        hash_value, range_value = self._locate(table, key)
+        if range_value is not None:
+            table.items.get(hash_value, {}).pop(range_value, None)
+        else:
+            table.items.pop(hash_value, None)
+
+    def _all_items(self) -> Iterator[tuple[str, Any]]:
+        for table_name, table in list(self.backend.tables.items()):
+            for entry in list(table.items.values()):
+                if isinstance(entry, dict):
+                    for item in list(entry.values()):
+                        yield table_name, item
+                else:
+                    yield table_name, entry
+
+    # -- while serving --------------------------------------------------------------------------------
+
+    def record(self, action: str, body: dict[str, Any]) -> None:
+        """Journals the new image of every item a committed write request touched (called with the
+        DynamoDB request lock held, so the images are those of this request)."""
+        if self._journal is None:
+            return
+        writes = []
+        for table_name, key_or_item in written_keys(action, body):
+            table = self.backend.tables.get(table_name)
+            if table is None:
+                continue
+            hash_value, range_value = self._locate(table, key_or_item)
+            item = table.get_item(hash_value, range_value)
+            key = {table.hash_key_attr: key_or_item[table.hash_key_attr]}
+            if table.range_key_attr:
+                key[table.range_key_attr] = key_or_item[table.range_key_attr]
+            writes.append([table_name, item.to_json()["Attributes"] if item else None, None if item else key])
+        if writes:
+            with self._lock:
+                self._journal.write(json.dumps({"w": writes}, separators=(",", ":")) + "\n")
+                self._journal.flush()
+                self._dirty = True
+
+    def _sync_every_second(self) -> None:
+        while not self._stop.wait(FSYNC_INTERVAL_SECONDS):
+            self.sync()
+
+    def sync(self) -> None:
+        with self._lock:
+            if self._journal is not None and self._dirty:
+                os.fsync(self._journal.fileno())
+                self._dirty = False
+
+    # -- stop -----------------------------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Writes every item to a new snapshot, atomically, then empties the journal."""
+        from local import atomic_dynamodb
+
+        with atomic_dynamodb.exclusive(), self._lock:
+            target = self.directory / SNAPSHOT
+            aside = self.directory / (SNAPSHOT + ".writing")
+            with aside.open("w", encoding="utf-8") as out:
+                for table_name, item in self._all_items():
+                    out.write(json.dumps({"t": table_name, "i": item.to_json()["Attributes"]}) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(aside, target)
+            if self._journal is not None:
+                self._journal.truncate(0)
+                self._journal.seek(0)
+            else:
+                (self.directory / JOURNAL).write_text("")
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+    def close(self) -> None:
+        """The last snapshot: called once requests have stopped."""
+        self._stop.set()
+        self.compact()
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
