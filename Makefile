@@ -20,8 +20,8 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
-run: $(VENV)/.installed  ## serve the API locally, AWS emulated in-process
-	$(PY) -m local
+run: $(VENV)/.installed  ## serve the API locally, AWS emulated in-process (RESET=1: start empty)
+	LOCAL_RESET=$(RESET) $(PY) -m local
 
 test: $(VENV)/.installed  ## the whole suite: unit, integration, e2e
 	$(PY) -m pytest

@@ -18,8 +18,22 @@ from typing import Any
 
 from bench import harness
 
-FULL = {"expiry_n": 1000, "rechecks": 24, "import_runs": 15, "overhead_iterations": 40}
-FAST = {"expiry_n": 200, "rechecks": 1, "import_runs": 1, "overhead_iterations": 3}
+FULL = {
+    "expiry_n": 1000,
+    "rechecks": 24,
+    "import_runs": 15,
+    "overhead_iterations": 40,
+    "runtime_sessions": 10_000,
+    "runtime_sample": 200,
+}
+FAST = {
+    "expiry_n": 200,
+    "rechecks": 1,
+    "import_runs": 1,
+    "overhead_iterations": 3,
+    "runtime_sessions": 150,
+    "runtime_sample": 20,
+}
 
 
 def machine() -> str:
@@ -27,7 +41,7 @@ def machine() -> str:
 
 
 def run(settings: dict[str, int]) -> dict[str, Any]:
-    from bench import ddb_calls, expiry, imports, layer, overhead, transitions
+    from bench import ddb_calls, expiry, imports, layer, overhead, runtime, transitions
 
     measures: dict[str, Any] = {}
     started = time.monotonic()
@@ -41,15 +55,14 @@ def run(settings: dict[str, int]) -> dict[str, Any]:
     measures["expiry"] = expiry.measure(settings["expiry_n"])
     step("handler overhead")
     measures["overhead"] = overhead.measure(settings["overhead_iterations"])
-    measures["overhead"]["ratio_with_moto_backup"] = overhead.measure(
-        settings["overhead_iterations"], moto_table_backup=True
-    )["ratio"]
     step("import time")
     measures["imports"] = imports.measure(settings["import_runs"])
     step("Step Functions transitions")
     measures["sfn"] = transitions.measure(rechecks=settings["rechecks"])
     measures["sfn"]["polling_1min_per_24h"] = transitions.POLLING_PER_MINUTE_PER_DAY
     measures["layer"] = layer.measure()
+    step("the embedded runtime over HTTP")
+    measures["runtime"] = runtime.measure(settings["runtime_sessions"], settings["runtime_sample"])
     step("done")
     return measures
 

@@ -4,7 +4,6 @@ a Lambda context, and botocore hooks that count DynamoDB calls and items read.""
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib.util
 import json
 import os
@@ -15,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +46,11 @@ def prepare_environment() -> None:
     for path in (str(ROOT), str(LAYER)):
         if path not in sys.path:
             sys.path.insert(0, path)
+    # DynamoDB's promises in the emulator, as the runtime and the tests have them: atomic requests, and a
+    # transaction that costs what it touches (moto's own copies every table it touches).
+    from local import atomic_dynamodb
+
+    atomic_dynamodb.install()
 
 
 def reset_caches() -> None:
@@ -259,27 +263,6 @@ def counting(client: Any) -> Iterator[CallCounter]:
     finally:
         events.unregister("before-call.dynamodb.*", unique_id="bench-before")
         events.unregister("after-call.dynamodb.*", unique_id="bench-after")
-
-
-@contextlib.contextmanager
-def moto_transactions_without_table_backup() -> Iterator[None]:
-    """moto's TransactWriteItems deep-copies the whole table (items, indexes, stream records), once per
-    item of the transaction, as its rollback backup: O(table size) per write, seconds per write at 11,000
-    items and ~100 ms on a small table with a stream. That is the emulator's cost, not DynamoDB's.
-    Inside this block the copy is skipped, so a transaction that fails would not be rolled back: the
-    measures that use it fail on any failed call. Reads and everything else are untouched."""
-    from moto.dynamodb import models
-    from moto.dynamodb.models.table import Table
-
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
-
-    original = models.copy
-    models.copy = SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        models.copy = original
 
 
 def domain_dynamodb() -> Any:

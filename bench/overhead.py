@@ -60,17 +60,10 @@ def _replay_params(
 _SNAKE = {"GetItem": "get_item", "TransactWriteItems": "transact_write_items"}
 
 
-def measure(iterations: int = 40, moto_table_backup: bool = False) -> dict[str, Any]:
-    """`moto_table_backup=False` (the default) skips moto's whole-table copy on each TransactWriteItems
-    (see harness.moto_transactions_without_table_backup), which otherwise dominates both sides."""
-    import contextlib
-
+def measure(iterations: int = 40) -> dict[str, Any]:
     from moto import mock_aws
 
-    patch = (
-        contextlib.nullcontext() if moto_table_backup else harness.moto_transactions_without_table_backup()
-    )
-    with mock_aws(), patch:
+    with mock_aws():
         harness.reset_caches()
         harness.create_tables()
         from checkout_core import aws

@@ -161,6 +161,7 @@ def measure(sessions: int, sample: int) -> dict[str, Any]:
         "stop_seconds": round(stop_seconds, 2),
         "restart_seconds_10k": round(restart_seconds, 2),
         "sessions": sessions,
+        "sample": sample,
     }
 
 

@@ -4,7 +4,8 @@ EventBridge and Step Functions emulated in-process by moto's server. No AWS acco
 Settings are the contract's §5 (PORT, LOCAL_API_KEYS, LOCAL_RETURN_HOSTS, SANDBOX_WEBHOOK_SECRET,
 SWEEP_INTERVAL_SECONDS, SESSION_TTL_*, CANCELLATION_*, PUBLIC_BASE_URL); LOCAL_LOG_LEVEL sets the runtime's
 own log level (default INFO). It prints the base URL and the API key on stdout, logs the moto endpoint on
-stderr (events published on the bus are copied to the SQS queue `checkout-events-tap` there), and stops on
+stderr (with LOCAL_EVENTS_TAP=1, events published on the bus are copied to the SQS queue `checkout-events-tap`
+there: a queue nobody reads grows without end, so it is off by default), and stops on
 Ctrl-C or SIGTERM with exit status 0; SIGUSR1 prints every thread's stack on stderr.
 """
 
@@ -51,9 +52,8 @@ def main() -> int:
     except PortUnavailable as exc:
         print(f"checkout-sessions: {exc}", file=sys.stderr)
         return 1
-    log.info(
-        "AWS emulated by moto at %s (bus events copied to SQS queue %s)", runtime.moto_url, EVENTS_TAP_QUEUE
-    )
+    tap = f" (bus events copied to SQS queue {EVENTS_TAP_QUEUE})" if settings.events_tap else ""
+    log.info("AWS emulated by moto at %s%s", runtime.moto_url, tap)
     print(runtime.banner(), flush=True)
     try:
         while not stop.wait(0.2):

@@ -23,12 +23,14 @@ import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 _lock = threading.RLock()
 REQUEST_TOKEN_SECONDS = 600
-_tokens: dict[str, tuple[str, float]] = {}
+# Insertion order is expiry order (each entry lives REQUEST_TOKEN_SECONDS), so expiry pops from the front.
+_tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
 
 def install() -> None:
@@ -80,6 +82,25 @@ def exclusive() -> Iterator[None]:
         yield
 
 
+def trim_stream(table: Any, through_sequence: str) -> None:
+    """Drops a table's stream records up to `through_sequence`, once its only reader has handled them, and
+    the iterators handed out so far: moto keeps both forever, so memory grew with every write, not with
+    the data. DynamoDB Streams trims after 24 h; locally the one consumer is the runtime's publisher."""
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    with _lock:
+        shard = table.stream_shard
+        if shard is None:
+            return
+        count = min(len(shard.items), int(through_sequence) - shard.starting_sequence_number + 1)
+        if count > 0:
+            del shard.items[:count]
+            shard.starting_sequence_number += count
+        for account in dynamodbstreams_backends.values():
+            for backend in account.values():
+                backend.shard_iterators.clear()
+
+
 def _status(answer: Any) -> int | None:
     status = answer[0] if isinstance(answer, tuple) and answer else None
     return int(status) if isinstance(status, int | str) and str(status).isdigit() else None
@@ -103,8 +124,8 @@ def _honour_request_token(transact_write_items: Any) -> Any:
             json.dumps(self.body["TransactItems"], sort_keys=True).encode()
         ).hexdigest()
         now = time.monotonic()
-        for expired in [key for key, (_, until) in _tokens.items() if until <= now]:
-            del _tokens[expired]
+        while _tokens and next(iter(_tokens.values()))[1] <= now:
+            _tokens.popitem(last=False)
         seen = _tokens.get(token)
         if seen is not None:
             if seen[0] != fingerprint:

@@ -89,6 +89,7 @@ class Settings:
     environments_per_function: int = DEFAULT_MAX_ENVIRONMENTS
     state_dir: str | None = ".local/state"
     reset: bool = False
+    events_tap: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -145,6 +146,7 @@ class Settings:
             ),
             state_dir=env.get("LOCAL_STATE_DIR", defaults.state_dir or "").strip() or None,
             reset=env.get("LOCAL_RESET", "").strip().lower() in ("1", "true", "yes"),
+            events_tap=env.get("LOCAL_EVENTS_TAP", "").strip().lower() in ("1", "true", "yes"),
         )
         if not (
             settings.session_ttl_min_seconds
@@ -494,7 +496,8 @@ class Runtime:
             name = resolver.refs[logical_id]
             events.create_event_bus(Name=name)
             self.names[logical_id] = name
-            self._tap(events, name)
+            if self.settings.events_tap:
+                self._tap(events, name)
 
         stepfunctions = self.client("stepfunctions")
         for logical_id, resource in cfn.resources("AWS::Serverless::StateMachine", self.template).items():
@@ -561,7 +564,15 @@ class Runtime:
             bus_names[0],
             config,
             lambda function_id, records: invoker.invoke(function_id, records),
+            consumed=self._trim_stream,
         )
+
+    def _trim_stream(self, through_sequence: str) -> None:
+        from moto.dynamodb.models import dynamodb_backends
+
+        table = dynamodb_backends[ACCOUNT_ID][REGION].tables.get(self.names[SESSIONS_TABLE])
+        if table is not None:
+            atomic_dynamodb.trim_stream(table, through_sequence)
 
     # ------------------------------------------------------------------------------------------------ stop
 

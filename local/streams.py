@@ -121,8 +121,10 @@ class StreamPublisher:
         enrich: Callable[[str, Any], Any] | None,
         poll_interval: float = 0.1,
         max_backoff: float = 5.0,
+        consumed: Callable[[str], None] | None = None,
     ) -> None:
-        """`enrich(function_logical_id, records)` invokes the enrichment function."""
+        """`enrich(function_logical_id, records)` invokes the enrichment function; `consumed(sequence)` is
+        told each time every record up to `sequence` has been handled (published or dropped)."""
         self.streams = streams_client
         self.events = events_client
         self.stream_arn = stream_arn
@@ -131,6 +133,7 @@ class StreamPublisher:
         self.enrich = enrich
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
+        self.consumed = consumed
         self.published = 0
         self._shard_id = ""
         self._last_sequence: str | None = None
@@ -235,6 +238,8 @@ class StreamPublisher:
                 for record in batch:
                     self._remember(record["eventID"])
                 del self._pending[: len(batch)]
+            if read and self.consumed is not None and self._last_sequence is not None:
+                self.consumed(self._last_sequence)
             return read
 
     def _remember(self, event_id: str) -> None:

@@ -62,3 +62,32 @@ def test_one_metric_per_transition(aws: Any, capsys: pytest.CaptureFixture[str])
     assert sorted(metrics) == sorted(
         ["SessionCreated", "TransactionCreated", "TransactionSettled", "SessionCompleted"]
     )
+
+
+def test_traces_never_record_an_answer(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    from checkout_core.observability import tracer
+
+    # Given a tracer whose segments record every piece of metadata put on them
+    recorded: list[tuple[str, Any]] = []
+
+    class RecordingSegment:
+        def put_metadata(self, key: str, value: Any, namespace: str = "") -> None:
+            recorded.append((key, value))
+
+        def put_annotation(self, key: str, value: Any) -> None:
+            recorded.append((key, value))
+
+    @contextlib.contextmanager
+    def in_subsegment(name: str) -> Iterator[RecordingSegment]:
+        yield RecordingSegment()
+
+    monkeypatch.setattr(tracer.provider, "in_subsegment", in_subsegment)
+    # When a session is created (its answer holds the pay link) and read (its answer holds metadata)
+    session = create_session(metadata={"customerEmail": "someone@example.com"})
+    token = session["url"].rsplit("/", 1)[1]
+    # Then no answer reached the trace
+    assert recorded, "the tracer was not used"
+    assert not any(key.endswith("response") for key, _ in recorded)
+    assert token not in json.dumps([value for _, value in recorded], default=str)

@@ -33,6 +33,7 @@ def card(aws: Any) -> tuple[str, str]:
     [
         {"signature": ""},
         {"signature": "t=1,v1=deadbeef"},
+        {"signature": "t=\u00b2,v1=deadbeef"},
         {"secret": "whsec_wrong"},
         {"signed_at": int(time.time()) - 301},
     ],

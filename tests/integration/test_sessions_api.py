@@ -272,3 +272,53 @@ def test_a_write_conflict_that_outlasts_the_retries_is_503_with_retry_after(aws:
     assert answer.status == 503 and answer.error["code"] == "service_unavailable"
     assert answer.headers["Retry-After"] == "1"
     assert list_sessions().json()["data"] == []
+
+
+# -- what an outside review found at the edges ------------------------------------------------------
+
+
+def test_a_body_that_is_not_utf8_is_400_and_changes_nothing(aws: Any) -> None:
+    import base64
+
+    event = api_event(
+        "create_session", "/v1/sessions", raw_body=base64.b64encode(b'{"amount": "\xff"}').decode()
+    )
+    event["isBase64Encoded"] = True
+    answer = call("create_session", event)
+    assert answer.status == 400 and answer.error["code"] == "invalid_request"
+    assert answer.error["message"] == "The body is not valid UTF-8."
+    assert aws.dynamodb.scan(TableName=aws.table_name, Select="COUNT")["Count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "message"),
+    [
+        ({**BODY, "": 1}, "", 'Unknown field "".'),
+        ({**BODY, "metadata": {"k" * 41: "v"}}, f"metadata.{'k' * 41}", None),
+    ],
+)
+def test_field_errors_name_the_field_as_sent(
+    aws: Any, body: dict[str, Any], param: str, message: str | None
+) -> None:
+    answer = create(body)
+    assert answer.status == 400 and answer.error["param"] == param
+    if message:
+        assert answer.error["message"] == message
+    assert "None" not in answer.error["message"]
+
+
+def test_a_missing_body_says_a_body_is_required(aws: Any) -> None:
+    event = api_event("create_session", "/v1/sessions")
+    answer = call("create_session", event)
+    assert answer.status == 400 and answer.error["message"] == "A JSON body is required."
+    assert answer.error["param"] is None
+
+
+def test_a_replayed_error_names_the_request_that_received_it(aws: Any) -> None:
+    bad = {**BODY, "returnUrl": "https://elsewhere.test/return"}
+    first = create(bad, headers={"Idempotency-Key": "bad-1"})
+    again = create(bad, headers={"Idempotency-Key": "bad-1"})
+    assert first.status == again.status == 400
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.error["requestId"] == again.headers["X-Request-Id"] != first.error["requestId"]
+    assert {**again.error, "requestId": None} == {**first.error, "requestId": None}

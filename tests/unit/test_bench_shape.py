@@ -17,6 +17,17 @@ EXPECTED_KEYS = {
     "import_ratio": None,
     "overhead_ratio": None,
     "layer_mb": None,
+    "runtime": {
+        "create_p50_ms_empty",
+        "create_p50_ms_10k",
+        "create_p50_ratio_10k",
+        "rss_mb_empty",
+        "rss_mb_10k",
+        "memory_growth_mb_10k",
+        "errors_5xx",
+        "stop_seconds",
+        "restart_seconds_10k",
+    },
     "machine": None,
 }
 
@@ -41,6 +52,9 @@ def _check_shape(results: dict[str, Any]) -> None:
     assert isinstance(results["overhead_ratio"], float)
     assert results["layer_mb"] is None or isinstance(results["layer_mb"], float)
     assert isinstance(results["machine"], str) and results["machine"]
+    runtime = results["runtime"]
+    assert isinstance(runtime["errors_5xx"], int)
+    assert all(isinstance(value, int | float) for value in runtime.values())
 
 
 def test_fast_mode_writes_the_published_shape(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ bodies, the request id on every response, and Idempotency-Key handling for POSTs
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,11 +92,21 @@ def internal_error_response(request_id: str | None) -> Response[str]:
     return error_response(500, "internal_error", "An unexpected error occurred.", request_id)
 
 
-def _param_of(location: tuple[Any, ...] | list[Any]) -> str | None:
-    parts = [str(part) for part in location]
+def param_of(location: tuple[Any, ...] | list[Any]) -> str | None:
+    """The dotted path of the offending field; None for the body as a whole. pydantic's `[key]` segment
+    (a dict key failed its own rule) is dropped: the key is already named."""
+    parts = [str(part) for part in location if part != "[key]"]
     if parts and parts[0] in _LOCATION_PREFIXES:
         parts = parts[1:]
-    return ".".join(parts) or None
+    return ".".join(parts) if parts else None
+
+
+def validation_message(kind: str, param: str | None, detail: str) -> str:
+    if kind == "extra_forbidden":
+        return f"Unknown field {json.dumps(param)}."
+    if kind == "missing":
+        return "A JSON body is required." if param is None else f"{param} is required."
+    return f"{param or 'body'}: {detail}."
 
 
 def validation_error_response(exc: RequestValidationError, request_id: str | None) -> Response[str]:
@@ -104,14 +115,8 @@ def validation_error_response(exc: RequestValidationError, request_id: str | Non
     location = tuple(first.get("loc", ()))
     if first.get("type") == "json_invalid":
         return error_response(400, "invalid_request", "The body is not valid JSON.", request_id, param=None)
-    param = _param_of(location)
-    kind = first.get("type", "")
-    if kind == "extra_forbidden":
-        message = f"Unknown field {param}."
-    elif kind == "missing":
-        message = f"{param} is required."
-    else:
-        message = f"{param or 'request'}: {first.get('msg', 'is invalid')}."
+    param = param_of(location)
+    message = validation_message(first.get("type", ""), param, first.get("msg", "is invalid"))
     return error_response(400, "invalid_request", message, request_id, param=param)
 
 
@@ -211,6 +216,17 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
+def _is_utf8(event: dict[str, Any]) -> bool:
+    """API Gateway hands over a body that is not UTF-8 text base64-encoded."""
+    if not event.get("isBase64Encoded"):
+        return True
+    try:
+        base64.b64decode(event["body"], validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def valid_idempotency_key(key: str) -> bool:
     return 1 <= len(key) <= 255 and all(0x20 <= ord(ch) <= 0x7E for ch in key)
 
@@ -226,6 +242,11 @@ class _DoNotStore(Exception):
 def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Resolves one API Gateway event: Idempotency-Key for POSTs, X-Request-Id on every answer."""
     request_id = (event.get("requestContext") or {}).get("requestId")
+    if event.get("body") and not _is_utf8(event):
+        not_text = error_response(
+            400, "invalid_request", "The body is not valid UTF-8.", request_id, param=None
+        )
+        return _with_request_id(_error_dict(not_text), request_id)
     if event.get("body") and not _is_json(_header(event, "Content-Type")):
         wrong_type = error_response(
             400,
@@ -250,7 +271,7 @@ def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> 
         )
         return _with_request_id(_error_dict(invalid), request_id)
     try:
-        response = _resolve_idempotently(app, event, context, key)
+        response = _restamp_error(_resolve_idempotently(app, event, context, key), request_id)
     except _DoNotStore as not_stored:
         response = not_stored.response
     except errors.DomainError as exc:
@@ -300,6 +321,20 @@ def _resolve_idempotently(
         raise errors.ServiceUnavailable() from exc
 
 
+def _restamp_error(response: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+    """A replayed error answer names the request that got it, not the one it was first given to."""
+    if response.get("statusCode", 200) < 400 or not request_id:
+        return response
+    try:
+        body = json.loads(response.get("body") or "")
+    except ValueError:
+        return response
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body["error"]["requestId"] = request_id
+        response = {**response, "body": json.dumps(body)}
+    return response
+
+
 def _mark_replayed(response: Any, record: Any) -> Any:
     return set_header(response, "Idempotent-Replayed", "true") if isinstance(response, dict) else response
 
@@ -346,11 +381,12 @@ def api_handler(*routers: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]
     for router in routers:
         app.include_router(router)
 
+    # Answers carry secrets (a create's pay link) and customers' data (metadata): never copied into traces.
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-    @tracer.capture_lambda_handler
+    @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return handle(app, event, context)
 
-    lambda_handler.app = app  # type: ignore[attr-defined]
+    lambda_handler.app = app
     return lambda_handler

@@ -50,13 +50,15 @@ def created(model: Any) -> Response[str]:
 
 
 def invalid(exc: ValidationError) -> InvalidRequest:
+    from checkout_core.http import param_of, validation_message
+
     first = exc.errors()[0]
-    param = ".".join(str(part) for part in first.get("loc", ())) or None
     if first.get("type") == "json_invalid":
         return InvalidRequest("The body is not valid JSON.", None)
-    if first.get("type") == "extra_forbidden":
-        return InvalidRequest(f"Unknown field {param}.", param)
-    return InvalidRequest(f"{param or 'body'}: {first.get('msg', 'is invalid')}.", param)
+    param = param_of(first.get("loc", ()))
+    return InvalidRequest(
+        validation_message(first.get("type", ""), param, first.get("msg", "is invalid")), param
+    )
 
 
 def refuse_unknown_query(router: Router, allowed: set[str]) -> None:
