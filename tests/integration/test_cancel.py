@@ -222,3 +222,49 @@ def _token_stored(aws: Any, transaction_id: str) -> bool:
         ConsistentRead=True,
     ).get("Item", {})
     return "taskToken" in item
+
+
+def test_a_cancel_that_cannot_record_after_its_lock_answers_what_is_true(aws: Any) -> None:
+    from datetime import timedelta
+
+    from botocore.exceptions import ClientError
+
+    from checkout_core import aws as aws_clients
+    from checkout_core import expiry
+    from checkout_core.clock import utc_now
+    from checkout_core.context import Context
+
+    # Given a session with a card payment, and DynamoDB refusing every transaction after the cancel's lock
+    session_id = create_session()["sessionId"]
+    card = transaction(session_id, "sandbox_card")
+    writes = []
+
+    def conflict_after_the_lock(**_: Any) -> None:
+        writes.append(1)
+        if len(writes) > 1:
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": [{"Code": "TransactionConflict"}],
+                },
+                "TransactWriteItems",
+            )
+
+    events = aws_clients.client("dynamodb").meta.events
+    events.register(
+        "before-call.dynamodb.TransactWriteItems", conflict_after_the_lock, unique_id="after-lock"
+    )
+    try:
+        answer = cancel(session_id)
+    finally:
+        events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="after-lock")
+    # Then the answer is not a 503 that would claim nothing changed: the session is locked
+    assert answer.status == 200, answer.body
+    assert answer.json()["status"] == "PENDING_CANCELLATION"
+    assert answer.json()["pendingTransactionIds"] == [card]
+    assert aws.session_item(session_id)["status"] == "PENDING_CANCELLATION"
+    # And the safety net records the provider's cancel and finalises
+    report = expiry.sweep(Context(clock=lambda: utc_now() + timedelta(minutes=5)), lambda: 60_000)
+    assert report.recovered == 1
+    assert get(session_id)["status"] == "CANCELLED"
+    assert event_types(session_id).count("session.cancelled") == 1

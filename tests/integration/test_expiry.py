@@ -226,3 +226,68 @@ class TestSafetyNet:
         version = aws.session_item(session_id)["version"]
         assert sweep(aws, utc_now()).recovered == 0
         assert aws.session_item(session_id)["version"] == version
+
+
+class BrokenFor(SessionRepository):
+    """A repository that fails every read of one session, as a corrupt item or a poison record would."""
+
+    def __init__(self, table_name: str, broken: str) -> None:
+        super().__init__(table_name)
+        self.broken = broken
+
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        if session_id == self.broken:
+            raise RuntimeError("unreadable session")
+        return super().get_session(session_id)
+
+
+def test_one_failing_session_does_not_stop_the_sweep(aws: Any) -> None:
+    # Given 20 due sessions, one of which cannot be handled
+    ids = [create_session()["sessionId"] for _ in range(20)]
+    later = max(expires_at(aws, session_id) for session_id in ids) + timedelta(seconds=1)
+    ctx = Context(repository=BrokenFor(aws.table_name, ids[3]), clock=lambda: later)
+    # When the sweep runs
+    report = expiry.sweep(ctx, lambda: 60_000)
+    # Then the 19 others expire and the failure is counted, not fatal
+    assert report.expired == 19 and report.failed == 1
+    assert [aws.session_item(session_id)["status"] for session_id in ids].count("EXPIRED") == 19
+
+
+def _due_in_expiry_index(aws: Any, session_id: str) -> bool:
+    item = aws.session_item(session_id)
+    return "openShard" in item
+
+
+def test_a_payment_in_flight_past_expiry_leaves_the_due_index_until_it_ends(aws: Any) -> None:
+    # Given a session past expiresAt with a payment in flight
+    session_id = create_session()["sessionId"]
+    tx = transaction(session_id)
+    later = expires_at(aws, session_id) + timedelta(seconds=1)
+    # When the sweep finds it
+    first = sweep(aws, later)
+    # Then it is left alone and out of the expiry index, so later sweeps do not read it again
+    assert first.expired == 0 and aws.session_item(session_id)["status"] == "OPEN"
+    assert not _due_in_expiry_index(aws, session_id)
+    assert sweep(aws, later).examined == 0
+    # And when the payment ends unsettled, the session expires on that event
+    move_expiry_to_the_past(aws, session_id)
+    assert provider_event("sandbox_card", tx, "FAILED").json()["applied"] is True
+    assert aws.session_item(session_id)["status"] == "EXPIRED"
+
+
+def test_the_safety_net_gets_its_share_of_a_busy_sweep(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a cancel that died after its lock, and many due expiries
+    stuck = create_session()["sessionId"]
+    transaction(stuck, "sandbox_card")
+    monkeypatch.setenv("FAULTS", "cancel.after_lock=crash")
+    with pytest.raises(InjectedCrash):
+        cancel(stuck)
+    monkeypatch.delenv("FAULTS")
+    ids = [create_session()["sessionId"] for _ in range(24)]
+    later = max(expires_at(aws, session_id) for session_id in ids) + timedelta(minutes=5)
+    # When the sweep's time shrinks by a second before each session (20 s left at first, 5 s margin)
+    clock = iter(range(20_000, -100_000, -1_000))
+    report = sweep(aws, later, lambda: next(clock))
+    # Then expiries stop early, but the pending cancellation is still recovered
+    assert report.stopped_early and 0 < report.expired < 24
+    assert report.recovered == 1 and aws.session_item(stuck)["status"] == "CANCELLED"

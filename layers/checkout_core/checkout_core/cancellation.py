@@ -20,7 +20,13 @@ from checkout_core.changes import (
 )
 from checkout_core.clock import to_iso
 from checkout_core.context import Context
-from checkout_core.errors import ConcurrentUpdate, SessionNotCancellable, TransactionsInFlight, WriteConflict
+from checkout_core.errors import (
+    ConcurrentUpdate,
+    ServiceUnavailable,
+    SessionNotCancellable,
+    TransactionsInFlight,
+    WriteConflict,
+)
 from checkout_core.models import Cancellation, CancelRequest, CancelResponse, Tenant, WhenInFlight
 from checkout_core.observability import count_transition, logger
 from checkout_core.providers import CancelOutcome
@@ -53,7 +59,16 @@ def cancel_session(ctx: Context, tenant: Tenant, session_id: str, request: Cance
     faults.inject("cancel.after_lock")
     outcomes = finalisation.cancel_at_providers(ctx, locked, plan.to_cancel_at_provider)
     cancelled = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.CANCELLED]
-    final = finalisation.record_provider_cancellations(ctx, locked, cancelled, actor="api", tokens=None)
+    try:
+        final = finalisation.record_provider_cancellations(ctx, locked, cancelled, actor="api", tokens=None)
+    except (ConcurrentUpdate, ServiceUnavailable):
+        # The session is locked and the providers were asked: a 503 would claim nothing changed. The answer
+        # says what is true (PENDING_CANCELLATION); the safety net records the providers' cancels.
+        logger.warning(
+            "cancel locked the session but could not record the provider outcomes; the safety net will",
+            extra={"sessionId": session_id, "tenantId": tenant.tenant_id},
+        )
+        final = locked
     if final["status"] == SessionStatus.PENDING_CANCELLATION:
         finalisation.start_finaliser(ctx, final)
     return cancel_response(final)
