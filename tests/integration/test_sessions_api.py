@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -322,3 +323,24 @@ def test_a_replayed_error_names_the_request_that_received_it(aws: Any) -> None:
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.error["requestId"] == again.headers["X-Request-Id"] != first.error["requestId"]
     assert {**again.error, "requestId": None} == {**first.error, "requestId": None}
+
+
+def test_a_page_of_large_sessions_stays_under_lambdas_answer_limit_and_skips_nothing(aws: Any) -> None:
+    # Given 20 sessions with the most metadata the contract allows, in characters JSON escapes longest
+    metadata = {f"key-{index:02d}-" + "k" * 32: "\U0001f600" * 500 for index in range(50)}
+    created = {create({**BODY, "metadata": metadata}).json()["sessionId"] for _ in range(20)}
+    # When they are listed at the default limit, page after page
+    found: list[str] = []
+    cursor = None
+    while True:
+        answer = list_sessions({"cursor": cursor} if cursor else None)
+        # Then every answer fits in Lambda's 6 MB
+        assert answer.status == 200
+        assert len(json.dumps(answer.raw)) < 6 * 1024 * 1024
+        page = answer.json()
+        found += [session["sessionId"] for session in page["data"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    # And together the pages hold each session once
+    assert len(found) == len(set(found)) == 20 and set(found) == created

@@ -280,11 +280,11 @@ class SessionRepository:
                 found.append(self._deserialize(raw))
                 if len(found) == limit:
                     more = raw is not response["Items"][-1] or "LastEvaluatedKey" in response
-                    return found, _encode_cursor(found[-1]) if more else None
+                    return found, encode_cursor(found[-1]) if more else None
             if "LastEvaluatedKey" not in response:
                 return found, None
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return found, _encode_cursor(self._deserialize(kwargs["ExclusiveStartKey"]))
+        return found, encode_cursor(self._deserialize(kwargs["ExclusiveStartKey"]))
 
     def due_keys(
         self,
@@ -470,7 +470,8 @@ class SessionRepository:
             raise
 
 
-def _encode_cursor(item: dict[str, Any]) -> str:
+def encode_cursor(item: dict[str, Any]) -> str:
+    """The list cursor that resumes after `item` (a session item of the byTenant index)."""
     key = {name: item[name] for name in ("pk", "sk", "tenantId", "sessionId")}
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from datetime import timedelta
@@ -18,6 +19,9 @@ from checkout_core.observability import count_transition, logger
 from checkout_core.repository import shard_of
 from checkout_core.transitions import SessionStatus
 from checkout_core.views import event_view, session_view
+
+# Lambda's answer limit is 6 MB; what is left is for headers and the page's own envelope.
+LIST_ANSWER_BUDGET_BYTES = 5_000_000
 
 
 def get_session(ctx: Context, tenant: Tenant, session_id: str) -> Session:
@@ -44,7 +48,29 @@ def list_sessions(
         status_filter = ("{status} = :wanted", {":wanted": status.value})
     items, next_cursor = ctx.repository.list_sessions(tenant.tenant_id, limit, cursor, status_filter)
     moment = ctx.clock()
-    return SessionList(data=[session_view(item, moment) for item in items], nextCursor=next_cursor)
+    page: list[Session] = []
+    size = 0
+    for item in items:
+        view = session_view(item, moment)
+        size += _answer_bytes(view)
+        if page and size > LIST_ANSWER_BUDGET_BYTES:
+            # Lambda refuses an answer over 6 MB: the page ends here and the cursor resumes after it.
+            return SessionList(data=page, nextCursor=cursor_after(page[-1], items))
+        page.append(view)
+    return SessionList(data=page, nextCursor=next_cursor)
+
+
+def _answer_bytes(view: Session) -> int:
+    """What a session adds to the Lambda answer: its JSON (non-ASCII escaped, as the resolver writes it),
+    itself escaped again inside the proxy answer's body string."""
+    return len(json.dumps(json.dumps(view.model_dump(mode="json"))))
+
+
+def cursor_after(last: Session, items: list[dict[str, Any]]) -> str:
+    from checkout_core.repository import encode_cursor
+
+    item = next(item for item in items if item["sessionId"] == last.sessionId)
+    return encode_cursor(item)
 
 
 def list_events(ctx: Context, tenant: Tenant, session_id: str) -> list[Event]:
