@@ -11,12 +11,16 @@ Each invocation logs START and END lines naming its function and request, and wh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import select
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -119,11 +123,54 @@ class FunctionTimedOut(FunctionError):
     """The invocation outlived the function's Timeout; its environment was stopped, as Lambda does."""
 
 
+class Zygote:
+    """The process that forks execution environments (local/zygote.py), started on first use."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self.folder = Path(tempfile.mkdtemp(prefix="checkout-environments-"))
+        self._count = 0
+
+    def fork(self, spec: dict[str, Any]) -> tuple[int, Path, Path]:
+        """A new environment's pid and the FIFOs it reads requests from and writes answers to."""
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "local.zygote"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    cwd=cfn.ROOT,
+                    text=True,
+                )
+            self._count += 1
+            requests, answers = self.folder / f"{self._count}.in", self.folder / f"{self._count}.out"
+            os.mkfifo(requests)
+            os.mkfifo(answers)
+            assert self._process.stdin is not None and self._process.stdout is not None
+            self._process.stdin.write(
+                json.dumps({"spec": spec, "requests": str(requests), "answers": str(answers)}) + "\n"
+            )
+            self._process.stdin.flush()
+            line = self._process.stdout.readline()
+            if not line:
+                raise FunctionError("the environment launcher exited")
+            return int(json.loads(line)["pid"]), requests, answers
+
+    def close(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class Environment:
     """One execution environment: a worker process that imported the handler once and serves one
     invocation at a time."""
 
-    def __init__(self, spec: FunctionSpec, layers: list[Path]) -> None:
+    def __init__(self, spec: FunctionSpec, layers: list[Path], zygote: Zygote) -> None:
         self.spec = spec
         worker_spec = {
             "logicalId": spec.logical_id,
@@ -134,24 +181,23 @@ class Environment:
             "timeoutSeconds": spec.timeout_s,
             "root": str(cfn.ROOT),
             "layers": [str(path) for path in layers],
+            "environment": {
+                **os.environ,
+                "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+            },
         }
-        env = {
-            **os.environ,
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
-        }
-        self.process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
-            [sys.executable, "-m", "local.worker", json.dumps(worker_spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=cfn.ROOT,
-            env=env,
-            text=True,
-        )
+        self.pid, requests, answers = zygote.fork(worker_spec)
+        # Opened in the order the worker opens them, so neither waits on the other forever.
+        self._requests = open(requests, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the environment
+        self._answers = open(answers, encoding="utf-8")  # noqa: SIM115
+        requests.unlink()
+        answers.unlink()
         self.invocations = 0
         self.init_ms: int | None = None
+        self._stopped = False
 
     def start(self) -> None:
         """Waits for the cold start: the handler imported, or the reason it could not be."""
@@ -165,12 +211,17 @@ class Environment:
         self.init_ms = int(message.get("initMs", 0))
 
     def invoke(self, event: Any, request_id: str) -> Any:
-        assert self.process.stdin is not None
-        self.process.stdin.write(
-            json.dumps({"event": event, "requestId": request_id, "remainingMs": self.spec.timeout_s * 1000})
-            + "\n"
-        )
-        self.process.stdin.flush()
+        try:
+            self._requests.write(
+                json.dumps(
+                    {"event": event, "requestId": request_id, "remainingMs": self.spec.timeout_s * 1000}
+                )
+                + "\n"
+            )
+            self._requests.flush()
+        except BrokenPipeError as exc:
+            self.stop()
+            raise FunctionError(f"{self.spec.logical_id}: its environment is gone") from exc
         self.invocations += 1
         message = self._receive(self.spec.timeout_s + TIMEOUT_GRACE_SECONDS)
         if "errorType" in message:
@@ -185,36 +236,45 @@ class Environment:
         return message["result"]
 
     def _receive(self, timeout: float) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        ready, _, _ = select.select([self._answers], [], [], timeout)
         if not ready:
             self.stop()
             raise FunctionTimedOut(f"{self.spec.logical_id} timed out after {timeout:.0f} s")
-        line = self.process.stdout.readline()
+        line = self._answers.readline()
         if not line:
             self.stop()
-            status = self.process.wait()
-            raise FunctionError(f"{self.spec.logical_id}: its environment exited (status {status})")
+            raise FunctionError(f"{self.spec.logical_id}: its environment exited")
         message: dict[str, Any] = json.loads(line)
         return message
 
     @property
     def alive(self) -> bool:
-        return self.process.poll() is None
+        if self._stopped:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+        if not self._stopped:
+            self._stopped = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            for stream in (self._requests, self._answers):
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 class FunctionPool:
     """A function's execution environments: reused warm, created on demand up to `max_environments`;
     an invocation waits for a free one beyond that (as a function at its concurrency limit would)."""
 
-    def __init__(self, spec: FunctionSpec, layers: list[Path], max_environments: int) -> None:
+    def __init__(self, spec: FunctionSpec, layers: list[Path], max_environments: int, zygote: Zygote) -> None:
         self.spec = spec
         self.layers = layers
+        self.zygote = zygote
         self.max_environments = max_environments
         self._idle: list[Environment] = []
         self._count = 0
@@ -255,7 +315,7 @@ class FunctionPool:
                     break
                 self._free.wait()
         try:
-            environment = Environment(self.spec, self.layers)
+            environment = Environment(self.spec, self.layers, self.zygote)
             environment.start()
         except BaseException:
             with self._free:
@@ -299,6 +359,7 @@ class Invoker:
         self.max_environments = max_environments
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
+        self._zygote = Zygote()
 
     def has_code(self, logical_id: str) -> bool:
         return self.specs[logical_id].has_code()
@@ -319,7 +380,9 @@ class Invoker:
         with self._lock:
             pool = self._pools.get(spec.logical_id)
             if pool is None:
-                pool = self._pools[spec.logical_id] = FunctionPool(spec, self.layers, self.max_environments)
+                pool = self._pools[spec.logical_id] = FunctionPool(
+                    spec, self.layers, self.max_environments, self._zygote
+                )
             return pool
 
     def close(self) -> None:
@@ -327,3 +390,4 @@ class Invoker:
             pools = list(self._pools.values())
         for pool in pools:
             pool.close()
+        self._zygote.close()

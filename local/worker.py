@@ -1,24 +1,24 @@
-"""One Lambda execution environment: `python -m local.worker '<spec json>'`, started by local/functions.py.
+"""One Lambda execution environment, forked by local/zygote.py for local/functions.py.
 
 It imports the function's handler once (the cold start), then serves one invocation at a time: a JSON line
-on stdin (`{"event", "requestId", "deadline"}`), a JSON line back on the protocol pipe (`{"result"}` or
-`{"error"}`). Its own stdout is its log, as in Lambda: whatever the handler prints goes to stderr, so the
-protocol pipe carries nothing else. Whatever ends an invocation badly is reported as an error; one that
-ends the process in Lambda (SystemExit, a crash) ends this environment too.
+on its requests FIFO (`{"event", "requestId", "remainingMs"}`), a JSON line back on its answers FIFO
+(`{"result"}` or `{"errorType", "errorMessage", "stackTrace"}`). Whatever the handler prints goes to the
+log (stderr), so the answers carry nothing else. Whatever ends an invocation badly is reported as an error;
+one that ends the process in Lambda (SystemExit, a crash) ends this environment too.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 import time
 import traceback
 from typing import Any
 
 
-def _serve(spec: dict[str, Any], protocol: Any) -> int:
+def serve(spec: dict[str, Any], requests: Any, protocol: Any) -> int:
+    """Imports the handler, then answers each request line of `requests` with a line on `protocol`."""
     for path in reversed([spec["root"], *spec["layers"]]):
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -36,7 +36,7 @@ def _serve(spec: dict[str, Any], protocol: Any) -> int:
         _send(protocol, {"initError": f"{type(exc).__name__}: {exc}", "stackTrace": traceback.format_exc()})
         return 1
     _send(protocol, {"ready": True, "initMs": round((time.monotonic() - started) * 1000)})
-    for line in sys.stdin:
+    for line in requests:
         request = json.loads(line)
         context = LambdaContext(
             function_name=spec["name"],
@@ -67,14 +67,3 @@ def _error(exc: BaseException) -> dict[str, Any]:
 def _send(protocol: Any, message: dict[str, Any]) -> None:
     protocol.write(json.dumps(message) + "\n")
     protocol.flush()
-
-
-def main() -> int:
-    spec = json.loads(sys.argv[1])
-    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    return _serve(spec, protocol)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
