@@ -344,3 +344,18 @@ def test_a_page_of_large_sessions_stays_under_lambdas_answer_limit_and_skips_not
             break
     # And together the pages hold each session once
     assert len(found) == len(set(found)) == 20 and set(found) == created
+
+
+def test_the_pay_link_never_rests_in_clear_in_the_idempotency_store(aws: Any) -> None:
+    import os
+
+    # Given a create with an Idempotency-Key
+    first = create(headers={"Idempotency-Key": "sealed-1"})
+    token = first.json()["url"].rsplit("/", 1)[1]
+    # Then no item of the idempotency table holds the token
+    stored = aws.dynamodb.scan(TableName=os.environ["IDEMPOTENCY_TABLE_NAME"])["Items"]
+    assert stored and token not in json.dumps(stored)
+    # And a replay still returns the link the client never saw
+    again = create(headers={"Idempotency-Key": "sealed-1"})
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["url"] == first.json()["url"]

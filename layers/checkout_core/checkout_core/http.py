@@ -289,6 +289,8 @@ def _resolve_idempotently(
         IdempotencyValidationError,
     )
 
+    from checkout_core.sealing import SealBroken, open_sealed, seal
+
     tenant = event["requestContext"]["authorizer"]["tenantId"]
     body = event.get("body") or ""
     try:
@@ -300,11 +302,14 @@ def _resolve_idempotently(
         "fingerprint": {"path": event.get("path"), "body": parsed_body},
     }
 
+    material = f"{tenant} {event.get('resource')} {key}"
+
     def resolve(request: dict[str, Any]) -> dict[str, Any]:
         response = app.resolve(event, context)
         if response["statusCode"] >= 500:
             raise _DoNotStore(response)
-        return response
+        # What the store keeps is sealed under the Idempotency-Key itself (see sealing.py).
+        return {**response, "body": seal(response.get("body") or "", material), "sealed": True}
 
     resolve_once: Callable[..., dict[str, Any]] = idempotent_function(
         data_keyword_argument="request",
@@ -312,7 +317,12 @@ def _resolve_idempotently(
         config=_idempotency_config(context),
     )(resolve)
     try:
-        return resolve_once(request=request)
+        answer = resolve_once(request=request)
+        if answer.pop("sealed", False):
+            answer["body"] = open_sealed(answer["body"], material)
+        return answer
+    except SealBroken as exc:
+        raise errors.IdempotencyKeyReused() from exc
     except IdempotencyAlreadyInProgressError as exc:
         raise errors.IdempotencyInProgress() from exc
     except IdempotencyValidationError as exc:
