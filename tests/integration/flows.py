@@ -23,7 +23,7 @@ def create_session(**fields: Any) -> dict[str, Any]:
     return answer.json()
 
 
-def start_transaction(session_id: str, provider: str = "sandbox_card") -> Answer:
+def start_transaction(session_id: str, provider: str = "sandbox_card", **kwargs: Any) -> Answer:
     return call(
         "create_transaction",
         api_event(
@@ -31,6 +31,7 @@ def start_transaction(session_id: str, provider: str = "sandbox_card") -> Answer
             f"/v1/sessions/{session_id}/transactions",
             body={"provider": provider},
             path_parameters={"sessionId": session_id},
+            **kwargs,
         ),
     )
 

@@ -67,3 +67,25 @@ def test_another_tenant_cannot_pay_on_the_session(aws: Any) -> None:
         ),
     )
     assert answer.status == 404 and answer.error["code"] == "session_not_found"
+
+
+def test_an_attempt_retried_after_its_idempotency_record_is_gone_is_not_made_twice(aws: Any) -> None:
+    import os
+
+    # Given an attempt made with an Idempotency-Key
+    session_id = create_session()["sessionId"]
+    first = start_transaction(session_id, "sandbox_card", headers={"Idempotency-Key": "attempt-1"})
+    assert first.status == 201
+    # And its idempotency record gone, as after a timeout left it in progress until it expired
+    table = os.environ["IDEMPOTENCY_TABLE_NAME"]
+    for record in aws.dynamodb.scan(TableName=table)["Items"]:
+        aws.dynamodb.delete_item(TableName=table, Key={"id": record["id"]})
+    # When the client retries with the same key
+    again = start_transaction(session_id, "sandbox_card", headers={"Idempotency-Key": "attempt-1"})
+    # Then it gets the same transaction, and the session has one
+    assert again.status == 201 and again.json() == first.json()
+    assert aws.session_item(session_id)["txCount"] == 1
+    assert event_types(session_id) == ["session.created", "transaction.created"]
+    # And another key makes another attempt
+    other = start_transaction(session_id, "sandbox_card", headers={"Idempotency-Key": "attempt-2"})
+    assert other.status == 201 and other.json()["transactionId"] != first.json()["transactionId"]

@@ -31,4 +31,5 @@ router = Router()
 def create_transaction(sessionId: SessionId, body: CreateTransactionRequest) -> Response[str]:
     from checkout_core.payments import create_transaction as create
 
-    return created(create(get_context(), tenant_of(router), sessionId, body.provider))
+    key = router.current_event.get_header_value("Idempotency-Key")
+    return created(create(get_context(), tenant_of(router), sessionId, body.provider, key))
