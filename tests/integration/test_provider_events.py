@@ -149,15 +149,55 @@ def test_a_payment_in_flight_past_expiry_that_settles_completes_the_session(
 
 
 def test_a_second_settlement_on_a_completed_session_raises_attention(aws: Any) -> None:
-    # Given two payment attempts in flight on one session
+    # Given two payment attempts in flight on one session, the second one not cancellable in flight
     session_id = create_session()["sessionId"]
-    first, second = transaction(session_id), transaction(session_id)
+    first, second = transaction(session_id), transaction(session_id, "sandbox_bank_transfer")
     # When both settle
     provider_event("sandbox_card", first, "SETTLED")
-    provider_event("sandbox_card", second, "SETTLED")
+    provider_event("sandbox_bank_transfer", second, "SETTLED")
     # Then the session stays COMPLETED, and the double charge is flagged for a refund
     assert get(session_id)["status"] == "COMPLETED"
     assert aws.session_item(session_id)["refundRequired"] is True
     last = events(session_id)[-1]
     assert last["type"] == "session.attention_required"
     assert last["data"] == {"reason": "DUPLICATE_SETTLEMENT", "transactionId": second, "refundRequired": True}
+
+
+def test_a_settlement_of_a_cancelled_transaction_flags_a_refund_and_raises_attention(aws: Any) -> None:
+    # Given a card payment the service cancelled
+    session_id = create_session()["sessionId"]
+    card = transaction(session_id, "sandbox_card")
+    assert cancel(session_id).json()["status"] == "CANCELLED"
+    # When the provider then reports it settled (it contradicts itself; money moved)
+    answer = provider_event("sandbox_card", card, "SETTLED", event_id="late-settlement")
+    # Then the move is not made, but a refund is flagged and attention raised, once
+    assert answer.status == 200 and answer.json() == {"received": True, "applied": False}
+    assert (
+        provider_event("sandbox_card", card, "SETTLED", event_id="late-settlement").json()["applied"] is False
+    )
+    item = aws.session_item(session_id)
+    assert item["refundRequired"] is True and item["transactions"][card]["status"] == "CANCELLED"
+    raised = [event for event in events(session_id) if event["type"] == "session.attention_required"]
+    assert [event["data"] for event in raised] == [
+        {"reason": "SETTLED_AFTER_CANCELLED", "transactionId": card, "refundRequired": True}
+    ]
+
+
+def test_when_one_payment_completes_the_session_competing_attempts_are_cancelled(aws: Any) -> None:
+    # Given three attempts in flight: two cards and a bank transfer (which cannot be cancelled in flight)
+    session_id = create_session()["sessionId"]
+    winner, other_card = transaction(session_id, "sandbox_card"), transaction(session_id, "sandbox_card")
+    transfer = transaction(session_id, "sandbox_bank_transfer")
+    # When one card settles
+    assert provider_event("sandbox_card", winner, "SETTLED").json()["applied"] is True
+    # Then the session is completed, the other card is cancelled at its provider, the transfer runs on
+    session = get(session_id)
+    assert session["status"] == "COMPLETED"
+    statuses = {tx["transactionId"]: tx["status"] for tx in session["transactions"]}
+    assert statuses == {winner: "SETTLED", other_card: "CANCELLED", transfer: "PROCESSING"}
+    assert aws.session_item(session_id)["inFlight"] == 1
+    timeline = events(session_id)
+    assert [event["sequence"] for event in timeline] == list(range(1, len(timeline) + 1))
+    assert (
+        timeline[-1]["type"] == "transaction.updated" and timeline[-1]["data"]["transactionId"] == other_card
+    )

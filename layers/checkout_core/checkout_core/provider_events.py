@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from checkout_core import transitions
+from checkout_core import finalisation, transitions
 from checkout_core.changes import (
+    Guard,
     attempts,
     epoch,
     expires_at_iso,
@@ -23,8 +24,11 @@ from checkout_core.context import Context
 from checkout_core.errors import ConcurrentUpdate, TransactionNotFound, WriteConflict
 from checkout_core.models import ProviderEventRequest
 from checkout_core.observability import count_transition, logger
+from checkout_core.providers import CancelOutcome
 from checkout_core.repository import PROVIDER_EVENT_RETENTION_SECONDS, SessionChange
 from checkout_core.transitions import SessionStatus, TransactionStatus
+
+CONTRADICTED = frozenset({TransactionStatus.CANCELLED, TransactionStatus.FAILED})
 
 
 @dataclass
@@ -52,12 +56,14 @@ def apply_provider_event(
             "from": previous,
             "to": target,
         }
-        if not transitions.can_move_transaction(previous, target):
-            logger.info("provider event ignored", extra=log_extra)
-            return ProviderEventResult(applied=False)
         item = ctx.repository.get_session(session_id)
         if item is None:
             raise TransactionNotFound(event.transactionId)
+        if not transitions.can_move_transaction(previous, target):
+            if target == TransactionStatus.SETTLED and previous in CONTRADICTED:
+                return _raise_contradiction(ctx, item, transaction, provider_name, event)
+            logger.info("provider event ignored", extra=log_extra)
+            return ProviderEventResult(applied=False)
         change = _transaction_move(item, transaction, provider_name, event, ctx.clock())
         try:
             ctx.repository.apply(change)
@@ -73,8 +79,126 @@ def apply_provider_event(
         token = transaction.get("taskToken")
         if token and not transitions.is_in_flight(target):
             ctx.finaliser.release(token, {"transactionId": event.transactionId, "status": target})
+        if change.set.get("status") == SessionStatus.COMPLETED:
+            _cancel_competing_attempts(ctx, session_id, event.transactionId)
         return ProviderEventResult(applied=True)
     raise ConcurrentUpdate()
+
+
+def _seen_item(provider_name: str, event: ProviderEventRequest, tx_id: str, now: datetime) -> dict[str, Any]:
+    """The provider event's id, written with the change it caused: a resent event then changes nothing."""
+    return {
+        "pk": f"PROVIDER_EVENT#{provider_name}#{event.eventId}",
+        "sk": "SEEN",
+        "entity": "PROVIDER_EVENT",
+        "transactionId": tx_id,
+        "ttl": epoch(now) + PROVIDER_EVENT_RETENTION_SECONDS,
+    }
+
+
+def _raise_contradiction(
+    ctx: Context,
+    item: dict[str, Any],
+    transaction: dict[str, Any],
+    provider_name: str,
+    event: ProviderEventRequest,
+) -> ProviderEventResult:
+    """SETTLED for a transaction recorded CANCELLED or FAILED: the move is not made (the table forbids it),
+    but money moved, so a refund is flagged and session.attention_required raised, once per event."""
+    now = ctx.clock()
+    tx_id, previous = transaction["transactionId"], transaction["status"]
+    change = session_change(
+        item,
+        f"contradiction:{provider_name}:{event.eventId}",
+        set={"refundRequired": True, "updatedAt": to_iso(now)},
+        events=[
+            new_event(
+                "session.attention_required",
+                f"provider:{provider_name}",
+                now,
+                {
+                    "reason": "SETTLED_AFTER_" + previous,
+                    "transactionId": tx_id,
+                    "refundRequired": True,
+                },
+            )
+        ],
+        new_items=[_seen_item(provider_name, event, tx_id, now)],
+    )
+    try:
+        ctx.repository.apply(change)
+    except WriteConflict as conflict:
+        if conflict.part.startswith("item:PROVIDER_EVENT#"):
+            return ProviderEventResult(applied=False)
+        raise
+    count_transition("SessionAttentionRequired")
+    logger.warning(
+        "provider reports a settlement the service recorded as ended; refund flagged",
+        extra={"sessionId": item["sessionId"], "transactionId": tx_id, "from": previous},
+    )
+    return ProviderEventResult(applied=False)
+
+
+def _cancel_competing_attempts(ctx: Context, session_id: str, settled_id: str) -> None:
+    """Once one payment completes the session, every other attempt still in flight is cancelled at its
+    provider where it can be; what cannot be stays in flight, and settles into a flagged refund if it does."""
+    item = ctx.repository.get_session(session_id)
+    if item is None:
+        return
+    competing = [
+        tx["transactionId"]
+        for tx in (item.get("transactions") or {}).values()
+        if tx["transactionId"] != settled_id
+        and transitions.is_in_flight(tx["status"])
+        and ctx.can_cancel_in_flight(tx["provider"])
+    ]
+    if not competing:
+        return
+    outcomes = finalisation.cancel_at_providers(ctx, item, competing)
+    cancelled = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.CANCELLED]
+    for attempt in attempts():
+        if attempt:
+            item = ctx.repository.get_session(session_id) or item
+        transactions = item.get("transactions") or {}
+        still = [tx_id for tx_id in cancelled if transitions.is_in_flight(transactions[tx_id]["status"])]
+        if not still:
+            return
+        now = ctx.clock()
+        updates: dict[str, Any] = {"updatedAt": to_iso(now)}
+        for tx_id in still:
+            updates[f"transactions.{tx_id}.status"] = TransactionStatus.CANCELLED.value
+            updates[f"transactions.{tx_id}.updatedAt"] = to_iso(now)
+        change = session_change(
+            item,
+            "cancel_competing",
+            guard=Guard.status_is(SessionStatus.COMPLETED),
+            set=updates,
+            add={"inFlight": -len(still)},
+            events=[
+                transaction_moved_event(
+                    "api",
+                    now,
+                    transactions[tx_id],
+                    transactions[tx_id]["status"],
+                    TransactionStatus.CANCELLED,
+                )
+                for tx_id in still
+            ],
+            transactions=[
+                transaction_move(tx_id, transactions[tx_id]["status"], TransactionStatus.CANCELLED, now)
+                for tx_id in still
+            ],
+        )
+        try:
+            ctx.repository.apply(change)
+        except WriteConflict:
+            continue
+        for _ in still:
+            count_transition("TransactionCancelled")
+        return
+    logger.warning(
+        "competing attempts cancelled at their providers but not recorded", extra={"sessionId": session_id}
+    )
 
 
 def _transaction_move(
@@ -145,13 +269,5 @@ def _transaction_move(
                 tx_id, previous, target, now, expected_token=transaction.get("taskToken"), check_token=True
             )
         ],
-        new_items=[
-            {
-                "pk": f"PROVIDER_EVENT#{provider_name}#{event.eventId}",
-                "sk": "SEEN",
-                "entity": "PROVIDER_EVENT",
-                "transactionId": tx_id,
-                "ttl": epoch(now) + PROVIDER_EVENT_RETENTION_SECONDS,
-            }
-        ],
+        new_items=[_seen_item(provider_name, event, tx_id, now)],
     )
