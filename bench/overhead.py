@@ -54,6 +54,9 @@ def _replay_params(
             put = item.get("Put", {}).get("Item", {})
             if "eventId" in put:
                 put["eventId"] = {"S": uuid7()}
+        if "ClientRequestToken" in params:
+            # A token of its own, as the handler derives one per logical write.
+            params["ClientRequestToken"] = uuid7()[:36]
     return replayed
 
 

@@ -190,7 +190,8 @@ def _runtime_rows(runtime: dict[str, Any]) -> list[Row]:
         ),
         Row(
             f"Runtime: memory growth to {n} sessions",
-            how + "; VmRSS of the runtime and every process below it (workers included)",
+            how + "; resident memory of the runtime and every process below it (execution environments and "
+            "their launcher included), each process's proportional share (Pss from /proc/<pid>/smaps_rollup)",
             "<= 250 MB",
             f"{runtime['memory_growth_mb_10k']} MB "
             f"({runtime['rss_mb_empty']} MB -> {runtime['rss_mb_10k']} MB)",

@@ -45,6 +45,9 @@ class Runtime:
             "LOCAL_STATE_DIR": str(state_dir),
             "SWEEP_INTERVAL_SECONDS": "3600",
             "LOCAL_LOG_LEVEL": "WARNING",
+            # What is measured is the runtime, not the tenant's allowance.
+            "TENANT_THROTTLING_RATE_LIMIT": "100000",
+            "TENANT_THROTTLING_BURST_LIMIT": "100000",
         }
         with log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -71,14 +74,16 @@ class Runtime:
         return answer.status_code == 200
 
     def rss_mb(self) -> float:
-        """Resident memory of the runtime and every process below it."""
+        """Resident memory of the runtime and every process below it, each process's proportional share
+        (Pss): environments forked from one launcher share its pages, which plain RSS would count once per
+        process."""
         total_kb = 0
         pending = [self.process.pid]
         while pending:
             pid = pending.pop()
             try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
                         total_kb += int(line.split()[1])
                 for task in Path(f"/proc/{pid}/task").iterdir():
                     pending.extend(int(child) for child in (task / "children").read_text().split())

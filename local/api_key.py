@@ -1,12 +1,15 @@
 """Creates an API key for a tenant of a deployed stack and prints it once.
 
-    python -m local.api_key --tenant acme --return-hosts shop.acme.com,acme.com [--table NAME] [--region R]
+    python -m local.api_key --tenant acme --return-hosts shop.acme.com,acme.com
+        [--table NAME --usage-plan ID] [--region R]
 
 Only the key's SHA-256 hash is stored (item `APIKEY#<hash>` / `APIKEY` in the sessions table, as in
 docs/data-model.md); the key itself is printed on standard output and nowhere else, so it cannot be shown
-again: a lost key is replaced by a new one. Without `--table`, the table is the `SessionsTableName` output
-of the CloudFormation stack (`--stack`, default checkout-sessions). AWS credentials and the Region come from
-the usual places (environment, profile) unless `--region` is given.
+again: a lost key is replaced by a new one. The tenant also gets an API Gateway key in the API's usage plan,
+which its requests are throttled on (the authorizer names it as their usageIdentifierKey); that key is no
+secret of the tenant's and is stored with the hash. Without `--table` / `--usage-plan`, they are the
+`SessionsTableName` / `UsagePlanId` outputs of the CloudFormation stack (`--stack`, default
+checkout-sessions). AWS credentials and the Region come from the usual places unless `--region` is given.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from checkout_core.api_keys import hash_api_key, new_api_key  # noqa: E402 - the
 
 DEFAULT_STACK = "checkout-sessions"
 TABLE_OUTPUT = "SessionsTableName"
+USAGE_PLAN_OUTPUT = "UsagePlanId"
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -52,17 +56,24 @@ def parse_return_hosts(text: str) -> list[str]:
     return hosts
 
 
-def stack_table_name(cloudformation: Any, stack_name: str) -> str:
-    """The sessions table of a deployed stack, from its outputs."""
+def stack_output(cloudformation: Any, stack_name: str, key: str, option: str) -> str:
+    """An output of a deployed stack (the sessions table, the usage plan)."""
     stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     for output in stacks[0].get("Outputs", []) if stacks else []:
-        if output["OutputKey"] == TABLE_OUTPUT:
+        if output["OutputKey"] == key:
             return str(output["OutputValue"])
-    raise UsageError(f"stack {stack_name} has no {TABLE_OUTPUT} output; pass --table")
+    raise UsageError(f"stack {stack_name} has no {key} output; pass {option}")
+
+
+def usage_plan_key(apigateway: Any, usage_plan_id: str, tenant: str) -> str:
+    """A new API Gateway key for `tenant` in the usage plan; its value is what the authorizer returns."""
+    created = apigateway.create_api_key(name=f"{tenant}-{new_api_key()[-12:]}", enabled=True)
+    apigateway.create_usage_plan_key(usagePlanId=usage_plan_id, keyId=created["id"], keyType="API_KEY")
+    return str(created["value"])
 
 
 def api_key_item(
-    key_hash: str, tenant: str, return_hosts: Sequence[str], created_at: datetime
+    key_hash: str, tenant: str, return_hosts: Sequence[str], created_at: datetime, usage_key: str
 ) -> dict[str, Any]:
     """The stored item, in DynamoDB's attribute-value form."""
     return {
@@ -70,6 +81,7 @@ def api_key_item(
         "sk": {"S": "APIKEY"},
         "entity": {"S": "APIKEY"},
         "tenant": {"S": tenant},
+        "usageKey": {"S": usage_key},
         "returnHosts": {"L": [{"S": host} for host in return_hosts]},
         "createdAt": {
             "S": created_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -78,13 +90,18 @@ def api_key_item(
 
 
 def create_api_key(
-    dynamodb: Any, table_name: str, tenant: str, return_hosts: Sequence[str], now: datetime | None = None
+    dynamodb: Any,
+    table_name: str,
+    tenant: str,
+    return_hosts: Sequence[str],
+    usage_key: str,
+    now: datetime | None = None,
 ) -> str:
     """Stores the hash of a fresh key for `tenant` and returns the key (the only time it exists in clear)."""
     key = new_api_key()
     dynamodb.put_item(
         TableName=table_name,
-        Item=api_key_item(hash_api_key(key), tenant, return_hosts, now or datetime.now(UTC)),
+        Item=api_key_item(hash_api_key(key), tenant, return_hosts, now or datetime.now(UTC), usage_key),
         ConditionExpression="attribute_not_exists(pk)",
     )
     return key
@@ -97,6 +114,9 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         "--return-hosts", required=True, help="comma-separated hosts allowed in returnUrl, e.g. shop.acme.com"
     )
     parser.add_argument("--table", help="sessions table name (default: the stack's SessionsTableName output)")
+    parser.add_argument(
+        "--usage-plan", help="API Gateway usage plan id (default: the stack's UsagePlanId output)"
+    )
     parser.add_argument(
         "--stack", default=DEFAULT_STACK, help=f"stack to read the table from ({DEFAULT_STACK})"
     )
@@ -112,8 +132,11 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
             import boto3
 
             session = boto3.session.Session(region_name=args.region)
-        table = args.table or stack_table_name(session.client("cloudformation"), args.stack)
-        key = create_api_key(session.client("dynamodb"), table, tenant, return_hosts)
+        cloudformation = session.client("cloudformation")
+        table = args.table or stack_output(cloudformation, args.stack, TABLE_OUTPUT, "--table")
+        plan = args.usage_plan or stack_output(cloudformation, args.stack, USAGE_PLAN_OUTPUT, "--usage-plan")
+        usage_key = usage_plan_key(session.client("apigateway"), plan, tenant)
+        key = create_api_key(session.client("dynamodb"), table, tenant, return_hosts, usage_key)
     except UsageError as exc:
         parser.error(str(exc))
     print(

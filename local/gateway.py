@@ -47,6 +47,7 @@ log = logging.getLogger("local.gateway")
 
 API_TYPE = "AWS::Serverless::Api"
 LOCAL_API_ID = "local"
+USAGE_KEY = "_usageIdentifierKey"  # carried from the authorizer's answer to the usage plan check
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
 Invoke = Callable[[str, Any, str], Any]
@@ -66,12 +67,44 @@ class Authorizer:
 
 
 @dataclass(frozen=True)
+class Throttle:
+    """A usage plan's allowance per API key: `rate_limit` requests a second, bursts up to `burst_limit`."""
+
+    rate_limit: float
+    burst_limit: int
+
+
+@dataclass(frozen=True)
 class Api:
     logical_id: str
     stage: str
     authorizers: dict[str, Authorizer] = field(default_factory=dict)
     default_authorizer: str | None = None
     gateway_responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    api_key_required: bool = False
+    key_from_authorizer: bool = False
+    usage_plan: Throttle | None = None
+
+
+class TokenBuckets:
+    """API Gateway's token bucket per API key of a usage plan (thread-safe)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, throttle: Throttle) -> bool:
+        """One request's token for `key`; False when the allowance is spent (the request is throttled)."""
+        with self._lock:
+            now = self.clock()
+            tokens, then = self._buckets.get(key, (float(throttle.burst_limit), now))
+            tokens = min(float(throttle.burst_limit), tokens + (now - then) * throttle.rate_limit)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return False
+            self._buckets[key] = (tokens - 1, now)
+            return True
 
 
 _GREEDY = re.compile(r"^\{(\w+)\+\}$")
@@ -85,6 +118,7 @@ class Route:
     function_id: str
     api: Api
     authorizer: Authorizer | None
+    api_key_required: bool = False
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -161,8 +195,10 @@ class RouteTable:
                         raise ValueError(f"{spec.logical_id}.{event_name}: which Api? set RestApiId")
                     api_id = next(iter(apis))
                 api = apis[api_id]
-                auth = properties.get("Auth", {}).get("Authorizer", api.default_authorizer)
+                route_auth = properties.get("Auth", {})
+                auth = route_auth.get("Authorizer", api.default_authorizer)
                 authorizer = None if auth in (None, "NONE") else api.authorizers[auth]
+                key_required = bool(route_auth.get("ApiKeyRequired", api.api_key_required))
                 routes.append(
                     Route(
                         method=str(properties["Method"]).upper(),
@@ -170,6 +206,7 @@ class RouteTable:
                         function_id=spec.logical_id,
                         api=api,
                         authorizer=authorizer,
+                        api_key_required=key_required,
                     )
                 )
         return cls(routes)
@@ -204,12 +241,24 @@ def _api(logical_id: str, properties: dict[str, Any], resolver: cfn.Resolver, by
     default = auth.get("DefaultAuthorizer")
     if default not in (None, "NONE") and default not in authorizers:
         raise ValueError(f"DefaultAuthorizer {default} is not among the Api's Authorizers")
+    plan = auth.get("UsagePlan", {})
+    throttle = plan.get("Throttle") if plan.get("CreateUsagePlan", "NONE") != "NONE" else None
     return Api(
         logical_id=logical_id,
         stage=str(resolver.resolve(properties.get("StageName", "Prod"))),
         authorizers=authorizers,
         default_authorizer=None if default in (None, "NONE") else default,
         gateway_responses=dict(properties.get("GatewayResponses", {})),
+        api_key_required=bool(auth.get("ApiKeyRequired", False)),
+        key_from_authorizer=properties.get("ApiKeySourceType", "HEADER") == "AUTHORIZER",
+        usage_plan=(
+            Throttle(
+                rate_limit=float(resolver.resolve(throttle["RateLimit"])),
+                burst_limit=int(resolver.resolve(throttle["BurstLimit"])),
+            )
+            if throttle
+            else None
+        ),
     )
 
 
@@ -367,6 +416,7 @@ class AuthorizerResult:
     principal_id: str
     statements: tuple[dict[str, Any], ...]
     context: dict[str, str]
+    usage_identifier_key: str | None = None
 
     @classmethod
     def parse(cls, answer: Any) -> AuthorizerResult:
@@ -396,7 +446,10 @@ class AuthorizerResult:
                     f"context.{key} is a {type(value).__name__}; "
                     "only strings, numbers and booleans are allowed"
                 )
-        return cls(principal_id, tuple(statements), strings)
+        usage_key = answer.get("usageIdentifierKey")
+        if usage_key is not None and not isinstance(usage_key, str):
+            raise AuthorizerConfigurationError("usageIdentifierKey is not a string")
+        return cls(principal_id, tuple(statements), strings, usage_key)
 
     def allows(self, arn: str) -> bool:
         """IAM evaluation of the policy for `execute-api:Invoke` on `arn`: an explicit Deny wins."""
@@ -475,6 +528,8 @@ _BUILT_IN_RESPONSES: dict[str, tuple[int, str | None]] = {
     "REQUEST_TOO_LARGE": (413, "Request Too Long"),
     "BAD_REQUEST_BODY": (400, "Invalid request body"),
     "INTEGRATION_FAILURE": (502, "Internal server error"),
+    "INVALID_API_KEY": (403, "Forbidden"),
+    "THROTTLED": (429, "Too Many Requests"),
 }
 
 _CONTEXT_VARIABLE = re.compile(
@@ -619,6 +674,7 @@ class Gateway:
         self.routes = routes
         self.invoke = invoke
         self.cache = cache or AuthorizerCache()
+        self.buckets = TokenBuckets()
         self.clock = clock
 
     def handle(self, request: Request) -> Response:
@@ -658,11 +714,17 @@ class Gateway:
             return gateway_response(route.api, "REQUEST_TOO_LARGE", request_id, request)
         event = build_proxy_event(route, params, request, request_id, self.clock())
         authorizer_context: dict[str, Any] | None = None
+        usage_key: str | None = None
         if route.authorizer is not None:
             outcome = self._authorize(route, event, request, request_id)
             if isinstance(outcome, Response):
                 return outcome
+            usage_key = outcome.pop(USAGE_KEY, None)
             authorizer_context = outcome
+        if route.api_key_required:
+            refused = self._meter(route, request, request_id, usage_key)
+            if refused is not None:
+                return refused
         event["requestContext"]["authorizer"] = authorizer_context
         try:
             answer = self.invoke(route.function_id, event, request_id)
@@ -674,6 +736,19 @@ class Gateway:
         except MalformedProxyResponse as exc:
             log.error("%s answered a malformed proxy response: %s", route.function_id, exc)
         return gateway_response(route.api, "INTEGRATION_FAILURE", request_id, request)
+
+    def _meter(
+        self, route: Route, request: Request, request_id: str, usage_key: str | None
+    ) -> Response | None:
+        """The API key a route requires (named by the authorizer, or the x-api-key header) and its usage
+        plan's allowance: 403 without a key, 429 once the key's bucket is empty."""
+        api = route.api
+        key = usage_key if api.key_from_authorizer else request.header("x-api-key")
+        if not key:
+            return gateway_response(api, "INVALID_API_KEY", request_id, request)
+        if api.usage_plan is not None and not self.buckets.take(key, api.usage_plan):
+            return gateway_response(api, "THROTTLED", request_id, request)
+        return None
 
     def _authorize(
         self, route: Route, event: dict[str, Any], request: Request, request_id: str
@@ -720,6 +795,7 @@ class Gateway:
             **result.context,
             "principalId": result.principal_id,
             "integrationLatency": int((time.monotonic() - started) * 1000),
+            USAGE_KEY: result.usage_identifier_key,
         }
 
 

@@ -90,12 +90,14 @@ class Settings:
     state_dir: str | None = ".local/state"
     reset: bool = False
     events_tap: bool = False
+    tenant_rate_limit: float | None = None
+    tenant_burst_limit: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         defaults = cls()
 
-        def number(name: str, default: float, kind: type = int, minimum: float = 0) -> Any:
+        def number(name: str, default: float | None, kind: type = int, minimum: float = 0) -> Any:
             raw = env.get(name, "").strip()
             if not raw:
                 return default
@@ -147,6 +149,8 @@ class Settings:
             state_dir=env.get("LOCAL_STATE_DIR", defaults.state_dir or "").strip() or None,
             reset=env.get("LOCAL_RESET", "").strip().lower() in ("1", "true", "yes"),
             events_tap=env.get("LOCAL_EVENTS_TAP", "").strip().lower() in ("1", "true", "yes"),
+            tenant_rate_limit=number("TENANT_THROTTLING_RATE_LIMIT", None, float, 0.001),
+            tenant_burst_limit=number("TENANT_THROTTLING_BURST_LIMIT", None, int, 1),
         )
         if not (
             settings.session_ttl_min_seconds
@@ -167,6 +171,12 @@ class Settings:
             "CancellationRecheckSeconds": str(self.cancellation_recheck_seconds),
             "CancellationDeadlineSeconds": str(self.cancellation_deadline_seconds),
             "PublicBaseUrl": self.public_base_url or base_url,
+            **({"TenantThrottlingRateLimit": str(self.tenant_rate_limit)} if self.tenant_rate_limit else {}),
+            **(
+                {"TenantThrottlingBurstLimit": str(self.tenant_burst_limit)}
+                if self.tenant_burst_limit
+                else {}
+            ),
         }
 
     def handler_environment(self, base_url: str) -> dict[str, str]:
@@ -538,6 +548,7 @@ class Runtime:
                     "sk": {"S": "APIKEY"},
                     "entity": {"S": "APIKEY"},
                     "tenant": {"S": tenant},
+                    "usageKey": {"S": f"local-{tenant}"},
                     "returnHosts": {"L": [{"S": host} for host in self.settings.return_hosts]},
                     "createdAt": {"S": now},
                 },

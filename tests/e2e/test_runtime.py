@@ -669,3 +669,25 @@ def test_the_access_log_names_the_route_never_the_pay_token(runtime: RunningRunt
     assert page.status_code == 200
     wait_for(lambda: "GET /pay/{token} 200" in runtime.stderr, "the access log line of the page")
     assert token not in runtime.stderr
+
+
+def test_one_tenant_is_throttled_without_starving_another(
+    start_runtime: Callable[..., RunningRuntime],
+) -> None:
+    # Given two tenants, each allowed bursts of 3 requests and almost nothing more
+    runtime = start_runtime(
+        LOCAL_API_KEYS=f"demo:{DEMO_KEY},acme:{ACME_KEY}",
+        TENANT_THROTTLING_RATE_LIMIT="0.001",
+        TENANT_THROTTLING_BURST_LIMIT="3",
+    )
+    # When one tenant sends five requests
+    answers = [get(runtime.base_url, "/v1/sessions?limit=1", DEMO_KEY) for _ in range(5)]
+    # Then the first three are served and the rest refused with 429 rate_limited and Retry-After
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429, 429]
+    refused = answers[-1]
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"]["requestId"] == refused.headers["X-Request-Id"]
+    # And the other tenant is served all the while, as are the routes that need no key
+    assert get(runtime.base_url, "/v1/sessions?limit=1", ACME_KEY).status_code == 200
+    assert get(runtime.base_url, "/v1/openapi.json").status_code == 200

@@ -28,13 +28,18 @@ def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         boto_session = boto3.session.Session(region_name=REGION)
         dynamodb = boto_session.client("dynamodb")
         cfn.create_tables(dynamodb, {"SessionsTable": TABLE, "IdempotencyTable": "checkout-idempotency-TEST"})
+        plan = boto_session.client("apigateway").create_usage_plan(name="checkout-sessions-TEST")
+        boto_session.usage_plan_id = plan["id"]
         yield boto_session
 
 
 def deploy_stack_with_table_output(boto_session: Any, stack_name: str = "checkout-sessions") -> None:
     template = {
         "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {"SessionsTableName": {"Value": TABLE}},
+        "Outputs": {
+            "SessionsTableName": {"Value": TABLE},
+            "UsagePlanId": {"Value": boto_session.usage_plan_id},
+        },
     }
     boto_session.client("cloudformation").create_stack(
         StackName=stack_name, TemplateBody=json.dumps(template)
@@ -51,7 +56,17 @@ def test_prints_a_fresh_key_once_and_stores_only_its_hash(
     # Given an empty sessions table
     # When a key is created for tenant acme
     code = api_key.main(
-        ["--tenant", "acme", "--return-hosts", "shop.acme.com, ACME.com", "--table", TABLE], session=session
+        [
+            "--tenant",
+            "acme",
+            "--return-hosts",
+            "shop.acme.com, ACME.com",
+            "--table",
+            TABLE,
+            "--usage-plan",
+            session.usage_plan_id,
+        ],
+        session=session,
     )
 
     # Then the key alone is on standard output, in the live key format
@@ -79,7 +94,19 @@ def test_the_new_key_authorizes_its_tenant(session: Any, capsys: pytest.CaptureF
     from checkout_core.repository import SessionRepository
 
     # Given a key created with the CLI
-    api_key.main(["--tenant", "acme", "--return-hosts", "shop.acme.com", "--table", TABLE], session=session)
+    api_key.main(
+        [
+            "--tenant",
+            "acme",
+            "--return-hosts",
+            "shop.acme.com",
+            "--table",
+            TABLE,
+            "--usage-plan",
+            session.usage_plan_id,
+        ],
+        session=session,
+    )
     key = capsys.readouterr().out.strip()
     event = json.loads((cfn.ROOT / "events" / "authorizer.json").read_text())
     event["headers"]["Authorization"] = f"Bearer {key}"
@@ -96,12 +123,27 @@ def test_the_new_key_authorizes_its_tenant(session: Any, capsys: pytest.CaptureF
     assert answer["principalId"] == "acme"
     assert answer["context"] == {"tenantId": "acme", "returnHosts": "shop.acme.com"}
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    # And API Gateway is told which usage plan key to throttle the request on
+    [plan_key] = session.client("apigateway").get_usage_plan_keys(usagePlanId=session.usage_plan_id)["items"]
+    assert answer["usageIdentifierKey"] == plan_key["value"]
 
 
 def test_each_run_creates_a_different_key(session: Any, capsys: pytest.CaptureFixture[str]) -> None:
     keys = set()
     for _ in range(3):
-        api_key.main(["--tenant", "acme", "--return-hosts", "acme.com", "--table", TABLE], session=session)
+        api_key.main(
+            [
+                "--tenant",
+                "acme",
+                "--return-hosts",
+                "acme.com",
+                "--table",
+                TABLE,
+                "--usage-plan",
+                session.usage_plan_id,
+            ],
+            session=session,
+        )
         keys.add(capsys.readouterr().out.strip())
     assert len(keys) == 3
     assert len(stored_items(session)) == 3
@@ -148,6 +190,33 @@ def test_a_stack_without_the_output_is_a_usage_error(
 )
 def test_bad_arguments_store_nothing(session: Any, tenant: str, hosts: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        api_key.main(["--tenant", tenant, "--return-hosts", hosts, "--table", TABLE], session=session)
+        api_key.main(
+            [
+                "--tenant",
+                tenant,
+                "--return-hosts",
+                hosts,
+                "--table",
+                TABLE,
+                "--usage-plan",
+                session.usage_plan_id,
+            ],
+            session=session,
+        )
     assert exit_info.value.code == 2
     assert stored_items(session) == []
+
+
+def test_the_tenant_gets_a_key_in_the_usage_plan_that_its_authorizer_answers_name(
+    session: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a deployed stack with its usage plan
+    deploy_stack_with_table_output(session)
+    # When a key is made for a tenant
+    assert api_key.main(["--tenant", "acme", "--return-hosts", "acme.com"], session=session) == 0
+    # Then the usage plan has one key, and the stored item names its value for the authorizer to return
+    apigateway = session.client("apigateway")
+    [plan_key] = apigateway.get_usage_plan_keys(usagePlanId=session.usage_plan_id)["items"]
+    [item] = stored_items(session)
+    assert item["usageKey"]["S"] == plan_key["value"]
+    assert capsys.readouterr().out.strip() not in json.dumps(item)

@@ -221,6 +221,7 @@ def allow_all(principal: str = "demo", **context: Any) -> dict[str, Any]:
             ],
         },
         "context": context,
+        "usageIdentifierKey": f"usage-key-{principal}",
     }
 
 
@@ -528,3 +529,53 @@ def test_http_server_serves_requests_concurrently(served: tuple[GatewayHTTPServe
     for thread in threads:
         thread.join(10)
     assert results == {index: str(index) for index in range(12)}
+
+
+# -- usage plans: per-tenant throttling ------------------------------------------------------------------
+
+
+def test_each_tenant_is_throttled_on_its_own_allowance(routes: RouteTable) -> None:
+    import dataclasses
+
+    from local.gateway import Route, Throttle, TokenBuckets
+
+    # Given the template's routes with a usage plan of 1 request a second, bursts of 2, and a frozen clock
+    plan = Throttle(rate_limit=1.0, burst_limit=2)
+    throttled = RouteTable(
+        [
+            dataclasses.replace(route, api=dataclasses.replace(route.api, usage_plan=plan))
+            for route in routes.routes
+        ]
+    )
+    assert all(isinstance(route, Route) for route in throttled.routes)
+    clock = [1000.0]
+    answers = {"AuthorizerFunction": lambda event: allow_all(event["headers"]["Authorization"][-1])}
+    gateway = Gateway(throttled, FakeFunctions({**answers, "ListSessionsFunction": echo}))
+    gateway.buckets = TokenBuckets(clock=lambda: clock[0])
+    tenant_a, tenant_b = [("Authorization", "Bearer a")], [("Authorization", "Bearer b")]
+    # When tenant a sends three requests at once
+    statuses = [gateway.handle(request("GET", "/v1/sessions", tenant_a)).status for _ in range(3)]
+    # Then the third is refused with 429 rate_limited, Retry-After and its request id
+    assert statuses == [200, 200, 429]
+    refused = gateway.handle(request("GET", "/v1/sessions", tenant_a))
+    assert refused.status == 429 and refused.json()["error"]["code"] == "rate_limited"
+    assert refused.header("Retry-After") == "1"
+    assert refused.json()["error"]["requestId"] == refused.header("X-Request-Id")
+    # And tenant b is not affected, and a second later tenant a may send one more
+    assert gateway.handle(request("GET", "/v1/sessions", tenant_b)).status == 200
+    clock[0] += 1.0
+    assert gateway.handle(request("GET", "/v1/sessions", tenant_a)).status == 200
+    assert gateway.handle(request("GET", "/v1/sessions", tenant_a)).status == 429
+
+
+def test_a_route_requiring_a_key_refuses_an_authorizer_that_names_none(routes: RouteTable) -> None:
+    no_key = {key: value for key, value in allow_all().items() if key != "usageIdentifierKey"}
+    gateway = Gateway(routes, FakeFunctions({"AuthorizerFunction": no_key, "ListSessionsFunction": echo}))
+    answer = gateway.handle(request("GET", "/v1/sessions", [("Authorization", "Bearer a")]))
+    assert answer.status == 403
+
+
+def test_the_template_meters_every_tenant_route_and_no_public_one(routes: RouteTable) -> None:
+    for route in routes.routes:
+        assert route.api.key_from_authorizer and route.api.usage_plan is not None
+        assert route.api_key_required is (route.authorizer is not None), route.resource

@@ -433,12 +433,16 @@ def test_routes_and_auth_are_as_the_contract_says(template: Template) -> None:
     assert authorizer["FunctionPayloadType"] == "REQUEST"
     assert authorizer["Identity"] == {"Headers": ["Authorization"], "ReauthorizeEvery": 300}
     assert set(api["GatewayResponses"]) >= {"UNAUTHORIZED", "ACCESS_DENIED", "THROTTLED", "DEFAULT_5XX"}
+    # Per-tenant throttling: the authorizer names each tenant's usage plan key
+    assert api["ApiKeySourceType"] == "AUTHORIZER" and api["Auth"]["ApiKeyRequired"] is True
+    assert set(api["Auth"]["UsagePlan"]["Throttle"]) == {"RateLimit", "BurstLimit"}
+    assert api["GatewayResponses"]["THROTTLED"]["ResponseParameters"]["Headers"]["Retry-After"] == "'1'"
     routes = {}
     for logical_id, resource in resources(FUNCTION, template).items():
         for event in resource["Properties"].get("Events", {}).values():
             if event["Type"] == "Api":
                 properties = event["Properties"]
-                public = properties.get("Auth") == {"Authorizer": "NONE"}
+                public = properties.get("Auth", {}).get("Authorizer") == "NONE"
                 routes[(properties["Method"].upper(), properties["Path"])] = (logical_id, public)
     assert routes == {
         ("POST", "/v1/sessions"): ("CreateSessionFunction", False),
@@ -602,7 +606,7 @@ def test_sample_events_cover_every_function(template: Template) -> None:
 def test_api_sample_events_match_their_route(template: Template, file_name: str) -> None:
     event = json.loads((ROOT / "events" / file_name).read_text())
     routes = {
-        (props["Method"].upper(), props["Path"]): props.get("Auth") != {"Authorizer": "NONE"}
+        (props["Method"].upper(), props["Path"]): props.get("Auth", {}).get("Authorizer") != "NONE"
         for resource in resources(FUNCTION, template).values()
         for props in (
             e["Properties"] for e in resource["Properties"].get("Events", {}).values() if e["Type"] == "Api"

@@ -40,6 +40,8 @@ def authorize(
         api_id=arn.api_id,
         stage=arn.stage,
         context={"tenantId": record["tenant"], "returnHosts": ",".join(record.get("returnHosts", []))},
+        # The tenant's key in the API's usage plan: API Gateway throttles each tenant on its own allowance.
+        usage_identifier_key=record.get("usageKey"),
     )
     # API Gateway caches this answer per key for every route, so it must allow them all.
     response.allow_all_routes()

@@ -66,7 +66,7 @@ def apply_provider_event(
             return ProviderEventResult(applied=False)
         change = _transaction_move(item, transaction, provider_name, event, ctx.clock())
         try:
-            ctx.repository.apply(change)
+            version = ctx.repository.apply(change)
         except WriteConflict as conflict:
             if conflict.part.startswith("item:PROVIDER_EVENT#"):
                 return ProviderEventResult(applied=False)
@@ -80,7 +80,9 @@ def apply_provider_event(
         if token and not transitions.is_in_flight(target):
             ctx.finaliser.release(token, {"transactionId": event.transactionId, "status": target})
         if change.set.get("status") == SessionStatus.COMPLETED:
-            _cancel_competing_attempts(ctx, session_id, event.transactionId)
+            completed = {**item, "status": SessionStatus.COMPLETED.value, "version": version}
+            completed["seq"] = item["seq"] + len(change.events)
+            _cancel_competing_attempts(ctx, completed, event.transactionId)
         return ProviderEventResult(applied=True)
     raise ConcurrentUpdate()
 
@@ -139,12 +141,11 @@ def _raise_contradiction(
     return ProviderEventResult(applied=False)
 
 
-def _cancel_competing_attempts(ctx: Context, session_id: str, settled_id: str) -> None:
+def _cancel_competing_attempts(ctx: Context, item: dict[str, Any], settled_id: str) -> None:
     """Once one payment completes the session, every other attempt still in flight is cancelled at its
-    provider where it can be; what cannot be stays in flight, and settles into a flagged refund if it does."""
-    item = ctx.repository.get_session(session_id)
-    if item is None:
-        return
+    provider where it can be; what cannot be stays in flight, and settles into a flagged refund if it does.
+    `item` is the session as the completing write left it; a conflict re-reads it."""
+    session_id = item["sessionId"]
     competing = [
         tx["transactionId"]
         for tx in (item.get("transactions") or {}).values()
