@@ -132,27 +132,35 @@ class Zygote:
         self.folder = Path(tempfile.mkdtemp(prefix="checkout-environments-"))
         self._count = 0
 
+    def start(self) -> None:
+        with self._lock:
+            self._start()
+
+    def _start(self) -> subprocess.Popen[str]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "local.zygote"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=cfn.ROOT,
+                text=True,
+            )
+        return self._process
+
     def fork(self, spec: dict[str, Any]) -> tuple[int, Path, Path]:
         """A new environment's pid and the FIFOs it reads requests from and writes answers to."""
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
-                self._process = subprocess.Popen(
-                    [sys.executable, "-m", "local.zygote"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    cwd=cfn.ROOT,
-                    text=True,
-                )
+            process = self._start()
             self._count += 1
             requests, answers = self.folder / f"{self._count}.in", self.folder / f"{self._count}.out"
             os.mkfifo(requests)
             os.mkfifo(answers)
-            assert self._process.stdin is not None and self._process.stdout is not None
-            self._process.stdin.write(
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(
                 json.dumps({"spec": spec, "requests": str(requests), "answers": str(answers)}) + "\n"
             )
-            self._process.stdin.flush()
-            line = self._process.stdout.readline()
+            process.stdin.flush()
+            line = process.stdout.readline()
             if not line:
                 raise FunctionError("the environment launcher exited")
             return int(json.loads(line)["pid"]), requests, answers
@@ -360,6 +368,10 @@ class Invoker:
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
         self._zygote = Zygote()
+
+    def start_launcher(self) -> None:
+        """Starts the environment launcher now, in the background, rather than on the first invocation."""
+        threading.Thread(target=self._zygote.start, name="zygote-start", daemon=True).start()
 
     def has_code(self, logical_id: str) -> bool:
         return self.specs[logical_id].has_code()

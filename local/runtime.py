@@ -363,6 +363,7 @@ class Runtime:
             invoker = self._invoker = Invoker(
                 specs, layer_paths(self.template), self.settings.environments_per_function
             )
+            invoker.start_launcher()  # loads the shared libraries on the other core while the state loads
             restored = self._restore_state()
             self._seed_api_keys()
             missing = sorted(spec.logical_id for spec in specs.values() if not spec.has_code())

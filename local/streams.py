@@ -30,6 +30,7 @@ from local import cfn
 from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec
 
 log = logging.getLogger("local.streams")
+READ_LIMIT = 100  # records per GetRecords: a pass stays short, so a stop is noticed within one
 
 EVENT_SOURCE = "checkout.sessions"
 DEFAULT_ENRICHMENT = "PublishEventsFunction"
@@ -157,8 +158,10 @@ class StreamPublisher:
             self.config.enrichment_id or "no enrichment",
         )
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stops the reader after a last pass, so that events committed before the stop are published."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stops the reader after a last pass, so that events committed just before the stop are published.
+        Reads are small (READ_LIMIT records), so the reader notices the stop soon; a backlog left beyond
+        the last pass is not published (the timeline has it)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -207,7 +210,7 @@ class StreamPublisher:
         Raises when the enrichment or PutEvents fails; the same records are tried again on the next call."""
         with self._lock:
             if not self._pending:
-                answer = self.streams.get_records(ShardIterator=self._iterator(), Limit=1000)
+                answer = self.streams.get_records(ShardIterator=self._iterator(), Limit=READ_LIMIT)
                 if answer["Records"]:
                     self._last_sequence = max(
                         (r["dynamodb"]["SequenceNumber"] for r in answer["Records"]), key=int

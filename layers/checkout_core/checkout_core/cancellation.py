@@ -11,12 +11,12 @@ from checkout_core import faults, finalisation, transitions
 from checkout_core.changes import (
     Guard,
     attempts,
+    leave_open,
     new_event,
     owned_session,
     plural,
     reason_data,
     require_open,
-    session_change,
 )
 from checkout_core.clock import to_iso
 from checkout_core.context import Context
@@ -96,22 +96,17 @@ def _cancel_now(
 ) -> dict[str, Any]:
     """OPEN -> CANCELLED in one write, when nothing is in flight."""
     cancellation = {**cancellation, "finalizedAt": to_iso(now), "pendingTransactionIds": []}
-    guard = Guard.move(SessionStatus.OPEN, SessionStatus.CANCELLED).before_expiry(now).nothing_in_flight()
-    change = session_change(
+    target = SessionStatus.CANCELLED
+    change = leave_open(
         item,
         "cancel",
-        set={
-            "status": SessionStatus.CANCELLED.value,
-            "cancelledAt": to_iso(now),
-            "updatedAt": to_iso(now),
-            "cancellation": cancellation,
-            "refundRequired": False,
-        },
-        remove=["openShard"],
-        guard=guard,
-        events=[
-            new_event("session.cancelled", "api", now, finalisation.cancelled_event_data(cancellation, False))
-        ],
+        target,
+        Guard.move(SessionStatus.OPEN, target).before_expiry(now).nothing_in_flight(),
+        now,
+        new_event("session.cancelled", "api", now, finalisation.cancelled_event_data(cancellation, False)),
+        cancelledAt=to_iso(now),
+        cancellation=cancellation,
+        refundRequired=False,
     )
     ctx.repository.apply(change)
     count_transition("SessionCancelled")
@@ -122,31 +117,22 @@ def _cancel_now(
 def _lock(ctx: Context, item: dict[str, Any], cancellation: dict[str, Any], now: datetime) -> dict[str, Any]:
     """OPEN -> PENDING_CANCELLATION: from here no payment attempt can land on the session."""
     session_id = item["sessionId"]
-    guard = Guard.move(SessionStatus.OPEN, SessionStatus.PENDING_CANCELLATION).before_expiry(now)
-    change = session_change(
+    target = SessionStatus.PENDING_CANCELLATION
+    event_data = {
+        **reason_data(cancellation),
+        "inFlightTransactionIds": cancellation["pendingTransactionIds"],
+    }
+    change = leave_open(
         item,
         "lock",
-        set={
-            "status": SessionStatus.PENDING_CANCELLATION.value,
-            "updatedAt": to_iso(now),
-            "cancellation": cancellation,
-            "refundRequired": False,
-            "pendingShard": f"PENDING#{shard_of(session_id)}",
-            "recheckAt": int(now.timestamp()) + ctx.settings.cancellation_grace_seconds,
-        },
-        remove=["openShard"],
-        guard=guard,
-        events=[
-            new_event(
-                "session.cancellation_pending",
-                "api",
-                now,
-                {
-                    **reason_data(cancellation),
-                    "inFlightTransactionIds": cancellation["pendingTransactionIds"],
-                },
-            )
-        ],
+        target,
+        Guard.move(SessionStatus.OPEN, target).before_expiry(now),
+        now,
+        new_event("session.cancellation_pending", "api", now, event_data),
+        cancellation=cancellation,
+        refundRequired=False,
+        pendingShard=f"PENDING#{shard_of(session_id)}",
+        recheckAt=int(now.timestamp()) + ctx.settings.cancellation_grace_seconds,
     )
     version = ctx.repository.apply(change)
     count_transition("SessionLocked")

@@ -130,6 +130,27 @@ def session_change(
     )
 
 
+def leave_open(
+    item: dict[str, Any],
+    operation: str,
+    target: SessionStatus,
+    guard: Guard,
+    now: datetime,
+    event: dict[str, Any],
+    **fields: Any,
+) -> SessionChange:
+    """OPEN -> `target` (the move `guard` states): the new status, `fields`, the event, and out of the
+    expiry index, which holds only sessions that may still expire."""
+    return session_change(
+        item,
+        operation,
+        guard=guard,
+        set={"status": target.value, "updatedAt": to_iso(now), **fields},
+        remove=["openShard"],
+        events=[event],
+    )
+
+
 def transaction_move(
     transaction_id: str,
     previous: str,

@@ -15,8 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from checkout_core import finalisation, transitions
-from checkout_core.changes import Guard, attempts, epoch, expires_at_iso, new_event, session_change
-from checkout_core.clock import to_iso
+from checkout_core.changes import (
+    Guard,
+    attempts,
+    epoch,
+    expires_at_iso,
+    leave_open,
+    new_event,
+    session_change,
+)
 from checkout_core.context import Context
 from checkout_core.errors import WriteConflict
 from checkout_core.observability import count_transition, logger
@@ -128,18 +135,15 @@ def expire_session(ctx: Context, session_id: str) -> bool:
         )
         if effective is not SessionStatus.EXPIRED:
             return False
-        guard = Guard.move(SessionStatus.OPEN, SessionStatus.EXPIRED).past_expiry(now).nothing_in_flight()
-        change = session_change(
+        target = SessionStatus.EXPIRED
+        change = leave_open(
             item,
             "expire",
-            set={
-                "status": SessionStatus.EXPIRED.value,
-                "expiredAt": expires_at_iso(item),
-                "updatedAt": to_iso(now),
-            },
-            remove=["openShard"],
-            guard=guard,
-            events=[new_event("session.expired", "scheduler", now, {"expiresAt": expires_at_iso(item)})],
+            target,
+            Guard.move(SessionStatus.OPEN, target).past_expiry(now).nothing_in_flight(),
+            now,
+            new_event("session.expired", "scheduler", now, {"expiresAt": expires_at_iso(item)}),
+            expiredAt=expires_at_iso(item),
         )
         try:
             ctx.repository.apply(change)
