@@ -117,7 +117,7 @@ class StateStore:
         return hash_value, range_value
 
     def _put(self, table: Any, attrs: dict[str, Any]) -> None:
-        from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+        from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
 
         hash_value, range_value = self._locate(table, attrs)
         # Item(...) re-measures the whole item after each attribute it sets; these items were measured
@@ -125,7 +125,7 @@ class StateStore:
         item: Any = Item.__new__(Item)
         item.hash_key, item.range_key = hash_value, range_value
         item.attrs = LimitedSizeDict()
-        dict.update(item.attrs, {name: DynamoType(value) for name, value in attrs.items()})
+        dict.update(item.attrs, {name: _attribute(value) for name, value in attrs.items()})
         if range_value is not None:
             table.items[hash_value][range_value] = item
         else:
@@ -227,3 +227,18 @@ class StateStore:
             if self._journal is not None:
                 self._journal.close()
                 self._journal = None
+
+
+def _attribute(value: dict[str, Any]) -> Any:
+    """moto's DynamoType of an attribute value in DynamoDB JSON, built as its constructor builds it."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    ((kind, inner),) = value.items()
+    typed: Any = object.__new__(DynamoType)
+    typed.type = kind
+    if kind == "L":
+        inner = [_attribute(element) for element in inner]
+    elif kind == "M":
+        inner = {key: _attribute(element) for key, element in inner.items()}
+    typed.value = inner
+    return typed

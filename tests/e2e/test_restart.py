@@ -106,3 +106,20 @@ def test_a_torn_last_journal_line_is_dropped_and_the_rest_replayed(tmp_path: Pat
     assert store.restore() == 1
     store.close()
     assert sorted(item.hash_key.value for item in backend.tables["t"].items.values()) == ["b"]
+
+
+def test_restored_attributes_are_what_moto_builds() -> None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    from local.state import _attribute
+
+    value = {
+        "M": {
+            "s": {"S": "x"},
+            "n": {"N": "12"},
+            "l": {"L": [{"S": "a"}, {"M": {"b": {"BOOL": True}}}, {"NULL": True}]},
+            "ss": {"SS": ["a", "b"]},
+        }
+    }
+    assert _attribute(value) == DynamoType(value)
+    assert _attribute(value).to_json() == DynamoType(value).to_json()
