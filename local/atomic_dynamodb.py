@@ -23,6 +23,7 @@ import hashlib
 import json
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -50,16 +51,24 @@ def install() -> None:
         responses._checkout_tokens = True
     backend: Any = DynamoDBBackend
     backend.transact_write_items = transact_write_items
+    from moto.dynamodb.models.table import Table
+
+    table_class: Any = Table
+    if not getattr(table_class, "_checkout_partitions", False):
+        table_class.query = _partition_query(table_class.query)
+        table_class._checkout_partitions = True
 
 
 def _serialised(call_action: Any) -> Any:
     def serialised_call_action(self: Any) -> Any:
         with _lock:
             answer = call_action(self)
-            if _committed is not None and _status(answer) == 200:
+            if _status(answer) == 200 and isinstance(self, _dynamo_handler()):
                 action = self._get_action()
                 if action in WRITE_ACTIONS:
-                    _committed(action, self.body)
+                    _index_written(self.dynamodb_backend, action, self.body)
+                    if _committed is not None:
+                        _committed(action, self.body)
             return answer
 
     return serialised_call_action
@@ -67,6 +76,21 @@ def _serialised(call_action: Any) -> Any:
 
 WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
 _committed: Callable[[str, dict[str, Any]], None] | None = None
+
+
+def _dynamo_handler() -> Any:
+    from moto.dynamodb.responses import DynamoHandler
+
+    return DynamoHandler
+
+
+def _index_written(backend: Any, action: str, body: dict[str, Any]) -> None:
+    from local.state import written_keys
+
+    for table_name, key_or_item in written_keys(action, body):
+        table = backend.tables.get(table_name)
+        if table is not None:
+            partitions.written(table, key_or_item)
 
 
 def on_commit(callback: Callable[[str, dict[str, Any]], None] | None) -> None:
@@ -257,3 +281,106 @@ def _roll_back(
     for table_name, length in stream_lengths.items():
         shard = backend.get_table(table_name).stream_shard
         del shard.items[length:]
+
+
+class IndexPartitions:
+    """moto answers a query on a global secondary index by reading (and sorting) every item of the table;
+    DynamoDB reads the one partition asked for. This keeps, for each GSI, the primary keys of the items in
+    each partition, updated after every committed write, and hands moto's query only those items (which it
+    still filters and sorts itself), so an index query costs what its partition holds."""
+
+    def __init__(self) -> None:
+        self._tables: weakref.WeakKeyDictionary[Any, dict[str, tuple[dict[str, set[str]], dict[str, str]]]]
+        self._tables = weakref.WeakKeyDictionary()
+
+    @staticmethod
+    def _hash_attribute(index: Any) -> str | None:
+        keys = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
+        return keys[0] if len(keys) == 1 else None
+
+    @staticmethod
+    def _item_id(table: Any, item: Any) -> str:
+        return json.dumps([item.hash_key.to_json(), item.range_key.to_json() if item.range_key else None])
+
+    def _indexes(self, table: Any) -> dict[str, tuple[dict[str, set[str]], dict[str, str]]]:
+        built = self._tables.get(table)
+        if built is None:
+            built = {index.name: ({}, {}) for index in table.global_indexes}
+            self._tables[table] = built
+            for entry in list(table.items.values()):
+                for item in entry.values() if isinstance(entry, dict) else [entry]:
+                    self._place(table, item, self._item_id(table, item), built)
+        return built
+
+    def _place(self, table: Any, item: Any, item_id: str, built: dict[str, Any]) -> None:
+        for index in table.global_indexes:
+            partitions, where = built[index.name]
+            old = where.pop(item_id, None)
+            if old is not None:
+                partitions[old].discard(item_id)
+            attribute = self._hash_attribute(index)
+            value = item.attrs.get(attribute) if item is not None and attribute else None
+            if value is not None:
+                partition = json.dumps(value.to_json(), sort_keys=True)
+                partitions.setdefault(partition, set()).add(item_id)
+                where[item_id] = partition
+
+    def written(self, table: Any, key_or_item: dict[str, Any]) -> None:
+        """After a committed write of the item with this key: its partitions as they are now."""
+        if table not in self._tables:
+            return  # built on the first query, from the items as they are then
+        from moto.dynamodb.models.dynamo_type import DynamoType
+
+        hash_value = DynamoType(key_or_item[table.hash_key_attr])
+        range_value = DynamoType(key_or_item[table.range_key_attr]) if table.range_key_attr else None
+        item = table.get_item(hash_value, range_value)
+        item_id = json.dumps([hash_value.to_json(), range_value.to_json() if range_value else None])
+        self._place(table, item, item_id, self._tables[table])
+
+    def forget(self, table: Any) -> None:
+        self._tables.pop(table, None)
+
+    def candidates(self, table: Any, index_name: str, value: Any) -> list[Any] | None:
+        """The items of one partition of an index; None when the index is not a GSI known here."""
+        built = self._indexes(table)
+        if index_name not in built:
+            return None
+        partitions, _ = built[index_name]
+        found = []
+        for item_id in partitions.get(json.dumps(value.to_json(), sort_keys=True), ()):
+            hash_json, range_json = json.loads(item_id)
+            from moto.dynamodb.models.dynamo_type import DynamoType
+
+            item = table.get_item(DynamoType(hash_json), DynamoType(range_json) if range_json else None)
+            if item is not None:
+                found.append(item)
+        return found
+
+
+partitions = IndexPartitions()
+
+
+def _partition_query(query: Any) -> Any:
+    import inspect
+
+    signature = inspect.signature(query)
+
+    def partition_query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, hash_key, *args, **kwargs).arguments
+        index_name = arguments.get("index_name")
+        index = next((i for i in self.global_indexes if i.name == index_name), None) if index_name else None
+        attribute = IndexPartitions._hash_attribute(index) if index is not None else None
+        conditions = dict(arguments.get("hash_key_conditions") or [])
+        value = conditions.get(attribute) if attribute else None
+        if value is None and attribute is not None and not conditions:
+            value = hash_key
+        found = partitions.candidates(self, str(index_name), value) if value is not None else None
+        if found is None:
+            return query(self, hash_key, *args, **kwargs)
+        self.all_items = lambda: found  # this query alone (requests are serialised) reads the partition
+        try:
+            return query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    return partition_query

@@ -79,6 +79,10 @@ class StateStore:
                 self._delete(table, deleted_key)
             else:
                 self._put(table, attrs)
+        from local import atomic_dynamodb
+
+        for table in self.backend.tables.values():
+            atomic_dynamodb.partitions.forget(table)  # index partitions are rebuilt from the restored items
         restored = sum(1 for _ in self._all_items())
         journal = self.directory / JOURNAL
         if journal.exists() and journal.stat().st_size:

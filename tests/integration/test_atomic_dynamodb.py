@@ -142,3 +142,80 @@ def test_the_repository_sends_one_token_per_logical_write_and_a_retry_repeats_it
     # Then both carried one token, and the retry was answered as the first: one version bump only
     assert len(sent) == 2 and sent[0] == sent[1]
     assert repository.get_session(session_id)["version"] == 2
+
+
+def _tenant_ids(aws: Any, tenant: str) -> list[str]:
+    answer = aws.dynamodb.query(
+        TableName=aws.table_name,
+        IndexName="byTenant",
+        KeyConditionExpression="tenantId = :t",
+        ExpressionAttributeValues={":t": {"S": tenant}},
+    )
+    return sorted(item["sessionId"]["S"] for item in answer["Items"])
+
+
+def test_an_index_query_reads_its_partition_only_and_follows_every_write(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.dynamodb.models.table import Table
+
+    # Given items of two tenants in the byTenant index, and a table that may not be read whole
+    for index in range(30):
+        tenant = "a" if index < 3 else "b"
+        aws.dynamodb.put_item(
+            TableName=aws.table_name,
+            Item={
+                "pk": {"S": f"SESSION#s{index:02d}"},
+                "sk": {"S": "SESSION"},
+                "sessionId": {"S": f"s{index:02d}"},
+                "tenantId": {"S": tenant},
+            },
+        )
+
+    def whole_table(self: Any) -> list[Any]:
+        raise AssertionError("an index query read the whole table")
+
+    monkeypatch.setattr(Table, "all_items", whole_table)
+    # Then a query reads tenant a's partition alone
+    assert _tenant_ids(aws, "a") == ["s00", "s01", "s02"]
+    # And an item that moves between partitions, or leaves the index, is found where it now is
+    key = {"pk": {"S": "SESSION#s01"}, "sk": {"S": "SESSION"}}
+    aws.dynamodb.update_item(
+        TableName=aws.table_name,
+        Key=key,
+        UpdateExpression="SET tenantId = :b",
+        ExpressionAttributeValues={":b": {"S": "b"}},
+    )
+    aws.dynamodb.update_item(
+        TableName=aws.table_name,
+        Key={"pk": {"S": "SESSION#s02"}, "sk": {"S": "SESSION"}},
+        UpdateExpression="REMOVE tenantId",
+    )
+    assert _tenant_ids(aws, "a") == ["s00"]
+    assert "s01" in _tenant_ids(aws, "b") and "s02" not in _tenant_ids(aws, "b")
+    # And a transaction that fails changes no partition
+    with pytest.raises(ClientError):
+        aws.dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": aws.table_name,
+                        "Key": {"pk": {"S": "SESSION#s00"}, "sk": {"S": "SESSION"}},
+                        "UpdateExpression": "SET tenantId = :b",
+                        "ExpressionAttributeValues": {":b": {"S": "b"}},
+                    }
+                },
+                {
+                    "ConditionCheck": {
+                        "TableName": aws.table_name,
+                        "Key": {"pk": {"S": "MISSING"}, "sk": {"S": "X"}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+            ]
+        )
+    assert _tenant_ids(aws, "a") == ["s00"]
+    aws.dynamodb.delete_item(
+        TableName=aws.table_name, Key={"pk": {"S": "SESSION#s00"}, "sk": {"S": "SESSION"}}
+    )
+    assert _tenant_ids(aws, "a") == []
