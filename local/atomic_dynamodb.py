@@ -85,8 +85,6 @@ def _dynamo_handler() -> Any:
 
 
 def _index_written(backend: Any, action: str, body: dict[str, Any]) -> None:
-    from local.state import written_keys
-
     for table_name, key_or_item in written_keys(action, body):
         table = backend.tables.get(table_name)
         if table is not None:
@@ -173,7 +171,6 @@ def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Non
         TransactionCanceledException,
         TransactWriteSingleOpException,
     )
-    from moto.dynamodb.models.dynamo_type import DynamoType
 
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
@@ -215,17 +212,12 @@ def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Non
     if any(code is not None for code, _, _ in errors):
         raise TransactionCanceledException(errors)
 
-    def locate(table: Any, key: dict[str, Any]) -> tuple[Any, Any]:
-        hash_value = DynamoType(key[table.hash_key_attr])
-        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-        return hash_value, range_value
-
     # What each write could change, to put back should a later write fail.
     snapshots = []
     stream_lengths: dict[str, int] = {}
     for table_name, key in targets:
         table = self.get_table(table_name)
-        hash_value, range_value = locate(table, key)
+        hash_value, range_value = key_of(table, key)
         snapshots.append(
             (table, hash_value, range_value, copy.deepcopy(table.get_item(hash_value, range_value)))
         )
@@ -243,6 +235,42 @@ def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Non
             failed = list(applied)
             failed[index] = (type(exc).__name__, str(exc), None)
             raise TransactionCanceledException(failed) from exc
+
+
+def written_keys(action: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(table, key or whole item) of every item a successful write request touched."""
+    if action in ("PutItem",):
+        return [(body["TableName"], body["Item"])]
+    if action in ("UpdateItem", "DeleteItem"):
+        return [(body["TableName"], body["Key"])]
+    if action == "TransactWriteItems":
+        touched = []
+        for entry in body.get("TransactItems", []):
+            kind, operation = next(iter(entry.items()))
+            if kind == "Put":
+                touched.append((operation["TableName"], operation["Item"]))
+            elif kind in ("Update", "Delete"):
+                touched.append((operation["TableName"], operation["Key"]))
+        return touched
+    if action == "BatchWriteItem":
+        touched = []
+        for table, requests in body.get("RequestItems", {}).items():
+            for request in requests:
+                if "PutRequest" in request:
+                    touched.append((table, request["PutRequest"]["Item"]))
+                elif "DeleteRequest" in request:
+                    touched.append((table, request["DeleteRequest"]["Key"]))
+        return touched
+    return []
+
+
+def key_of(table: Any, attributes: dict[str, Any]) -> tuple[Any, Any]:
+    """The (hash, range) DynamoType key of the item with these attributes (a key, or a whole item)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    hash_value = DynamoType(attributes[table.hash_key_attr])
+    range_value = DynamoType(attributes[table.range_key_attr]) if table.range_key_attr else None
+    return hash_value, range_value
 
 
 def _write(backend: Any, op_type: str, op: dict[str, Any], key: dict[str, Any]) -> None:
@@ -285,57 +313,46 @@ def _roll_back(
 
 class IndexPartitions:
     """moto answers a query on a global secondary index by reading (and sorting) every item of the table;
-    DynamoDB reads the one partition asked for. This keeps, for each GSI, the primary keys of the items in
-    each partition, updated after every committed write, and hands moto's query only those items (which it
+    DynamoDB reads the one partition asked for. This keeps, for each GSI, the keys of the items in each
+    partition, updated after every committed write, and hands moto's query only those items (which it
     still filters and sorts itself), so an index query costs what its partition holds."""
 
     def __init__(self) -> None:
-        self._tables: weakref.WeakKeyDictionary[Any, dict[str, tuple[dict[str, set[str]], dict[str, str]]]]
+        # table -> index name -> (partition value -> item keys, item key -> its partition value)
+        self._tables: weakref.WeakKeyDictionary[Any, dict[str, tuple[dict[Any, set[Any]], dict[Any, Any]]]]
         self._tables = weakref.WeakKeyDictionary()
 
     @staticmethod
-    def _hash_attribute(index: Any) -> str | None:
+    def hash_attribute(index: Any) -> str | None:
         keys = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
         return keys[0] if len(keys) == 1 else None
 
-    @staticmethod
-    def _item_id(table: Any, item: Any) -> str:
-        return json.dumps([item.hash_key.to_json(), item.range_key.to_json() if item.range_key else None])
-
-    def _indexes(self, table: Any) -> dict[str, tuple[dict[str, set[str]], dict[str, str]]]:
+    def _indexes(self, table: Any) -> dict[str, tuple[dict[Any, set[Any]], dict[Any, Any]]]:
         built = self._tables.get(table)
         if built is None:
-            built = {index.name: ({}, {}) for index in table.global_indexes}
-            self._tables[table] = built
+            built = self._tables[table] = {index.name: ({}, {}) for index in table.global_indexes}
             for entry in list(table.items.values()):
                 for item in entry.values() if isinstance(entry, dict) else [entry]:
-                    self._place(table, item, self._item_id(table, item), built)
+                    self._place(table, (item.hash_key, item.range_key), item, built)
         return built
 
-    def _place(self, table: Any, item: Any, item_id: str, built: dict[str, Any]) -> None:
+    def _place(self, table: Any, key: tuple[Any, Any], item: Any, built: dict[str, Any]) -> None:
         for index in table.global_indexes:
-            partitions, where = built[index.name]
-            old = where.pop(item_id, None)
+            members, where = built[index.name]
+            old = where.pop(key, None)
             if old is not None:
-                partitions[old].discard(item_id)
-            attribute = self._hash_attribute(index)
+                members[old].discard(key)
+            attribute = self.hash_attribute(index)
             value = item.attrs.get(attribute) if item is not None and attribute else None
             if value is not None:
-                partition = json.dumps(value.to_json(), sort_keys=True)
-                partitions.setdefault(partition, set()).add(item_id)
-                where[item_id] = partition
+                members.setdefault(value, set()).add(key)
+                where[key] = value
 
-    def written(self, table: Any, key_or_item: dict[str, Any]) -> None:
+    def written(self, table: Any, attributes: dict[str, Any]) -> None:
         """After a committed write of the item with this key: its partitions as they are now."""
-        if table not in self._tables:
-            return  # built on the first query, from the items as they are then
-        from moto.dynamodb.models.dynamo_type import DynamoType
-
-        hash_value = DynamoType(key_or_item[table.hash_key_attr])
-        range_value = DynamoType(key_or_item[table.range_key_attr]) if table.range_key_attr else None
-        item = table.get_item(hash_value, range_value)
-        item_id = json.dumps([hash_value.to_json(), range_value.to_json() if range_value else None])
-        self._place(table, item, item_id, self._tables[table])
+        if table in self._tables:  # otherwise built on the first query, from the items as they are then
+            key = key_of(table, attributes)
+            self._place(table, key, table.get_item(*key), self._tables[table])
 
     def forget(self, table: Any) -> None:
         self._tables.pop(table, None)
@@ -345,16 +362,9 @@ class IndexPartitions:
         built = self._indexes(table)
         if index_name not in built:
             return None
-        partitions, _ = built[index_name]
-        found = []
-        for item_id in partitions.get(json.dumps(value.to_json(), sort_keys=True), ()):
-            hash_json, range_json = json.loads(item_id)
-            from moto.dynamodb.models.dynamo_type import DynamoType
-
-            item = table.get_item(DynamoType(hash_json), DynamoType(range_json) if range_json else None)
-            if item is not None:
-                found.append(item)
-        return found
+        members, _ = built[index_name]
+        items = (table.get_item(*key) for key in members.get(value, ()))
+        return [item for item in items if item is not None]
 
 
 partitions = IndexPartitions()
@@ -369,7 +379,7 @@ def _partition_query(query: Any) -> Any:
         arguments = signature.bind(self, hash_key, *args, **kwargs).arguments
         index_name = arguments.get("index_name")
         index = next((i for i in self.global_indexes if i.name == index_name), None) if index_name else None
-        attribute = IndexPartitions._hash_attribute(index) if index is not None else None
+        attribute = IndexPartitions.hash_attribute(index) if index is not None else None
         conditions = dict(arguments.get("hash_key_conditions") or [])
         value = conditions.get(attribute) if attribute else None
         if value is None and attribute is not None and not conditions:

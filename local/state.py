@@ -20,38 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from local import atomic_dynamodb
+from local.atomic_dynamodb import key_of, written_keys
+
 log = logging.getLogger("local.state")
 
 SNAPSHOT = "snapshot.jsonl"
 JOURNAL = "journal.jsonl"
 FSYNC_INTERVAL_SECONDS = 1.0
-
-
-def written_keys(action: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(table, key or whole item) of every item a successful write request touched."""
-    if action in ("PutItem",):
-        return [(body["TableName"], body["Item"])]
-    if action in ("UpdateItem", "DeleteItem"):
-        return [(body["TableName"], body["Key"])]
-    if action == "TransactWriteItems":
-        touched = []
-        for entry in body.get("TransactItems", []):
-            kind, operation = next(iter(entry.items()))
-            if kind == "Put":
-                touched.append((operation["TableName"], operation["Item"]))
-            elif kind in ("Update", "Delete"):
-                touched.append((operation["TableName"], operation["Key"]))
-        return touched
-    if action == "BatchWriteItem":
-        touched = []
-        for table, requests in body.get("RequestItems", {}).items():
-            for request in requests:
-                if "PutRequest" in request:
-                    touched.append((table, request["PutRequest"]["Item"]))
-                elif "DeleteRequest" in request:
-                    touched.append((table, request["DeleteRequest"]["Key"]))
-        return touched
-    return []
 
 
 class StateStore:
@@ -79,8 +55,6 @@ class StateStore:
                 self._delete(table, deleted_key)
             else:
                 self._put(table, attrs)
-        from local import atomic_dynamodb
-
         for table in self.backend.tables.values():
             atomic_dynamodb.partitions.forget(table)  # index partitions are rebuilt from the restored items
         restored = sum(1 for _ in self._all_items())
@@ -112,18 +86,10 @@ class StateStore:
                         break
                     yield from ((table_name, item, key) for table_name, item, key in record["w"])
 
-    @staticmethod
-    def _locate(table: Any, attrs: dict[str, Any]) -> tuple[Any, Any]:
-        from moto.dynamodb.models.dynamo_type import DynamoType
-
-        hash_value = DynamoType(attrs[table.hash_key_attr])
-        range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
-        return hash_value, range_value
-
     def _put(self, table: Any, attrs: dict[str, Any]) -> None:
         from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
 
-        hash_value, range_value = self._locate(table, attrs)
+        hash_value, range_value = key_of(table, attrs)
         # Item(...) re-measures the whole item after each attribute it sets; these items were measured
         # when they were written, so they are built directly (the same Item, several times faster).
         item: Any = Item.__new__(Item)
@@ -136,7 +102,7 @@ class StateStore:
             table.items[hash_value] = item
 
     def _delete(self, table: Any, key: dict[str, Any]) -> None:
-        hash_value, range_value = self._locate(table, key)
+        hash_value, range_value = key_of(table, key)
         if range_value is not None:
             table.items.get(hash_value, {}).pop(range_value, None)
         else:
@@ -175,7 +141,7 @@ class StateStore:
             table = self.backend.tables.get(table_name)
             if table is None:
                 continue
-            hash_value, range_value = self._locate(table, key_or_item)
+            hash_value, range_value = key_of(table, key_or_item)
             item = table.get_item(hash_value, range_value)
             key = {table.hash_key_attr: key_or_item[table.hash_key_attr]}
             if table.range_key_attr:
@@ -201,8 +167,6 @@ class StateStore:
 
     def compact(self) -> None:
         """Writes every item to a new snapshot, atomically, then empties the journal."""
-        from local import atomic_dynamodb
-
         with atomic_dynamodb.exclusive(), self._lock:
             target = self.directory / SNAPSHOT
             aside = self.directory / (SNAPSHOT + ".writing")

@@ -56,14 +56,18 @@ def apply_provider_event(
             "from": previous,
             "to": target,
         }
+        movable = transitions.can_move_transaction(previous, target)
+        contradicted = target == TransactionStatus.SETTLED and previous in CONTRADICTED
+        if not movable and not contradicted:
+            logger.info("provider event ignored", extra=log_extra)
+            return ProviderEventResult(applied=False)
         item = ctx.repository.get_session(session_id)
         if item is None:
             raise TransactionNotFound(event.transactionId)
-        if not transitions.can_move_transaction(previous, target):
-            if target == TransactionStatus.SETTLED and previous in CONTRADICTED:
-                return _raise_contradiction(ctx, item, transaction, provider_name, event)
-            logger.info("provider event ignored", extra=log_extra)
-            return ProviderEventResult(applied=False)
+        if contradicted:
+            if _raise_contradiction(ctx, item, transaction, provider_name, event):
+                return ProviderEventResult(applied=False)
+            continue
         change = _transaction_move(item, transaction, provider_name, event, ctx.clock())
         try:
             version = ctx.repository.apply(change)
@@ -104,9 +108,10 @@ def _raise_contradiction(
     transaction: dict[str, Any],
     provider_name: str,
     event: ProviderEventRequest,
-) -> ProviderEventResult:
+) -> bool:
     """SETTLED for a transaction recorded CANCELLED or FAILED: the move is not made (the table forbids it),
-    but money moved, so a refund is flagged and session.attention_required raised, once per event."""
+    but money moved, so a refund is flagged and session.attention_required raised, once per event.
+    False when the session changed meanwhile (read it again and retry)."""
     now = ctx.clock()
     tx_id, previous = transaction["transactionId"], transaction["status"]
     change = session_change(
@@ -130,15 +135,13 @@ def _raise_contradiction(
     try:
         ctx.repository.apply(change)
     except WriteConflict as conflict:
-        if conflict.part.startswith("item:PROVIDER_EVENT#"):
-            return ProviderEventResult(applied=False)
-        raise
+        return conflict.part.startswith("item:PROVIDER_EVENT#")  # a resent event: already raised
     count_transition("SessionAttentionRequired")
     logger.warning(
         "provider reports a settlement the service recorded as ended; refund flagged",
         extra={"sessionId": item["sessionId"], "transactionId": tx_id, "from": previous},
     )
-    return ProviderEventResult(applied=False)
+    return True
 
 
 def _cancel_competing_attempts(ctx: Context, item: dict[str, Any], settled_id: str) -> None:

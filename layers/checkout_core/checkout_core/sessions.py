@@ -16,7 +16,7 @@ from checkout_core.context import Context
 from checkout_core.errors import InvalidRequest
 from checkout_core.models import CreateSessionRequest, Event, Session, SessionList, Tenant
 from checkout_core.observability import count_transition, logger
-from checkout_core.repository import shard_of
+from checkout_core.repository import encode_cursor, shard_of
 from checkout_core.transitions import SessionStatus
 from checkout_core.views import event_view, session_view
 
@@ -50,12 +50,12 @@ def list_sessions(
     moment = ctx.clock()
     page: list[Session] = []
     size = 0
-    for item in items:
+    for index, item in enumerate(items):
         view = session_view(item, moment)
         size += _answer_bytes(view)
         if page and size > LIST_ANSWER_BUDGET_BYTES:
             # Lambda refuses an answer over 6 MB: the page ends here and the cursor resumes after it.
-            return SessionList(data=page, nextCursor=cursor_after(page[-1], items))
+            return SessionList(data=page, nextCursor=encode_cursor(items[index - 1]))
         page.append(view)
     return SessionList(data=page, nextCursor=next_cursor)
 
@@ -64,13 +64,6 @@ def _answer_bytes(view: Session) -> int:
     """What a session adds to the Lambda answer: its JSON (non-ASCII escaped, as the resolver writes it),
     itself escaped again inside the proxy answer's body string."""
     return len(json.dumps(json.dumps(view.model_dump(mode="json"))))
-
-
-def cursor_after(last: Session, items: list[dict[str, Any]]) -> str:
-    from checkout_core.repository import encode_cursor
-
-    item = next(item for item in items if item["sessionId"] == last.sessionId)
-    return encode_cursor(item)
 
 
 def list_events(ctx: Context, tenant: Tenant, session_id: str) -> list[Event]:
