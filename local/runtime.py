@@ -92,6 +92,7 @@ class Settings:
     events_tap: bool = False
     tenant_rate_limit: float | None = None
     tenant_burst_limit: int | None = None
+    hosted_test_payments: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -151,6 +152,8 @@ class Settings:
             events_tap=env.get("LOCAL_EVENTS_TAP", "").strip().lower() in ("1", "true", "yes"),
             tenant_rate_limit=number("TENANT_THROTTLING_RATE_LIMIT", None, float, 0.001),
             tenant_burst_limit=number("TENANT_THROTTLING_BURST_LIMIT", None, int, 1),
+            hosted_test_payments=env.get("HOSTED_TEST_PAYMENTS", "true").strip().lower()
+            not in ("0", "false", "no"),
         )
         if not (
             settings.session_ttl_min_seconds
@@ -171,6 +174,7 @@ class Settings:
             "CancellationRecheckSeconds": str(self.cancellation_recheck_seconds),
             "CancellationDeadlineSeconds": str(self.cancellation_deadline_seconds),
             "PublicBaseUrl": self.public_base_url or base_url,
+            "HostedTestPayments": "true" if self.hosted_test_payments else "false",
             **({"TenantThrottlingRateLimit": str(self.tenant_rate_limit)} if self.tenant_rate_limit else {}),
             **(
                 {"TenantThrottlingBurstLimit": str(self.tenant_burst_limit)}
@@ -189,6 +193,7 @@ class Settings:
             "CANCELLATION_DEADLINE_SECONDS": str(self.cancellation_deadline_seconds),
             "PUBLIC_BASE_URL": self.public_base_url or base_url,
             "SANDBOX_WEBHOOK_SECRET": self.sandbox_webhook_secret,
+            "HOSTED_TEST_PAYMENTS": "true" if self.hosted_test_payments else "false",
         }
 
 

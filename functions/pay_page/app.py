@@ -1,4 +1,4 @@
-from checkout_core.http import api_handler
+from checkout_core.http import page_handler
 from checkout_core.routes.pay_page import router
 
-lambda_handler = api_handler(router)
+lambda_handler = page_handler(router)

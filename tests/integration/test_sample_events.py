@@ -13,6 +13,7 @@ from tests.support import Answer, LambdaContext, invoke, sample_event
 
 SAMPLE_SESSION_ID = "0193f2d4-5b6c-7d8e-9f01-23456789abcd"
 SAMPLE_TRANSACTION_ID = "0193f2d4-6a7b-7c8d-8e9f-0123456789ab"
+PAGE_TOKEN = "q7V3mK9xT2bLw8Rz4NcYp1HsJd6FgAeUo5iWk0tMvQE"
 
 
 def with_ids(name: str, session_id: str, transaction_id: str = SAMPLE_TRANSACTION_ID) -> Any:
@@ -113,3 +114,29 @@ def test_publish_events_sample_turns_stream_records_into_events() -> None:
     assert [event["type"] for event in published] == ["session.created", "transaction.created"]
     assert set(published[0]) == {"eventId", "type", "sessionId", "sequence", "occurredAt", "actor", "data"}
     assert [event["sequence"] for event in published] == [1, 2]
+
+
+@pytest.mark.parametrize("action", ["cancel", "pay"])
+def test_pay_page_form_samples_with_an_unknown_token_are_404(aws: Any, action: str) -> None:
+    answer = Answer(invoke("pay_page", sample_event(f"pay_page_{action}")))
+    assert answer.status == 404 and answer.headers["Content-Type"].startswith("text/html")
+
+
+def test_pay_page_samples_cancel_a_real_session(aws: Any) -> None:
+    # Given a session and its page, opened as the sample opens it (over https, behind a stage)
+    token = create(aws)["url"].rsplit("/", 1)[1]
+    page_event = json.loads(json.dumps(sample_event("pay_page")).replace(PAGE_TOKEN, token))
+    page = Answer(invoke("pay_page", page_event))
+    assert page.status == 200
+    cookie = page.raw["multiValueHeaders"]["Set-Cookie"][0]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    form_token = page.body.split('name="form_token" value="', 1)[1].split('"', 1)[0]
+    # When the cancel form is posted with the page's cookie and token
+    cancel_event = json.loads(json.dumps(sample_event("pay_page_cancel")).replace(PAGE_TOKEN, token))
+    cancel_event["headers"]["Cookie"] = cookie.split(";", 1)[0]
+    cancel_event["multiValueHeaders"]["Cookie"] = [cancel_event["headers"]["Cookie"]]
+    cancel_event["body"] = f"form_token={form_token}"
+    answer = Answer(invoke("pay_page", cancel_event))
+    # Then the customer is sent back, and the page is closed
+    assert answer.status == 303 and "status=CANCELLED" in answer.headers["Location"]
+    assert Answer(invoke("pay_page", page_event)).status == 410

@@ -25,6 +25,9 @@ def test_every_contract_route_is_documented() -> None:
         "/v1/sessions/{sessionId}/cancel",
         "/v1/sessions/{sessionId}/events",
         "/v1/providers/{provider}/events",
+        "/pay/{token}",
+        "/pay/{token}/cancel",
+        "/pay/{token}/pay",
     }
     assert set(paths["/v1/sessions"]) == {"get", "post"}
     assert "requestBody" in paths["/v1/sessions/{sessionId}/cancel"]["post"]

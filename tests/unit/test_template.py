@@ -24,7 +24,6 @@ READ_ONLY_FUNCTIONS = {
     "GetSessionFunction",
     "ListSessionsFunction",
     "ListSessionEventsFunction",
-    "PayPageFunction",
 }
 NO_PERMISSION_FUNCTIONS = {"OpenApiFunction", "PublishEventsFunction"}
 READ_ACTIONS = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}
@@ -280,7 +279,7 @@ def test_read_only_functions_cannot_write(template: Template) -> None:
 
 @pytest.mark.parametrize("action", ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"])
 def test_read_only_rule_catches(template: Template, action: str) -> None:
-    template["Resources"]["PayPageFunction"]["Properties"]["Policies"][0]["Statement"][0]["Action"].append(
+    template["Resources"]["GetSessionFunction"]["Properties"]["Policies"][0]["Statement"][0]["Action"].append(
         action
     )
     assert read_only_problems(template)
@@ -302,8 +301,19 @@ def test_write_access_is_where_the_code_needs_it(template: Template) -> None:
     assert granted("CreateSessionFunction", "SessionsTable") == {"dynamodb:PutItem"}
     for logical_id in ("CreateSessionFunction", "CreateTransactionFunction", "CancelSessionFunction"):
         assert granted(logical_id, "IdempotencyTable") == idempotency
-    for logical_id in ("CreateTransactionFunction", "CancelSessionFunction", "ProviderEventsFunction"):
+    for logical_id in (
+        "CreateTransactionFunction",
+        "CancelSessionFunction",
+        "ProviderEventsFunction",
+        "PayPageFunction",
+    ):
         assert session_writes <= granted(logical_id, "SessionsTable")
+    # The hosted page cancels (may start the finaliser) and settles a test payment (may wake it).
+    assert granted("PayPageFunction", "CancellationFinaliser") == {
+        "states:StartExecution",
+        "states:SendTaskSuccess",
+    }
+    assert granted("PayPageFunction", "IdempotencyTable") == set()
     assert granted("CancelSessionFunction", "CancellationFinaliser") == {"states:StartExecution"}
     assert granted("ProviderEventsFunction", "CancellationFinaliser") == {"states:SendTaskSuccess"}
     assert "secretsmanager:GetSecretValue" in granted("ProviderEventsFunction", "ProviderSecretsName")
@@ -450,6 +460,9 @@ def test_routes_and_auth_are_as_the_contract_says(template: Template) -> None:
         ("GET", "/v1/sessions/{sessionId}/events"): ("ListSessionEventsFunction", False),
         ("POST", "/v1/providers/{provider}/events"): ("ProviderEventsFunction", True),
         ("GET", "/pay/{token}"): ("PayPageFunction", True),
+        ("HEAD", "/pay/{token}"): ("PayPageFunction", True),
+        ("POST", "/pay/{token}/cancel"): ("PayPageFunction", True),
+        ("POST", "/pay/{token}/pay"): ("PayPageFunction", True),
         ("GET", "/v1/openapi.json"): ("OpenApiFunction", True),
         ("GET", "/v1/docs"): ("OpenApiFunction", True),
     }

@@ -35,7 +35,10 @@ from checkout_core.transitions import SessionStatus
 from checkout_core.views import transactions_in_order
 
 
-def cancel_session(ctx: Context, tenant: Tenant, session_id: str, request: CancelRequest) -> CancelResponse:
+def cancel_session(
+    ctx: Context, tenant: Tenant, session_id: str, request: CancelRequest, actor: str = "api"
+) -> CancelResponse:
+    """`actor` is who asked, on the timeline: the merchant's API ("api") or the hosted page ("customer")."""
     for _ in attempts():
         item = owned_session(ctx.repository, tenant, session_id)
         now = ctx.clock()
@@ -49,8 +52,8 @@ def cancel_session(ctx: Context, tenant: Tenant, session_id: str, request: Cance
         cancellation = _new_cancellation(ctx, request, plan.in_flight, now)
         try:
             if not plan.in_flight:
-                return cancel_response(_cancel_now(ctx, item, cancellation, now))
-            locked = _lock(ctx, item, cancellation, now)
+                return cancel_response(_cancel_now(ctx, item, cancellation, now, actor))
+            locked = _lock(ctx, item, cancellation, now, actor)
         except WriteConflict:
             continue
         break
@@ -60,7 +63,7 @@ def cancel_session(ctx: Context, tenant: Tenant, session_id: str, request: Cance
     outcomes = finalisation.cancel_at_providers(ctx, locked, plan.to_cancel_at_provider)
     cancelled = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.CANCELLED]
     try:
-        final = finalisation.record_provider_cancellations(ctx, locked, cancelled, actor="api", tokens=None)
+        final = finalisation.record_provider_cancellations(ctx, locked, cancelled, actor=actor, tokens=None)
     except (ConcurrentUpdate, ServiceUnavailable):
         # The session is locked and the providers were asked: a 503 would claim nothing changed. The answer
         # says what is true (PENDING_CANCELLATION); the safety net records the providers' cancels.
@@ -92,7 +95,7 @@ def _new_cancellation(
 
 
 def _cancel_now(
-    ctx: Context, item: dict[str, Any], cancellation: dict[str, Any], now: datetime
+    ctx: Context, item: dict[str, Any], cancellation: dict[str, Any], now: datetime, actor: str
 ) -> dict[str, Any]:
     """OPEN -> CANCELLED in one write, when nothing is in flight."""
     cancellation = {**cancellation, "finalizedAt": to_iso(now), "pendingTransactionIds": []}
@@ -103,7 +106,7 @@ def _cancel_now(
         target,
         Guard.move(SessionStatus.OPEN, target).before_expiry(now).nothing_in_flight(),
         now,
-        new_event("session.cancelled", "api", now, finalisation.cancelled_event_data(cancellation, False)),
+        new_event("session.cancelled", actor, now, finalisation.cancelled_event_data(cancellation, False)),
         cancelledAt=to_iso(now),
         cancellation=cancellation,
         refundRequired=False,
@@ -114,7 +117,9 @@ def _cancel_now(
     return {**item, **change.set}
 
 
-def _lock(ctx: Context, item: dict[str, Any], cancellation: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _lock(
+    ctx: Context, item: dict[str, Any], cancellation: dict[str, Any], now: datetime, actor: str
+) -> dict[str, Any]:
     """OPEN -> PENDING_CANCELLATION: from here no payment attempt can land on the session."""
     session_id = item["sessionId"]
     target = SessionStatus.PENDING_CANCELLATION
@@ -128,7 +133,7 @@ def _lock(ctx: Context, item: dict[str, Any], cancellation: dict[str, Any], now:
         target,
         Guard.move(SessionStatus.OPEN, target).before_expiry(now),
         now,
-        new_event("session.cancellation_pending", "api", now, event_data),
+        new_event("session.cancellation_pending", actor, now, event_data),
         cancellation=cancellation,
         refundRequired=False,
         pendingShard=f"PENDING#{shard_of(session_id)}",

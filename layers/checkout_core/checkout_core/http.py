@@ -241,7 +241,7 @@ class _DoNotStore(Exception):
 
 def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Resolves one API Gateway event: Idempotency-Key for POSTs, X-Request-Id on every answer."""
-    request_id = (event.get("requestContext") or {}).get("requestId")
+    request_id = request_id_of_event(event)
     if event.get("body") and not _is_utf8(event):
         not_text = error_response(
             400, "invalid_request", "The body is not valid UTF-8.", request_id, param=None
@@ -383,6 +383,26 @@ def _persistence() -> Any:
 
 def api_handler(*routers: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda handler of one API function: its routes under the Powertools decorators."""
+    return _lambda_handler(routers, handle)
+
+
+def page_handler(*routers: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler of the hosted pages: HTML forms in, HTML out; no API key, no Idempotency-Key."""
+
+    def resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return _with_request_id(app.resolve(event, context), request_id_of_event(event))
+
+    return _lambda_handler(routers, resolve)
+
+
+def request_id_of_event(event: dict[str, Any]) -> str | None:
+    return (event.get("requestContext") or {}).get("requestId")
+
+
+def _lambda_handler(
+    routers: tuple[Any, ...],
+    resolve: Callable[[APIGatewayRestResolver, dict[str, Any], Any], dict[str, Any]],
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     from aws_lambda_powertools.logging import correlation_paths
 
     from checkout_core.observability import metrics, tracer
@@ -396,7 +416,7 @@ def api_handler(*routers: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return handle(app, event, context)
+        return resolve(app, event, context)
 
     lambda_handler.app = app
     return lambda_handler

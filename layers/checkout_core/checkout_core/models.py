@@ -70,23 +70,23 @@ class WhenInFlight(StrEnum):
     REJECT = "REJECT"
 
 
-def check_return_url_shape(url: str) -> str:
+def check_return_url_shape(url: str, field: str = "returnUrl") -> str:
     """https only, no credentials, no fragment; the host allowlist is the tenant's and is checked later."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ValueError("returnUrl is not a valid URL") from exc
+        raise ValueError(f"{field} is not a valid URL") from exc
     if parts.scheme != "https":
-        raise ValueError("returnUrl must use https")
+        raise ValueError(f"{field} must use https")
     if not parts.hostname:
-        raise ValueError("returnUrl must name a host")
+        raise ValueError(f"{field} must name a host")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise ValueError("returnUrl must not carry credentials")
+        raise ValueError(f"{field} must not carry credentials")
     if parts.fragment or url.endswith("#"):
-        raise ValueError("returnUrl must not have a fragment")
+        raise ValueError(f"{field} must not have a fragment")
     if port == 0 or any(ch.isspace() for ch in url):
-        raise ValueError("returnUrl is not a valid URL")
+        raise ValueError(f"{field} is not a valid URL")
     return url
 
 
@@ -98,6 +98,7 @@ class CreateSessionRequest(Strict):
     description: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict)
     returnUrl: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    cancelUrl: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
     expiresInSeconds: int | None = Field(default=None, description="Bounded by SESSION_TTL_MIN/MAX_SECONDS")
 
     @field_validator("currency")
@@ -118,6 +119,11 @@ class CreateSessionRequest(Strict):
     @classmethod
     def _return_url(cls, value: str) -> str:
         return check_return_url_shape(value)
+
+    @field_validator("cancelUrl")
+    @classmethod
+    def _cancel_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_return_url_shape(value, "cancelUrl")
 
 
 class CreateTransactionRequest(Strict):
@@ -169,6 +175,7 @@ class Session(Model):
     description: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     returnUrl: str
+    cancelUrl: str | None = None
     url: str | None = None
     createdAt: str
     updatedAt: str

@@ -42,6 +42,7 @@ def create_transaction(
     session_id: str,
     provider_name: str,
     idempotency_key: str | None = None,
+    actor: str = "api",
 ) -> Transaction:
     if ctx.providers.get(provider_name) is None:
         raise InvalidRequest(f"Unknown provider; use one of {', '.join(ctx.providers.names())}.", "provider")
@@ -78,7 +79,7 @@ def create_transaction(
             set={f"transactions.{transaction_id}": summary, "updatedAt": to_iso(now)},
             add={"inFlight": 1, "txCount": 1},
             guard=guard,
-            events=[new_event("transaction.created", "api", now, {**summary})],
+            events=[new_event("transaction.created", actor, now, {**summary})],
             new_items=[{**transaction_item, **summary}, *_marker_items(marker, transaction_id, now)],
         )
         try:

@@ -95,9 +95,9 @@ def create_session(
             f"{settings.session_ttl_max_seconds}.",
             "expiresInSeconds",
         )
-    host = (urlsplit(request.returnUrl).hostname or "").lower()
-    if host not in tenant.return_hosts:
-        raise InvalidRequest("returnUrl host is not in this account's allowlist.", "returnUrl")
+    for field, url in (("returnUrl", request.returnUrl), ("cancelUrl", request.cancelUrl)):
+        if url is not None and (urlsplit(url).hostname or "").lower() not in tenant.return_hosts:
+            raise InvalidRequest(f"{field} host is not in this account's allowlist.", field)
     now = ctx.clock()
     session_id = uuid7()
     token = secrets.token_urlsafe(24)
@@ -128,6 +128,8 @@ def create_session(
         item["customerId"] = request.customerId
     if request.description is not None:
         item["description"] = request.description
+    if request.cancelUrl is not None:
+        item["cancelUrl"] = request.cancelUrl
     event = new_event(
         "session.created",
         "api",

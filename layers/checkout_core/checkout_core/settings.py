@@ -29,6 +29,7 @@ class Settings:
     cancellation_grace_seconds: int
     sweep_concurrency: int
     sweep_page_size: int
+    hosted_test_payments: bool
 
 
 @cache
@@ -49,4 +50,5 @@ def get_settings() -> Settings:
         cancellation_grace_seconds=_int("CANCELLATION_GRACE_SECONDS", 120),
         sweep_concurrency=_int("SWEEP_CONCURRENCY", 8),
         sweep_page_size=_int("SWEEP_PAGE_SIZE", 100),
+        hosted_test_payments=os.environ.get("HOSTED_TEST_PAYMENTS", "false").strip().lower() == "true",
     )

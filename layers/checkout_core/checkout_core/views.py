@@ -38,6 +38,7 @@ def session_view(item: dict[str, Any], now: datetime, url: str | None = None) ->
         description=item.get("description"),
         metadata=item.get("metadata") or {},
         returnUrl=item["returnUrl"],
+        cancelUrl=item.get("cancelUrl"),
         url=url,
         createdAt=item["createdAt"],
         updatedAt=normalise_time(item["updatedAt"]),

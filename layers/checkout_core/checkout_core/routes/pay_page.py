@@ -1,45 +1,208 @@
-"""Pay page: the route of functions/pay_page."""
+"""The hosted checkout page: the routes of functions/pay_page. HTML in and out; no API key.
+
+The pay token is a secret in the path: it is never logged, and never written anywhere but the page.
+"""
 
 from __future__ import annotations
 
-import html
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
-from checkout_core.routes import (
-    get_context,
-)
+from checkout_core import errors
+from checkout_core.hosted import checkout
+from checkout_core.hosted.pages import Page, checkout_page, closed_page, message_page
+from checkout_core.models import Session
+from checkout_core.observability import logger
+from checkout_core.routes import get_context
 from checkout_core.transitions import SessionStatus
 
 router = Router()
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><main><h1>{title}</h1><p>{text}</p></main></body></html>"""
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_PAGE_RESPONSES: dict[int, Any] = {
+    200: {"description": "The checkout page", "content": _HTML},
+    404: {"description": "No checkout for this link", "content": _HTML},
+    410: {"description": "The session is no longer OPEN; the page says why", "content": _HTML},
+}
+_FORM_RESPONSES: dict[int, Any] = {
+    303: {"description": "Sent on: to the merchant's cancelUrl / returnUrl, or back to the page"},
+    403: {"description": "No valid anti-forgery token: nothing changed", "content": _HTML},
+    404: {"description": "No checkout for this link", "content": _HTML},
+    409: {"description": "A payment in flight cannot be cancelled; nothing changed", "content": _HTML},
+    410: {"description": "The session is no longer OPEN", "content": _HTML},
+}
+_NOT_FOUND = ("Checkout not found", "This checkout link is not valid. Ask the merchant for a new one.")
+_BUSY = ("Please try again", "We could not complete this just now; nothing was changed. Please try again.")
 
 
-def _page(status: int, title: str, text: str) -> Response[str]:
-    body = _PAGE.format(title=html.escape(title), text=html.escape(text))
-    headers = {
-        "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer",
-        "X-Content-Type-Options": "nosniff",
-    }
-    return Response(status_code=status, content_type="text/html; charset=utf-8", body=body, headers=headers)
+@router.route(
+    "/pay/<token>",
+    method=["GET", "HEAD"],
+    summary="Hosted checkout page",
+    security=[],
+    responses=_PAGE_RESPONSES,
+)
+def show_page(token: str) -> Response[str]:
+    ctx = get_context()
+    hosted = checkout.find(ctx, token)
+    if hosted is None:
+        return _answer(message_page(404, *_NOT_FOUND))
+    if hosted.session.status is not SessionStatus.OPEN:
+        return _answer(_closed(hosted.session))
+    return _render_open(token, hosted, page_ref=token)
 
 
-@router.get("/pay/<token>", summary="Hosted checkout page", include_in_schema=False)
-def pay_page(token: str) -> Response[str]:
-    from checkout_core.sessions import pay_page_session
-
-    session = pay_page_session(get_context(), token)
-    if session is None:
-        return _page(404, "Checkout not found", "This checkout link is not valid.")
-    if session.status is not SessionStatus.OPEN:
-        return _page(
-            410, "Checkout closed", f"This checkout is {session.status.value.lower().replace('_', ' ')}."
+@router.post(
+    "/pay/<token>/cancel",
+    summary="The customer cancels from the hosted page",
+    security=[],
+    responses=_FORM_RESPONSES,
+)
+def cancel_from_page(token: str) -> Response[str]:
+    ctx = get_context()
+    hosted = checkout.find(ctx, token)
+    if hosted is None:
+        return _answer(message_page(404, *_NOT_FOUND))
+    refused = _refused_form(token)
+    if refused is not None:
+        return refused
+    if hosted.session.status is not SessionStatus.OPEN:
+        return _answer(_closed(hosted.session))
+    try:
+        session = checkout.cancel(ctx, hosted)
+    except errors.TransactionsInFlight:
+        notice = (
+            "A payment is already being processed and can no longer be cancelled here. "
+            "Nothing was changed; if the payment does not go through, you can cancel then."
         )
-    amount = f"{session.amount / 100:.2f} {session.currency}"
-    return _page(200, "Checkout", f"Pay {amount} for {session.referenceId}.")
+        return _render_open(token, hosted, _page_link(token)[0], notice=notice, status=409)
+    except errors.StateConflict:
+        return _answer(_closed(_reread(token) or hosted.session))
+    except (errors.ConcurrentUpdate, errors.ServiceUnavailable):
+        return _answer(message_page(503, *_BUSY))
+    return _see_other(checkout.back_to_merchant(session, session.status, cancelled=True))
+
+
+@router.post(
+    "/pay/<token>/pay",
+    summary="The customer pays with a test method (where HOSTED_TEST_PAYMENTS)",
+    security=[],
+    responses=_FORM_RESPONSES,
+)
+def pay_from_page(token: str) -> Response[str]:
+    ctx = get_context()
+    hosted = checkout.find(ctx, token)
+    if hosted is None:
+        return _answer(message_page(404, *_NOT_FOUND))
+    refused = _refused_form(token)
+    if refused is not None:
+        return refused
+    if hosted.session.status is not SessionStatus.OPEN:
+        return _answer(_closed(hosted.session))
+    fields = checkout.parse_form(router.current_event.decoded_body or "")
+    try:
+        checkout.pay(ctx, hosted, fields.get("method", ""), _form_nonce(token) or "")
+    except checkout.FormRefused as exc:
+        return _answer(message_page(400, "Payment not started", str(exc), link=_page_link(token)))
+    except errors.StateConflict:
+        return _answer(_closed(_reread(token) or hosted.session))
+    except (errors.ConcurrentUpdate, errors.ServiceUnavailable):
+        return _answer(message_page(503, *_BUSY))
+    return _see_other(_page_link(token)[0])
+
+
+def _render_open(
+    token: str,
+    hosted: checkout.HostedSession,
+    page_ref: str,
+    notice: str | None = None,
+    status: int = 200,
+) -> Response[str]:
+    """`page_ref` is the page's address relative to the one requested: links hold behind a stage prefix."""
+    ctx = get_context()
+    nonce = checkout.new_form_nonce()
+    page = checkout_page(
+        hosted.session,
+        page_ref,
+        checkout.form_token(token, nonce),
+        checkout.test_methods(ctx),
+        ctx.clock(),
+        checkout.merchant_origins(hosted.session),
+        notice=notice,
+        status=status,
+        in_flight=checkout.payment_in_flight(hosted.session),
+    )
+    cookie = Cookie(
+        name=checkout.form_cookie_name(token),
+        value=nonce,
+        secure=_over_https(),
+        http_only=True,
+        same_site=SameSite.STRICT_MODE,
+        max_age=checkout.FORM_COOKIE_MAX_AGE_SECONDS,
+    )
+    return _answer(page, cookies=[cookie])
+
+
+def _closed(session: Session) -> Page:
+    """Why the checkout is closed, with a way back; a paid one sends the customer back at once."""
+    back = checkout.back_to_merchant(session, session.status)
+    paid = session.status is SessionStatus.COMPLETED
+    return closed_page(checkout.describe_closed(session), back, go_back_now=paid)
+
+
+def _reread(token: str) -> Session | None:
+    hosted = checkout.find(get_context(), token)
+    return hosted.session if hosted else None
+
+
+def _refused_form(token: str) -> Response[str] | None:
+    try:
+        fields = checkout.parse_form(router.current_event.decoded_body or "")
+        checkout.check_form(token, _form_nonce(token), fields)
+    except checkout.FormRefused as exc:
+        logger.warning("hosted page form refused: no valid anti-forgery token")
+        return _answer(message_page(403, "This page has expired", str(exc), link=_page_link(token)))
+    return None
+
+
+def _form_nonce(token: str) -> str | None:
+    header = router.current_event.headers.get("Cookie") or ""
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return None
+    morsel = jar.get(checkout.form_cookie_name(token))
+    return morsel.value if morsel else None
+
+
+def _page_link(token: str) -> tuple[str, str]:
+    # Relative to /pay/<token>/<action>.
+    return (f"../{token}", "Back to the checkout")
+
+
+def _over_https() -> bool:
+    return (router.current_event.headers.get("X-Forwarded-Proto") or "").lower() == "https"
+
+
+def _answer(page: Page, cookies: list[Cookie] | None = None) -> Response[str]:
+    return Response(
+        status_code=page.status,
+        content_type="text/html; charset=utf-8",
+        body=page.html,
+        headers=page.headers(),
+        cookies=cookies,
+    )
+
+
+def _see_other(location: str) -> Response[str]:
+    return Response(
+        status_code=303,
+        content_type="text/html; charset=utf-8",
+        body="",
+        headers={**Page(303, "").headers(), "Location": location},
+    )

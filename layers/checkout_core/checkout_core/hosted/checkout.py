@@ -1,0 +1,202 @@
+"""What the customer can do on the hosted page: see the session, cancel it, pay it with a test method.
+
+The page is reached by a secret link, not an API key: the token names the session (stored only as
+its hash) and the session names its tenant. Every form carries an anti-forgery token: an HMAC, keyed
+by the pay token, of a nonce the browser holds in a SameSite=Strict cookie. Another site can neither
+read the cookie nor make the browser send it, so a post it forges is refused and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from checkout_core import transitions
+from checkout_core.api_keys import hash_secret
+from checkout_core.context import Context
+from checkout_core.models import (
+    CancelRequest,
+    ProviderEventRequest,
+    ReasonType,
+    Session,
+    Tenant,
+    WhenInFlight,
+)
+from checkout_core.transitions import SessionStatus, TransactionStatus
+from checkout_core.views import session_view
+
+ACTOR = "customer"
+FORM_COOKIE_PREFIX = "checkout_form_"
+FORM_COOKIE_MAX_AGE_SECONDS = 3600
+
+
+class FormRefused(Exception):
+    """A post without a valid anti-forgery token, or with fields the page never offers."""
+
+
+@dataclass(frozen=True)
+class TestMethod:
+    """A test payment method offered on the page where HOSTED_TEST_PAYMENTS allows it."""
+
+    key: str
+    label: str
+    provider: str
+    settles_at_once: bool
+
+
+TEST_METHODS = (
+    TestMethod("sandbox_card", "Test card (sandbox)", "sandbox_card", settles_at_once=True),
+    TestMethod("stripe_card_visa", "Test Visa card (Stripe)", "stripe", settles_at_once=False),
+)
+
+
+@dataclass(frozen=True)
+class HostedSession:
+    session: Session
+    tenant_id: str
+
+
+def find(ctx: Context, token: str) -> HostedSession | None:
+    """The session behind a hosted checkout token, or None for a token that names none."""
+    if not 16 <= len(token) <= 128 or not all(ch.isalnum() or ch in "-_" for ch in token):
+        return None
+    pointer = ctx.repository.get_pay_token(hash_secret(token))
+    if pointer is None:
+        return None
+    item = ctx.repository.get_session(pointer["sessionId"])
+    if item is None:
+        return None
+    return HostedSession(session_view(item, ctx.clock()), item["tenantId"])
+
+
+def test_methods(ctx: Context) -> list[TestMethod]:
+    if not ctx.settings.hosted_test_payments:
+        return []
+    return [method for method in TEST_METHODS if ctx.providers.get(method.provider) is not None]
+
+
+# -- anti-forgery ------------------------------------------------------------------------------------
+
+
+def form_cookie_name(token: str) -> str:
+    """One cookie per checkout, so two open checkouts do not invalidate each other's forms."""
+    return FORM_COOKIE_PREFIX + hash_secret(token)[:16]
+
+
+def new_form_nonce() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def form_token(token: str, nonce: str) -> str:
+    return hmac.new(token.encode(), nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def check_form(token: str, nonce: str | None, fields: dict[str, str]) -> None:
+    sent = fields.get("form_token", "")
+    if not nonce or not hmac.compare_digest(sent.encode(), form_token(token, nonce).encode()):
+        raise FormRefused("This page has expired; open the checkout link again.")
+
+
+def parse_form(body: str) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body), max_num_fields=8)
+    except ValueError as exc:
+        raise FormRefused("The form could not be read.") from exc
+    return dict(pairs)
+
+
+# -- actions ---------------------------------------------------------------------------------------
+
+
+def cancel(ctx: Context, hosted: HostedSession) -> Session:
+    """The API's own cancel, asked for by the customer; it refuses rather than wait on a payment in flight."""
+    from checkout_core.cancellation import cancel_session
+
+    request = CancelRequest(
+        reasonType=ReasonType.CUSTOMER_REQUESTED,
+        reason="Cancelled by the customer on the checkout page.",
+        whenInFlight=WhenInFlight.REJECT,
+    )
+    session_id = hosted.session.sessionId
+    answer = cancel_session(ctx, _tenant(hosted), session_id, request, actor=ACTOR)
+    return hosted.session.model_copy(update={"status": answer.status})
+
+
+def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str) -> None:
+    """Starts a test payment. The sandbox test card is approved at once, as a provider's test card is
+    on its own hosted form: the sandbox reports SETTLED through the same path a provider event takes."""
+    from checkout_core.payments import create_transaction
+    from checkout_core.provider_events import apply_provider_event
+
+    method = next((m for m in test_methods(ctx) if m.key == method_key), None)
+    if method is None:
+        raise FormRefused("This payment method is not offered here.")
+    # One attempt per rendered page: a double click, or a reload that re-posts, pays once.
+    transaction = create_transaction(
+        ctx,
+        _tenant(hosted),
+        hosted.session.sessionId,
+        method.provider,
+        idempotency_key=f"hosted-page {nonce}",
+        actor=ACTOR,
+    )
+    if method.settles_at_once and transitions.is_in_flight(transaction.status):
+        event = ProviderEventRequest.model_validate(
+            {
+                "eventId": f"hosted-test-{transaction.transactionId}",
+                "transactionId": transaction.transactionId,
+                "status": TransactionStatus.SETTLED.value,
+            }
+        )
+        apply_provider_event(ctx, method.provider, event)
+
+
+def _tenant(hosted: HostedSession) -> Tenant:
+    return Tenant(tenant_id=hosted.tenant_id, return_hosts=frozenset())
+
+
+# -- where the customer goes back to -----------------------------------------------------------------
+
+
+def back_to_merchant(session: Session, status: SessionStatus, cancelled: bool = False) -> str:
+    """`returnUrl` (or `cancelUrl` after a cancel) with sessionId and status added to its query."""
+    base = (session.cancelUrl or session.returnUrl) if cancelled else session.returnUrl
+    parts = urlsplit(base)
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("sessionId", "status")
+    ]
+    query += [("sessionId", session.sessionId), ("status", status.value)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def merchant_origins(session: Session) -> list[str]:
+    """The origins the page may send the customer to (a form's redirect is bound by form-action)."""
+    origins: list[str] = []
+    for url in (session.returnUrl, session.cancelUrl):
+        if url:
+            parts = urlsplit(url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            if origin not in origins:
+                origins.append(origin)
+    return origins
+
+
+def describe_closed(session: Session) -> str:
+    """Why a checkout no longer takes payments, in the customer's words."""
+    reasons: dict[SessionStatus, str] = {
+        SessionStatus.COMPLETED: "This checkout has been paid. Thank you.",
+        SessionStatus.CANCELLED: "This checkout was cancelled, and no payment was taken.",
+        SessionStatus.PENDING_CANCELLATION: (
+            "This checkout is being cancelled. A payment that was already under way will be returned "
+            "if it goes through."
+        ),
+        SessionStatus.EXPIRED: "This checkout expired before it was paid, and no payment was taken.",
+    }
+    return reasons.get(session.status, "This checkout is closed.")
+
+
+def payment_in_flight(session: Session) -> bool:
+    return any(transitions.is_in_flight(tx.status) for tx in session.transactions)
