@@ -6,7 +6,9 @@ SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test unit integration e2e lint bench build validate openapi api-key clean
+SWAGGER_UI := functions/openapi/swagger_ui/.installed
+
+.PHONY: run test unit integration e2e browser lint bench build validate openapi api-key clean
 
 $(VENV)/.installed: requirements-dev.txt layers/checkout_core/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,16 +16,27 @@ $(VENV)/.installed: requirements-dev.txt layers/checkout_core/requirements.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+$(SWAGGER_UI): functions/openapi/swagger-ui.txt | $(VENV)/.installed
+	$(PY) -m local.swagger_ui
+	touch $@
+
+# Headless Chromium and its driver for tests/browser, from Debian (CI runs as root).
+CHROMIUM := /usr/bin/chromium /usr/bin/chromedriver
+$(CHROMIUM) &:
+	@command -v apt-get >/dev/null || { echo "install chromium and chromium-driver"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	$(if $(filter 0,$(shell id -u)),,sudo) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
 $(SAM_VENV)/.installed:
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
-run: $(VENV)/.installed  ## serve the API locally, AWS emulated in-process (RESET=1: start empty)
+run: $(VENV)/.installed $(SWAGGER_UI)  ## serve the API locally, AWS emulated in-process (RESET=1: start empty)
 	LOCAL_RESET=$(RESET) $(PY) -m local
 
-test: $(VENV)/.installed  ## the whole suite: unit, integration, e2e
+test: $(VENV)/.installed $(SWAGGER_UI) $(CHROMIUM)  ## the whole suite: unit, integration, e2e, browser
 	$(PY) -m pytest
 
 unit: $(VENV)/.installed
@@ -32,8 +45,11 @@ unit: $(VENV)/.installed
 integration: $(VENV)/.installed
 	$(PY) -m pytest tests/integration
 
-e2e: $(VENV)/.installed
+e2e: $(VENV)/.installed $(SWAGGER_UI)
 	$(PY) -m pytest tests/e2e
+
+browser: $(VENV)/.installed $(SWAGGER_UI) $(CHROMIUM)  ## the hosted page and Swagger UI in headless Chromium
+	$(PY) -m pytest tests/browser
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -46,7 +62,7 @@ bench: $(VENV)/.installed build
 validate: $(SAM_VENV)/.installed
 	$(SAM) validate --lint
 
-build: $(SAM_VENV)/.installed validate  ## sam build, then check the layer holds only arm64 binaries
+build: $(SAM_VENV)/.installed $(SWAGGER_UI) validate  ## sam build, then check the layer holds only arm64 binaries
 	$(SAM) build
 	$(PY) -m local.check_build .aws-sam/build
 

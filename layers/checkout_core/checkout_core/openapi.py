@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from pathlib import Path
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
 TITLE = "Checkout Sessions API"
@@ -30,20 +31,62 @@ def document() -> str:
     )
 
 
-openapi_router = Router()
-
-_SWAGGER = """<!doctype html>
+_DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Checkout Sessions API</title>
-<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"></div><script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "openapi.json", dom_id: "#ui"});</script></body></html>"""
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="{assets}swagger-ui.css"></head>
+<body><div id="ui" data-spec="{spec}"></div>
+<script src="{assets}swagger-ui-bundle.js"></script><script src="{assets}swagger-initializer.js"></script>
+</body></html>"""
+
+_INITIALIZER = """window.addEventListener("load", function () {
+  var node = document.getElementById("ui");
+  window.ui = SwaggerUIBundle({url: node.dataset.spec, dom_id: "#ui", deepLinking: true});
+});
+"""
+
+# Swagger UI sets style attributes as it renders: styles may be inline, scripts may not.
+_DOCS_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+_ASSET_TYPES = {
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-initializer.js": "text/javascript; charset=utf-8",
+}
 
 
-@openapi_router.get("/v1/openapi.json", include_in_schema=False)
-def openapi_json() -> Response[str]:
-    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=document())
+def docs_router(assets: Path) -> Router:
+    """The document, and Swagger UI at /v1/docs served from `assets` (no CDN: it works offline)."""
+    router = Router()
+
+    @router.get("/v1/openapi.json", include_in_schema=False)
+    def openapi_json() -> Response[str]:
+        return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=document())
+
+    @router.get("/v1/docs", include_in_schema=False)
+    def swagger_ui() -> Response[str]:
+        # Links relative to the page, so /v1/docs and /v1/docs/ both work, behind a stage prefix too.
+        in_folder = router.current_event.path.endswith("/")
+        body = _DOCS_PAGE.format(
+            assets="" if in_folder else "docs/", spec="../openapi.json" if in_folder else "openapi.json"
+        )
+        headers = {"Content-Security-Policy": _DOCS_POLICY, "X-Content-Type-Options": "nosniff"}
+        return Response(status_code=200, content_type="text/html; charset=utf-8", body=body, headers=headers)
+
+    @router.get("/v1/docs/<asset>", include_in_schema=False)
+    def swagger_asset(asset: str) -> Response[str]:
+        content_type = _ASSET_TYPES.get(asset)
+        if content_type is None:
+            raise NotFoundError()
+        body = _INITIALIZER if asset == "swagger-initializer.js" else _read_asset(assets / asset)
+        headers = {"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"}
+        return Response(status_code=200, content_type=content_type, body=body, headers=headers)
+
+    return router
 
 
-@openapi_router.get("/v1/docs", include_in_schema=False)
-def swagger_ui() -> Response[Any]:
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=_SWAGGER)
+@cache
+def _read_asset(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
