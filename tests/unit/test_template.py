@@ -465,6 +465,7 @@ def test_routes_and_auth_are_as_the_contract_says(template: Template) -> None:
         ("POST", "/pay/{token}/pay"): ("PayPageFunction", True),
         ("GET", "/v1/openapi.json"): ("OpenApiFunction", True),
         ("GET", "/v1/docs"): ("OpenApiFunction", True),
+        ("GET", "/v1/docs/{asset}"): ("OpenApiFunction", True),
     }
 
 

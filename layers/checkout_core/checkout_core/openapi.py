@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -17,18 +19,143 @@ VERSION = "1.0.0"
 @cache
 def document() -> str:
     from checkout_core.api import ALL_ROUTERS
+    from checkout_core.providers import get_providers
+    from checkout_core.settings import get_settings
 
     app = APIGatewayRestResolver(enable_validation=True)
     for router in ALL_ROUTERS:
         app.include_router(router)
-    return app.get_openapi_json_schema(
+    generated = app.get_openapi_json_schema(
         title=TITLE,
         version=VERSION,
-        description="Create checkout sessions, start payment attempts, and cancel them safely.",
+        description=DESCRIPTION,
         servers=[Server(url="/")],
         security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer <apiKey>")},
         security=[{"apiKey": []}],
     )
+    settings = get_settings()
+    spec = complete(
+        json.loads(generated),
+        providers=get_providers().names(),
+        ttl_bounds=(settings.session_ttl_min_seconds, settings.session_ttl_max_seconds),
+    )
+    return json.dumps(spec)
+
+
+DESCRIPTION = (
+    "Create checkout sessions, start payment attempts, and cancel them safely. "
+    'Every answer carries X-Request-Id; every error is {"error": {...}} with the codes of the contract.'
+)
+UUID7_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+PAY_TOKEN_PATTERN = "^[A-Za-z0-9_-]{16,128}$"  # noqa: S105 - a shape, not a secret
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_REQUEST_ID = {"description": "This request's id; error bodies repeat it", "schema": {"type": "string"}}
+_RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}}
+_REPLAYED = {
+    "description": "true: the stored answer of an earlier request with this Idempotency-Key",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes the POST safe to retry: the first answer is stored 24 h and replayed",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7E]+$"},
+}
+_SIGNATURE = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Provider-Signature",
+    "description": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>; 300 s tolerance',
+}
+_COMMON_ERRORS = {
+    "404": "No such route (the gateway), or no such resource",
+    "429": "rate_limited: throttled (Retry-After)",
+    "500": "internal_error",
+    "503": "service_unavailable: a dependency is throttling or down (Retry-After)",
+}
+
+
+def complete(spec: dict[str, Any], providers: list[str], ttl_bounds: tuple[int, int]) -> dict[str, Any]:
+    """What the routes cannot say of themselves: who may call each route, the answers every route can get
+    from the gateway and the service (429, 500, 503, X-Request-Id), the Idempotency-Key, the constraints
+    that depend on the deployment (providers, TTL bounds), and the links of the session's lifecycle."""
+    schemas = spec["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(name, None)  # validation errors are answered 400 invalid_request, never 422
+    spec["components"]["securitySchemes"]["providerSignature"] = _SIGNATURE
+    expires = schemas["CreateSessionRequest"]["properties"]["expiresInSeconds"]["anyOf"][0]
+    expires.update(minimum=ttl_bounds[0], maximum=ttl_bounds[1])
+    schemas["CreateTransactionRequest"]["properties"]["provider"]["enum"] = sorted(providers)
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            _complete_operation(path, method, operation, sorted(providers))
+    _link_the_lifecycle(spec["paths"])
+    return spec
+
+
+def _complete_operation(path: str, method: str, operation: dict[str, Any], providers: list[str]) -> None:
+    responses = operation["responses"]
+    if responses.get("422", {}).get("description") == "Validation Error":
+        del responses["422"]
+    page = path.startswith("/pay/")
+    if page:
+        operation["security"] = []
+    elif path.startswith("/v1/providers/"):
+        operation["security"] = [{"providerSignature": []}]
+    for status, description in _COMMON_ERRORS.items():
+        responses.setdefault(status, {"description": description, "content": _ERROR})
+    if method == "post" and "requestBody" in operation:
+        responses.setdefault("413", {"description": "The body is larger than 10 MB", "content": _ERROR})
+    for status, response in responses.items():
+        headers = response.setdefault("headers", {})
+        headers["X-Request-Id"] = _REQUEST_ID
+        if status in ("429", "503"):
+            headers["Retry-After"] = _RETRY_AFTER
+        if page and status not in ("303",) and status not in _COMMON_ERRORS:
+            response.setdefault("content", _HTML)
+    idempotent = method == "post" and path.startswith("/v1/sessions")
+    for parameter in operation.get("parameters", []):
+        if parameter["name"] == "sessionId":
+            parameter["schema"]["pattern"] = UUID7_PATTERN
+        elif parameter["name"] == "token":
+            parameter["schema"]["pattern"] = PAY_TOKEN_PATTERN
+        elif parameter["name"] == "provider":
+            parameter["schema"]["enum"] = providers
+    if idempotent:
+        operation.setdefault("parameters", []).append(_IDEMPOTENCY_KEY)
+        for status, response in responses.items():
+            if status.startswith(("2", "4")):
+                response["headers"]["Idempotent-Replayed"] = _REPLAYED
+
+
+def _link_the_lifecycle(paths: dict[str, Any]) -> None:
+    """create -> read, start a payment, cancel, read the timeline (schemathesis follows these statefully)."""
+    by_route = {
+        (method, path): operation["operationId"]
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
+    session_routes = {
+        "GetSession": ("get", "/v1/sessions/{sessionId}"),
+        "StartTransaction": ("post", "/v1/sessions/{sessionId}/transactions"),
+        "CancelSession": ("post", "/v1/sessions/{sessionId}/cancel"),
+        "ListSessionEvents": ("get", "/v1/sessions/{sessionId}/events"),
+    }
+
+    def links(session_id: str, *names: str) -> dict[str, Any]:
+        return {
+            name: {"operationId": by_route[session_routes[name]], "parameters": {"sessionId": session_id}}
+            for name in names
+        }
+
+    created = paths["/v1/sessions"]["post"]["responses"]["201"]
+    created["links"] = links("$response.body#/sessionId", *session_routes)
+    started = paths["/v1/sessions/{sessionId}/transactions"]["post"]["responses"]["201"]
+    started["links"] = links("$request.path.sessionId", "GetSession", "CancelSession", "ListSessionEvents")
+    cancelled = paths["/v1/sessions/{sessionId}/cancel"]["post"]["responses"]["200"]
+    cancelled["links"] = links("$response.body#/sessionId", "GetSession", "ListSessionEvents")
 
 
 _DOCS_PAGE = """<!doctype html>

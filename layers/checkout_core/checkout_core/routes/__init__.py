@@ -36,6 +36,10 @@ def error_responses(*statuses: int) -> dict[int, Any]:
     }
 
 
+def success(model: Any, status: int = 200, description: str = "OK") -> dict[int, Any]:
+    return {status: {"description": description, "content": {"application/json": {"model": model}}}}
+
+
 def get_context() -> Context:
     """What the capabilities work with, built on first use: importing a handler stays cheap (cold starts)."""
     from checkout_core.context import get_context as context

@@ -16,6 +16,7 @@ from checkout_core.routes import (
     SessionId,
     error_responses,
     get_context,
+    success,
 )
 
 router = Router()
@@ -24,7 +25,7 @@ router = Router()
 @router.post(
     "/v1/sessions/<sessionId>/cancel",
     summary="Cancel a session",
-    responses=error_responses(400, 401, 404, 409, 422, 503),
+    responses={**success(CancelResponse), **error_responses(400, 401, 404, 409, 422, 503)},
 )
 def cancel_session(
     sessionId: SessionId,

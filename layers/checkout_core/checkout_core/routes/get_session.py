@@ -12,12 +12,17 @@ from checkout_core.routes import (
     SessionId,
     error_responses,
     get_context,
+    success,
 )
 
 router = Router()
 
 
-@router.get("/v1/sessions/<sessionId>", summary="Read one session", responses=error_responses(400, 401, 404))
+@router.get(
+    "/v1/sessions/<sessionId>",
+    summary="Read one session",
+    responses={**success(Session), **error_responses(400, 401, 404)},
+)
 def get_session(sessionId: SessionId) -> Session:
     from checkout_core.sessions import get_session as read
 

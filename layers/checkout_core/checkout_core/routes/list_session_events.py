@@ -12,6 +12,7 @@ from checkout_core.routes import (
     SessionId,
     error_responses,
     get_context,
+    success,
 )
 
 router = Router()
@@ -20,7 +21,7 @@ router = Router()
 @router.get(
     "/v1/sessions/<sessionId>/events",
     summary="The session's audit timeline",
-    responses=error_responses(400, 401, 404),
+    responses={**success(EventList), **error_responses(400, 401, 404)},
 )
 def list_session_events(sessionId: SessionId) -> EventList:
     from checkout_core.sessions import list_events

@@ -15,13 +15,18 @@ from checkout_core.routes import (
     error_responses,
     get_context,
     refuse_unknown_query,
+    success,
 )
 from checkout_core.transitions import SessionStatus
 
 router = Router()
 
 
-@router.get("/v1/sessions", summary="List sessions, newest first", responses=error_responses(400, 401))
+@router.get(
+    "/v1/sessions",
+    summary="List sessions, newest first",
+    responses={**success(SessionList), **error_responses(400, 401)},
+)
 def list_sessions(
     status: Annotated[SessionStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

@@ -18,6 +18,7 @@ from checkout_core.routes import (
     error_responses,
     get_context,
     invalid,
+    success,
 )
 
 router = Router()
@@ -32,7 +33,7 @@ def _signed_body_schema() -> dict[str, Any]:
 @router.post(
     "/v1/providers/<provider>/events",
     summary="A provider reports a transaction's new status (signed with Provider-Signature)",
-    responses=error_responses(400, 401, 404, 503),
+    responses={**success(ProviderEventAck), **error_responses(400, 401, 404, 503)},
     # The body is read raw (the signature covers its exact bytes), so its schema is declared here.
     openapi_extensions={"requestBody": _signed_body_schema()},
 )
