@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 
 SWAGGER_UI := functions/openapi/swagger_ui/.installed
 
-.PHONY: run test unit integration e2e browser lint bench build validate openapi api-key clean
+.PHONY: run test unit integration e2e browser lint bench build validate openapi api-key demo clean
 
 $(VENV)/.installed: requirements-dev.txt layers/checkout_core/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,12 @@ $(SWAGGER_UI): functions/openapi/swagger-ui.txt | $(VENV)/.installed
 	$(PY) -m local.swagger_ui
 	touch $@
 
-# Headless Chromium and its driver for tests/browser, from Debian (CI runs as root).
-CHROMIUM := /usr/bin/chromium /usr/bin/chromedriver
-$(CHROMIUM) &:
+# From Debian (CI runs as root): headless Chromium and its driver for tests/browser, jq for the walk-through.
+DEBIAN_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/jq
+$(DEBIAN_TOOLS) &:
 	@command -v apt-get >/dev/null || { echo "install chromium and chromium-driver"; exit 1; }
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
-	$(if $(filter 0,$(shell id -u)),,sudo) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+	$(if $(filter 0,$(shell id -u)),,sudo) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver jq
 
 $(SAM_VENV)/.installed:
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
@@ -36,7 +36,7 @@ $(SAM_VENV)/.installed:
 run: $(VENV)/.installed $(SWAGGER_UI)  ## serve the API locally, AWS emulated in-process (RESET=1: start empty)
 	LOCAL_RESET=$(RESET) $(PY) -m local
 
-test: $(VENV)/.installed $(SWAGGER_UI) $(CHROMIUM)  ## the whole suite: unit, integration, e2e, browser
+test: $(VENV)/.installed $(SWAGGER_UI) $(DEBIAN_TOOLS)  ## the whole suite: unit, integration, e2e, browser
 	$(PY) -m pytest
 
 unit: $(VENV)/.installed
@@ -48,7 +48,7 @@ integration: $(VENV)/.installed
 e2e: $(VENV)/.installed $(SWAGGER_UI)
 	$(PY) -m pytest tests/e2e
 
-browser: $(VENV)/.installed $(SWAGGER_UI) $(CHROMIUM)  ## the hosted page and Swagger UI in headless Chromium
+browser: $(VENV)/.installed $(SWAGGER_UI) $(DEBIAN_TOOLS)  ## the hosted page and Swagger UI in headless Chromium
 	$(PY) -m pytest tests/browser
 
 lint: $(VENV)/.installed
@@ -65,6 +65,9 @@ validate: $(SAM_VENV)/.installed
 build: $(SAM_VENV)/.installed $(SWAGGER_UI) validate  ## sam build, then check the layer holds only arm64 binaries
 	$(SAM) build
 	$(PY) -m local.check_build .aws-sam/build
+
+demo: $(VENV)/.installed $(SWAGGER_UI) /usr/bin/jq  ## the README walk-through against a fresh runtime
+	$(PY) -m local.demo
 
 openapi: $(VENV)/.installed
 	$(PY) -m local.openapi docs/openapi.json

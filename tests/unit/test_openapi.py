@@ -32,3 +32,8 @@ def test_every_contract_route_is_documented() -> None:
     assert set(paths["/v1/sessions"]) == {"get", "post"}
     assert "requestBody" in paths["/v1/sessions/{sessionId}/cancel"]["post"]
     assert "requestBody" in paths["/v1/providers/{provider}/events"]["post"]
+
+
+def test_the_readme_walk_through_is_the_script_make_demo_runs() -> None:
+    script = (ROOT / "scripts/walkthrough.sh").read_text().split("set -euo pipefail\n", 1)[1]
+    assert f"```sh\n{script}```" in (ROOT / "README.md").read_text(), "copy scripts/walkthrough.sh to README"

@@ -24,6 +24,7 @@ router = Router()
 
 @router.post(
     "/v1/sessions/<sessionId>/cancel",
+    operation_id="cancelSession",
     summary="Cancel a session",
     responses={**success(CancelResponse), **error_responses(400, 401, 404, 409, 422, 503)},
 )

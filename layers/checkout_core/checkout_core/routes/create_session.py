@@ -21,6 +21,7 @@ router = Router()
 
 @router.post(
     "/v1/sessions",
+    operation_id="createSession",
     summary="Create a checkout session",
     responses={
         201: {"description": "Created", "content": {"application/json": {"model": Session}}},

@@ -22,6 +22,7 @@ router = Router()
 
 @router.post(
     "/v1/sessions/<sessionId>/transactions",
+    operation_id="createTransaction",
     summary="Start a payment attempt",
     responses={
         201: {"description": "Created", "content": {"application/json": {"model": Transaction}}},

@@ -20,6 +20,7 @@ router = Router()
 
 @router.get(
     "/v1/sessions/<sessionId>",
+    operation_id="getSession",
     summary="Read one session",
     responses={**success(Session), **error_responses(400, 401, 404)},
 )

@@ -20,6 +20,7 @@ router = Router()
 
 @router.get(
     "/v1/sessions/<sessionId>/events",
+    operation_id="listSessionEvents",
     summary="The session's audit timeline",
     responses={**success(EventList), **error_responses(400, 401, 404)},
 )

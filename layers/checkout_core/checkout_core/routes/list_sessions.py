@@ -24,6 +24,7 @@ router = Router()
 
 @router.get(
     "/v1/sessions",
+    operation_id="listSessions",
     summary="List sessions, newest first",
     responses={**success(SessionList), **error_responses(400, 401)},
 )

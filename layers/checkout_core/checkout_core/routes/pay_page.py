@@ -39,12 +39,8 @@ _NOT_FOUND = ("Checkout not found", "This checkout link is not valid. Ask the me
 _BUSY = ("Please try again", "We could not complete this just now; nothing was changed. Please try again.")
 
 
-@router.route(
-    "/pay/<token>",
-    method=["GET", "HEAD"],
-    summary="Hosted checkout page",
-    security=[],
-    responses=_PAGE_RESPONSES,
+@router.get(
+    "/pay/<token>", operation_id="showPayPage", summary="Hosted checkout page", responses=_PAGE_RESPONSES
 )
 def show_page(token: str) -> Response[str]:
     ctx = get_context()
@@ -56,10 +52,20 @@ def show_page(token: str) -> Response[str]:
     return _render_open(token, hosted, page_ref=token)
 
 
+@router.head(
+    "/pay/<token>",
+    operation_id="showPayPageHeaders",
+    summary="Hosted checkout page: the headers of GET, no body",
+    responses=_PAGE_RESPONSES,
+)
+def show_page_headers(token: str) -> Response[str]:
+    return show_page(token)
+
+
 @router.post(
     "/pay/<token>/cancel",
+    operation_id="cancelFromPayPage",
     summary="The customer cancels from the hosted page",
-    security=[],
     responses=_FORM_RESPONSES,
 )
 def cancel_from_page(token: str) -> Response[str]:
@@ -89,8 +95,8 @@ def cancel_from_page(token: str) -> Response[str]:
 
 @router.post(
     "/pay/<token>/pay",
+    operation_id="payFromPayPage",
     summary="The customer pays with a test method (where HOSTED_TEST_PAYMENTS)",
-    security=[],
     responses=_FORM_RESPONSES,
 )
 def pay_from_page(token: str) -> Response[str]:

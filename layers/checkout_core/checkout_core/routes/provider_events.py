@@ -32,6 +32,7 @@ def _signed_body_schema() -> dict[str, Any]:
 
 @router.post(
     "/v1/providers/<provider>/events",
+    operation_id="receiveProviderEvent",
     summary="A provider reports a transaction's new status (signed with Provider-Signature)",
     responses={**success(ProviderEventAck), **error_responses(400, 401, 404, 503)},
     # The body is read raw (the signature covers its exact bytes), so its schema is declared here.
