@@ -62,7 +62,8 @@ bench: $(VENV)/.installed build
 validate: $(SAM_VENV)/.installed
 	$(SAM) validate --lint
 
-build: $(SAM_VENV)/.installed $(SWAGGER_UI) validate  ## sam build, then check the layer holds only arm64 binaries
+build: $(SAM_VENV)/.installed $(VENV)/.installed $(SWAGGER_UI) validate  ## lint, sam build, check the layer
+	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -t template.yaml
 	$(SAM) build
 	$(PY) -m local.check_build .aws-sam/build
 

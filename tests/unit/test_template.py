@@ -660,3 +660,11 @@ def test_metric_math_alarms_stay_within_cloudwatch_limits(template: Template) ->
         queries = properties.get("Metrics", [])
         assert sum("MetricStat" in query for query in queries) <= 10, name
         assert sum(bool(query.get("ReturnData")) for query in queries) in ((1,) if queries else (0,)), name
+
+
+def test_cfn_lint_with_the_serverless_rules_finds_nothing() -> None:
+    # cfn-lint expands the SAM transform first, so the rules see the functions, rules and queues it makes.
+    from cfnlint.api import ManualArgs, lint_file
+
+    matches = lint_file(ROOT / "template.yaml", config=ManualArgs(append_rules=["cfn_lint_serverless.rules"]))
+    assert [str(match) for match in matches] == []
