@@ -148,19 +148,26 @@ def test_a_payment_in_flight_past_expiry_that_settles_completes_the_session(
     assert get(session_id)["status"] == "COMPLETED"
 
 
-def test_a_second_settlement_on_a_completed_session_raises_attention(aws: Any) -> None:
+def test_a_second_settlement_on_a_completed_session_is_refunded(aws: Any) -> None:
     # Given two payment attempts in flight on one session, the second one not cancellable in flight
     session_id = create_session()["sessionId"]
     first, second = transaction(session_id), transaction(session_id, "sandbox_bank_transfer")
     # When both settle
     provider_event("sandbox_card", first, "SETTLED")
     provider_event("sandbox_bank_transfer", second, "SETTLED")
-    # Then the session stays COMPLETED, and the double charge is flagged for a refund
-    assert get(session_id)["status"] == "COMPLETED"
+    # Then the session stays COMPLETED, and the second payment is refunded at its provider
+    read = get(session_id)
+    assert read["status"] == "COMPLETED"
+    statuses = {tx["transactionId"]: (tx["status"], tx["refundId"]) for tx in read["transactions"]}
+    assert statuses == {first: ("SETTLED", None), second: ("REFUNDED", "sbx_re_" + second.replace("-", ""))}
     assert aws.session_item(session_id)["refundRequired"] is True
     last = events(session_id)[-1]
-    assert last["type"] == "session.attention_required"
-    assert last["data"] == {"reason": "DUPLICATE_SETTLEMENT", "transactionId": second, "refundRequired": True}
+    assert last["type"] == "transaction.refunded"
+    assert last["data"] == {
+        "transactionId": second,
+        "provider": "sandbox_bank_transfer",
+        "refundId": statuses[second][1],
+    }
 
 
 def test_a_settlement_of_a_cancelled_transaction_flags_a_refund_and_raises_attention(aws: Any) -> None:

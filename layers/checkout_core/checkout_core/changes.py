@@ -158,6 +158,7 @@ def transaction_move(
     now: datetime,
     expected_token: str | None = None,
     check_token: bool = False,
+    also_set: dict[str, Any] | None = None,
 ) -> TransactionChange:
     """The transaction item's part of a move allowed by the transition table; a terminal move drops
     the finaliser's task token, an in-flight one keeps it."""
@@ -166,7 +167,7 @@ def transaction_move(
     return TransactionChange(
         transaction_id=transaction_id,
         expected_statuses=[previous],
-        set={"status": target.value, "updatedAt": to_iso(now)},
+        set={"status": target.value, "updatedAt": to_iso(now), **(also_set or {})},
         remove=[] if transitions.is_in_flight(target) else ["taskToken"],
         check_token=check_token,
         expected_token=expected_token,

@@ -26,6 +26,15 @@ class InvalidSignature(DomainError):
     pass
 
 
+class PaymentDeclined(DomainError):
+    """The provider declined the payment method at once; the transaction is kept, FAILED."""
+
+    def __init__(self, transaction_id: str, failure_code: str | None) -> None:
+        super().__init__(f"The payment method was declined ({failure_code or 'declined'}).")
+        self.transaction_id = transaction_id
+        self.failure_code = failure_code
+
+
 class SessionNotFound(DomainError):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"No session {session_id}.")

@@ -54,12 +54,15 @@ def cancel_at_providers(
     if not wanted:
         return {}
 
+    reason_type = (item.get("cancellation") or {}).get("reasonType")
+
     def cancel(transaction_id: str) -> CancelOutcome:
-        provider = ctx.providers.get(transactions[transaction_id]["provider"])
+        summary = transactions[transaction_id]
+        provider = ctx.providers.get(summary["provider"])
         if provider is None:
             return CancelOutcome.NOT_SUPPORTED
         try:
-            return provider.cancel(transaction_id)
+            return provider.cancel(summary.get("providerReference"), transaction_id, reason_type)
         except Exception:
             logger.exception(
                 "provider cancel call raised",

@@ -32,6 +32,7 @@ ERROR_TABLE: list[tuple[type[errors.DomainError], ErrorSpec]] = [
     (errors.InvalidRequest, ErrorSpec(400, "invalid_request")),
     (errors.InvalidApiKey, ErrorSpec(401, "invalid_api_key")),
     (errors.InvalidSignature, ErrorSpec(401, "invalid_signature")),
+    (errors.PaymentDeclined, ErrorSpec(402, "payment_declined")),
     (errors.SessionNotFound, ErrorSpec(404, "session_not_found")),
     (errors.TransactionNotFound, ErrorSpec(404, "transaction_not_found")),
     (errors.SessionNotCancellable, ErrorSpec(409, "session_not_cancellable")),
@@ -81,6 +82,8 @@ def domain_error_response(exc: errors.DomainError, request_id: str | None) -> Re
         extra["currentStatus"] = exc.current_status
     if isinstance(exc, errors.TransactionsInFlight):
         extra["pendingTransactionIds"] = exc.pending_transaction_ids
+    if isinstance(exc, errors.PaymentDeclined):
+        extra.update(transactionId=exc.transaction_id, failureCode=exc.failure_code)
     if isinstance(exc, errors.ServiceUnavailable):
         headers["Retry-After"] = str(exc.retry_after_seconds)
     if isinstance(exc, errors.ConcurrentUpdate):

@@ -170,8 +170,24 @@ class CreateSessionRequest(Strict):
         return None if value is None else check_return_url_shape(value, "cancelUrl")
 
 
+class CaptureMethod(StrEnum):
+    AUTOMATIC = "AUTOMATIC"
+    MANUAL = "MANUAL"
+
+
 class CreateTransactionRequest(Strict):
     provider: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    paymentMethod: (
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_]+$"),
+            Field(description="The provider's payment method, e.g. pm_card_visa (stripe only)"),
+        ]
+        | None
+    ) = None
+    captureMethod: Annotated[
+        CaptureMethod, Field(strict=False, description="MANUAL: authorise now, capture later (stripe only)")
+    ] = CaptureMethod.AUTOMATIC
 
 
 class CancelRequest(Strict):
@@ -192,6 +208,9 @@ class Transaction(Model):
     provider: str
     status: Annotated[TransactionStatus, Field(strict=False)]
     amount: int
+    providerReference: str | None = None
+    refundId: str | None = None
+    failureCode: str | None = None
     createdAt: str
     updatedAt: str
 
@@ -206,6 +225,7 @@ class Cancellation(Model):
     cancelledTransactionIds: list[str] = Field(default_factory=list)
     pendingTransactionIds: list[str] = Field(default_factory=list)
     settledTransactionIds: list[str] = Field(default_factory=list)
+    refundedTransactionIds: list[str] = Field(default_factory=list)
     attentionRequired: bool = False
 
 
@@ -271,6 +291,8 @@ class ErrorBody(Model):
     currentStatus: str | None = None
     requestId: str | None = None
     pendingTransactionIds: list[str] | None = None
+    transactionId: str | None = None
+    failureCode: str | None = None
 
 
 class ErrorResponse(Model):

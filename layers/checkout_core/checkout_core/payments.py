@@ -11,19 +11,21 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from checkout_core import transitions
+from checkout_core import faults, transitions
 from checkout_core.changes import Guard, attempts, new_event, owned_session, require_open, session_change
 from checkout_core.clock import to_iso, uuid7
 from checkout_core.context import Context
 from checkout_core.errors import (
     ConcurrentUpdate,
     InvalidRequest,
+    PaymentDeclined,
     SessionNotOpen,
     TransactionLimitReached,
     WriteConflict,
 )
 from checkout_core.models import Tenant, Transaction
 from checkout_core.observability import count_transition, logger
+from checkout_core.providers import Attempt, ProviderReport
 from checkout_core.repository import transaction_key
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
@@ -43,9 +45,18 @@ def create_transaction(
     provider_name: str,
     idempotency_key: str | None = None,
     actor: str = "api",
+    payment_method: str | None = None,
+    capture_manually: bool = False,
 ) -> Transaction:
-    if ctx.providers.get(provider_name) is None:
+    """Records the attempt first (PROCESSING; no provider reference yet where the provider names it),
+    then asks the provider, then records its answer. A crash between the two leaves an attempt in flight
+    with no reference, which reconciliation finishes."""
+    provider = ctx.providers.get(provider_name)
+    if provider is None:
         raise InvalidRequest(f"Unknown provider; use one of {', '.join(ctx.providers.names())}.", "provider")
+    reference = provider.reference_before_start("")
+    if reference is None and payment_method is None:
+        raise InvalidRequest(f"paymentMethod is required with {provider_name}.", "paymentMethod")
     limit = transitions.MAX_TRANSACTIONS_PER_SESSION
     marker = attempt_key(tenant, session_id, idempotency_key) if idempotency_key else None
     for _ in attempts():
@@ -67,6 +78,9 @@ def create_transaction(
             "createdAt": to_iso(now),
             "updatedAt": to_iso(now),
         }
+        known_reference = provider.reference_before_start(transaction_id)
+        if known_reference is not None:
+            summary["providerReference"] = known_reference
         guard = Guard.status_is(SessionStatus.OPEN).before_expiry(now).fewer_transactions_than(limit)
         transaction_item = {
             **transaction_key(transaction_id),
@@ -91,8 +105,51 @@ def create_transaction(
             "transaction created",
             extra={"sessionId": session_id, "transactionId": transaction_id, "tenantId": tenant.tenant_id},
         )
-        return Transaction.model_validate(summary)
+        if known_reference is not None:
+            return Transaction.model_validate(summary)
+        attempt = Attempt(
+            transaction_id, session_id, item["amount"], item["currency"], payment_method, capture_manually
+        )
+        return _start_at_provider(ctx, provider_name, attempt, Transaction.model_validate(summary))
     raise ConcurrentUpdate()
+
+
+def _start_at_provider(
+    ctx: Context, provider_name: str, attempt: Attempt, recorded: Transaction
+) -> Transaction:
+    """Asks the provider to make the payment recorded as `recorded`, then records its answer as a
+    provider event would be. A call that fails leaves the attempt recorded, in flight, for reconciliation."""
+    from checkout_core.provider_events import apply_provider_event, record_provider_reference
+
+    provider = ctx.providers.get(provider_name)
+    assert provider is not None
+    faults.inject("transaction.before_provider_start")
+    try:
+        state = provider.start(attempt)
+    except Exception:
+        logger.exception(
+            "provider start call failed; reconciliation will find out what the provider has",
+            extra={"sessionId": attempt.session_id, "transactionId": attempt.transaction_id},
+        )
+        return recorded
+    faults.inject("transaction.after_provider_start")
+    report = ProviderReport(
+        f"start:{attempt.transaction_id}",
+        attempt.transaction_id,
+        state.reference,
+        state.status,
+        failure_code=state.failure_code,
+    )
+    if state.status == TransactionStatus.PROCESSING:
+        if state.reference:
+            record_provider_reference(ctx, attempt.session_id, attempt.transaction_id, state.reference)
+    else:
+        apply_provider_event(ctx, provider_name, report)
+    stored = ctx.repository.get_transaction(attempt.transaction_id) or {}
+    transaction = Transaction.model_validate({k: stored[k] for k in Transaction.model_fields if k in stored})
+    if transaction.status == TransactionStatus.FAILED:
+        raise PaymentDeclined(transaction.transactionId, transaction.failureCode)
+    return transaction
 
 
 def _marker_items(marker: dict[str, str] | None, transaction_id: str, now: datetime) -> list[dict[str, Any]]:
@@ -107,4 +164,6 @@ def _earlier_attempt(ctx: Context, marker: dict[str, str]) -> Transaction | None
     stored = ctx.repository.get_transaction(pointer["transactionId"]) if pointer else None
     if stored is None:
         return None
-    return Transaction.model_validate({field: stored[field] for field in Transaction.model_fields})
+    return Transaction.model_validate(
+        {field: stored[field] for field in Transaction.model_fields if field in stored}
+    )

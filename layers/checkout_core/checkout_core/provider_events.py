@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from checkout_core import finalisation, transitions
+from checkout_core import finalisation, refunds, transitions
 from checkout_core.changes import (
     Guard,
     attempts,
@@ -22,10 +22,9 @@ from checkout_core.changes import (
 from checkout_core.clock import is_uuid7, to_iso
 from checkout_core.context import Context
 from checkout_core.errors import ConcurrentUpdate, TransactionNotFound, WriteConflict
-from checkout_core.models import ProviderEventRequest
 from checkout_core.observability import count_transition, logger
-from checkout_core.providers import CancelOutcome
-from checkout_core.repository import PROVIDER_EVENT_RETENTION_SECONDS, SessionChange
+from checkout_core.providers import CancelOutcome, ProviderReport
+from checkout_core.repository import PROVIDER_EVENT_RETENTION_SECONDS, SessionChange, TransactionChange
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
 CONTRADICTED = frozenset({TransactionStatus.CANCELLED, TransactionStatus.FAILED})
@@ -37,22 +36,29 @@ class ProviderEventResult:
 
 
 def apply_provider_event(
-    ctx: Context, provider_name: str, event: ProviderEventRequest
+    ctx: Context, provider_name: str, event: ProviderReport, actor: str | None = None
 ) -> ProviderEventResult:
+    """Applies what a provider reports (its webhook, its answer to a call, or reconciliation's reading):
+    the transaction's move with the event id recorded in the same write, then the session's follow-up;
+    a payment that settles where it cannot complete the session is refunded at once (refunds.py)."""
+    if event.status is None or event.transaction_id is None:
+        logger.info(
+            "provider event of a kind this service does not act on", extra={"eventId": event.event_id}
+        )
+        return ProviderEventResult(applied=False)
+    transaction_id = event.transaction_id
     target = event.status.value
-    transaction = (
-        ctx.repository.get_transaction(event.transactionId) if is_uuid7(event.transactionId) else None
-    )
+    transaction = ctx.repository.get_transaction(transaction_id) if is_uuid7(transaction_id) else None
     if transaction is None or transaction["provider"] != provider_name:
-        raise TransactionNotFound(event.transactionId)
+        raise TransactionNotFound(transaction_id)
     session_id = transaction["sessionId"]
     for attempt in attempts():
         if attempt:
-            transaction = ctx.repository.get_transaction(event.transactionId) or transaction
+            transaction = ctx.repository.get_transaction(transaction_id) or transaction
         previous = transaction["status"]
         log_extra = {
             "sessionId": session_id,
-            "transactionId": event.transactionId,
+            "transactionId": transaction_id,
             "from": previous,
             "to": target,
         }
@@ -63,12 +69,12 @@ def apply_provider_event(
             return ProviderEventResult(applied=False)
         item = ctx.repository.get_session(session_id)
         if item is None:
-            raise TransactionNotFound(event.transactionId)
+            raise TransactionNotFound(transaction_id)
         if contradicted:
             if _raise_contradiction(ctx, item, transaction, provider_name, event):
                 return ProviderEventResult(applied=False)
             continue
-        change = _transaction_move(item, transaction, provider_name, event, ctx.clock())
+        change = _transaction_move(item, transaction, provider_name, event, ctx.clock(), actor)
         try:
             version = ctx.repository.apply(change)
         except WriteConflict as conflict:
@@ -82,19 +88,22 @@ def apply_provider_event(
         logger.info("provider event applied", extra={**log_extra, "tenantId": item["tenantId"]})
         token = transaction.get("taskToken")
         if token and not transitions.is_in_flight(target):
-            ctx.finaliser.release(token, {"transactionId": event.transactionId, "status": target})
+            ctx.finaliser.release(token, {"transactionId": transaction_id, "status": target})
         if change.set.get("status") == SessionStatus.COMPLETED:
             completed = {**item, "status": SessionStatus.COMPLETED.value, "version": version}
             completed["seq"] = item["seq"] + len(change.events)
-            _cancel_competing_attempts(ctx, completed, event.transactionId)
+            _cancel_competing_attempts(ctx, completed, transaction_id)
+        elif target == TransactionStatus.SETTLED:
+            # Settled where it cannot complete the session: cancelled, expired, or paid already.
+            refunds.refund_settled(ctx, session_id, transaction_id, provider_name)
         return ProviderEventResult(applied=True)
     raise ConcurrentUpdate()
 
 
-def _seen_item(provider_name: str, event: ProviderEventRequest, tx_id: str, now: datetime) -> dict[str, Any]:
+def _seen_item(provider_name: str, event: ProviderReport, tx_id: str, now: datetime) -> dict[str, Any]:
     """The provider event's id, written with the change it caused: a resent event then changes nothing."""
     return {
-        "pk": f"PROVIDER_EVENT#{provider_name}#{event.eventId}",
+        "pk": f"PROVIDER_EVENT#{provider_name}#{event.event_id}",
         "sk": "SEEN",
         "entity": "PROVIDER_EVENT",
         "transactionId": tx_id,
@@ -107,7 +116,7 @@ def _raise_contradiction(
     item: dict[str, Any],
     transaction: dict[str, Any],
     provider_name: str,
-    event: ProviderEventRequest,
+    event: ProviderReport,
 ) -> bool:
     """SETTLED for a transaction recorded CANCELLED or FAILED: the move is not made (the table forbids it),
     but money moved, so a refund is flagged and session.attention_required raised, once per event.
@@ -116,7 +125,7 @@ def _raise_contradiction(
     tx_id, previous = transaction["transactionId"], transaction["status"]
     change = session_change(
         item,
-        f"contradiction:{provider_name}:{event.eventId}",
+        f"contradiction:{provider_name}:{event.event_id}",
         set={"refundRequired": True, "updatedAt": to_iso(now)},
         events=[
             new_event(
@@ -209,21 +218,24 @@ def _transaction_move(
     item: dict[str, Any],
     transaction: dict[str, Any],
     provider_name: str,
-    event: ProviderEventRequest,
+    event: ProviderReport,
     now: datetime,
+    actor: str | None,
 ) -> SessionChange:
     tx_id = transaction["transactionId"]
-    previous, target = transaction["status"], event.status
-    actor = f"provider:{provider_name}"
+    previous, target = transaction["status"], TransactionStatus(str(event.status))
+    actor = actor or f"provider:{provider_name}"
     leaves_flight = transitions.is_in_flight(previous) and not transitions.is_in_flight(target)
     in_flight_after = item["inFlight"] - (1 if leaves_flight else 0)
     past_expiry = transitions.is_past_expiry(item["expiresAt"], epoch(now))
     session_after = transitions.session_status_after_transaction_move(
         item["status"], target, in_flight_after, past_expiry
     )
+    recorded = reported_fields(transaction, event)
     updates: dict[str, Any] = {
         f"transactions.{tx_id}.status": target.value,
         f"transactions.{tx_id}.updatedAt": to_iso(now),
+        **{f"transactions.{tx_id}.{name}": value for name, value in recorded.items()},
         "updatedAt": to_iso(now),
     }
     remove: list[str] = []
@@ -251,27 +263,69 @@ def _transaction_move(
             updates.update({"status": session_after.value, "expiredAt": to_iso(now)})
             events.append(new_event("session.expired", actor, now, {"expiresAt": expires_at_iso(item)}))
     elif target == TransactionStatus.SETTLED and item["status"] == SessionStatus.COMPLETED:
-        # Another payment already completed this session: the customer has now paid twice.
+        # Another payment already completed this session: the customer has paid twice; refunds.py
+        # refunds this one right after this write.
         updates["refundRequired"] = True
-        events.append(
-            new_event(
-                "session.attention_required",
-                actor,
-                now,
-                {"reason": "DUPLICATE_SETTLEMENT", "transactionId": tx_id, "refundRequired": True},
-            )
-        )
     return session_change(
         item,
-        f"provider_event:{provider_name}:{event.eventId}",
+        f"provider_event:{provider_name}:{event.event_id}",
         set=updates,
         add={"inFlight": -1} if leaves_flight else {},
         remove=remove,
         events=events,
         transactions=[
             transaction_move(
-                tx_id, previous, target, now, expected_token=transaction.get("taskToken"), check_token=True
+                tx_id,
+                previous,
+                target,
+                now,
+                expected_token=transaction.get("taskToken"),
+                check_token=True,
+                also_set=recorded,
             )
         ],
         new_items=[_seen_item(provider_name, event, tx_id, now)],
     )
+
+
+def reported_fields(transaction: dict[str, Any], event: ProviderReport) -> dict[str, Any]:
+    """What the provider's report adds to the transaction: its id there, why it failed, its refund."""
+    fields: dict[str, Any] = {}
+    if event.reference and not transaction.get("providerReference"):
+        fields["providerReference"] = event.reference
+    if event.status == TransactionStatus.FAILED and event.failure_code:
+        fields["failureCode"] = event.failure_code
+    if event.status == TransactionStatus.REFUNDED and event.refund_id:
+        fields["refundId"] = event.refund_id
+    return fields
+
+
+def record_provider_reference(ctx: Context, session_id: str, transaction_id: str, reference: str) -> None:
+    """The provider's id of an attempt still in flight, recorded once the call that created it answered."""
+    for _ in attempts():
+        item = ctx.repository.get_session(session_id)
+        summary = ((item or {}).get("transactions") or {}).get(transaction_id)
+        if item is None or summary is None or summary.get("providerReference"):
+            return
+        now = ctx.clock()
+        change = session_change(
+            item,
+            f"reference:{transaction_id}",
+            set={
+                f"transactions.{transaction_id}.providerReference": reference,
+                f"transactions.{transaction_id}.updatedAt": to_iso(now),
+            },
+            transactions=[
+                TransactionChange(
+                    transaction_id=transaction_id,
+                    expected_statuses=[summary["status"]],
+                    set={"providerReference": reference, "updatedAt": to_iso(now)},
+                )
+            ],
+        )
+        try:
+            ctx.repository.apply(change)
+        except WriteConflict:
+            continue
+        return
+    raise ConcurrentUpdate()

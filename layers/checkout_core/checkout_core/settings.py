@@ -30,6 +30,9 @@ class Settings:
     sweep_concurrency: int
     sweep_page_size: int
     hosted_test_payments: bool
+    stripe_api_key: str
+    stripe_webhook_secret: str
+    stripe_api_base: str | None
 
 
 @cache
@@ -50,5 +53,8 @@ def get_settings() -> Settings:
         cancellation_grace_seconds=_int("CANCELLATION_GRACE_SECONDS", 120),
         sweep_concurrency=_int("SWEEP_CONCURRENCY", 8),
         sweep_page_size=_int("SWEEP_PAGE_SIZE", 100),
+        stripe_api_key=os.environ.get("STRIPE_API_KEY", ""),
+        stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+        stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
         hosted_test_payments=os.environ.get("HOSTED_TEST_PAYMENTS", "false").strip().lower() == "true",
     )

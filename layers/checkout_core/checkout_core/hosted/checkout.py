@@ -19,12 +19,12 @@ from checkout_core.api_keys import hash_secret
 from checkout_core.context import Context
 from checkout_core.models import (
     CancelRequest,
-    ProviderEventRequest,
     ReasonType,
     Session,
     Tenant,
     WhenInFlight,
 )
+from checkout_core.providers import ProviderReport
 from checkout_core.transitions import SessionStatus, TransactionStatus
 from checkout_core.views import session_view
 
@@ -45,11 +45,13 @@ class TestMethod:
     label: str
     provider: str
     settles_at_once: bool
+    payment_method: str | None = None
 
 
 TEST_METHODS = (
     TestMethod("sandbox_card", "Test card (sandbox)", "sandbox_card", settles_at_once=True),
-    TestMethod("stripe_card_visa", "Test Visa card (Stripe)", "stripe", settles_at_once=False),
+    # Stripe answers the card's payment itself (succeeded at once for pm_card_visa).
+    TestMethod("stripe_card_visa", "Test Visa card (Stripe)", "stripe", False, "pm_card_visa"),
 )
 
 
@@ -142,14 +144,14 @@ def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str) -> Non
         method.provider,
         idempotency_key=f"hosted-page {nonce}",
         actor=ACTOR,
+        payment_method=method.payment_method,
     )
     if method.settles_at_once and transitions.is_in_flight(transaction.status):
-        event = ProviderEventRequest.model_validate(
-            {
-                "eventId": f"hosted-test-{transaction.transactionId}",
-                "transactionId": transaction.transactionId,
-                "status": TransactionStatus.SETTLED.value,
-            }
+        event = ProviderReport(
+            f"hosted-test-{transaction.transactionId}",
+            transaction.transactionId,
+            transaction.providerReference,
+            TransactionStatus.SETTLED,
         )
         apply_provider_event(ctx, method.provider, event)
 

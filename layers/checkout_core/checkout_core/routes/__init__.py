@@ -25,6 +25,7 @@ def error_responses(*statuses: int) -> dict[int, Any]:
     described = {
         400: "invalid_request",
         401: "invalid_api_key / invalid_signature",
+        402: "payment_declined: the transaction is kept, FAILED, with failureCode",
         404: "session_not_found / transaction_not_found",
         409: "state conflict or idempotency_in_progress",
         422: "idempotency_key_reused",

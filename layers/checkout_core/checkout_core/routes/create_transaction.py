@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from checkout_core.http import tenant_of
 from checkout_core.models import (
+    CaptureMethod,
     CreateTransactionRequest,
     Transaction,
 )
@@ -26,11 +27,20 @@ router = Router()
     summary="Start a payment attempt",
     responses={
         201: {"description": "Created", "content": {"application/json": {"model": Transaction}}},
-        **error_responses(400, 401, 404, 409, 422, 503),
+        **error_responses(400, 401, 402, 404, 409, 422, 503),
     },
 )
 def create_transaction(sessionId: SessionId, body: CreateTransactionRequest) -> Response[str]:
     from checkout_core.payments import create_transaction as create
 
     key = router.current_event.get_header_value("Idempotency-Key")
-    return created(create(get_context(), tenant_of(router), sessionId, body.provider, key))
+    transaction = create(
+        get_context(),
+        tenant_of(router),
+        sessionId,
+        body.provider,
+        key,
+        payment_method=body.paymentMethod,
+        capture_manually=body.captureMethod is CaptureMethod.MANUAL,
+    )
+    return created(transaction)

@@ -1,0 +1,72 @@
+"""Payment providers: one adapter per provider behind one protocol (base.py), and the registry of the
+ones this deployment has: the three sandboxes always, Stripe where it is configured."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+from checkout_core.providers.base import (
+    Attempt,
+    CancelOutcome,
+    ProviderAdapter,
+    ProviderReport,
+    ProviderState,
+)
+from checkout_core.settings import get_settings
+
+__all__ = [
+    "Attempt",
+    "CancelOutcome",
+    "ProviderAdapter",
+    "ProviderRegistry",
+    "ProviderReport",
+    "ProviderState",
+    "get_providers",
+]
+
+
+class ProviderRegistry:
+    def __init__(self, adapters: list[ProviderAdapter]) -> None:
+        self._adapters = {adapter.name: adapter for adapter in adapters}
+
+    def names(self) -> list[str]:
+        return sorted(self._adapters)
+
+    def get(self, name: str) -> ProviderAdapter | None:
+        return self._adapters.get(name)
+
+
+def _stored_secrets() -> dict[str, Any]:
+    """Deployed: each provider's secrets, as JSON in the Secrets Manager secret PROVIDER_SECRETS_NAME
+    (`{"sandbox_card": {"webhookSecret": ...}, "stripe": {"apiKey": ..., "webhookSecret": ...}}`)."""
+    name = get_settings().provider_secrets_name
+    if not name:
+        return {}
+    from aws_lambda_powertools.utilities import parameters
+
+    return dict(json.loads(str(parameters.get_secret(name, max_age=300))))
+
+
+@cache
+def get_providers() -> ProviderRegistry:
+    from checkout_core.providers.sandbox import sandboxes
+
+    settings = get_settings()
+    stored = _stored_secrets()
+    adapters: list[ProviderAdapter] = []
+    for sandbox in sandboxes(settings.sandbox_webhook_secret):
+        if not stored:
+            adapters.append(sandbox)
+        elif sandbox.name in stored:  # deployed, a sandbox exists only where its secret does
+            adapters.append(replace(sandbox, webhook_secret=stored[sandbox.name]["webhookSecret"]))
+    stripe_keys = stored.get("stripe") or {}
+    api_key = stripe_keys.get("apiKey") or settings.stripe_api_key
+    if api_key:
+        from checkout_core.providers.stripe import StripeProvider, StripeSettings
+
+        webhook_secret = stripe_keys.get("webhookSecret") or settings.stripe_webhook_secret
+        adapters.append(StripeProvider(StripeSettings(api_key, webhook_secret, settings.stripe_api_base)))
+    return ProviderRegistry(adapters)

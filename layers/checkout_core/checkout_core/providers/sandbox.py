@@ -1,0 +1,57 @@
+"""The three sandbox providers: they call nobody and answer at once; for development, tests and demos.
+Their webhooks are signed `Provider-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` (signatures.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from checkout_core import signatures
+from checkout_core.providers.base import Attempt, CancelOutcome, ProviderReport, ProviderState
+from checkout_core.transitions import TransactionStatus
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    name: str
+    cancel_in_flight: bool
+    cancel_outcome: CancelOutcome
+    webhook_secret: str
+
+    def reference_before_start(self, transaction_id: str) -> str | None:
+        return f"sbx_{transaction_id.replace('-', '')}"
+
+    def start(self, attempt: Attempt) -> ProviderState:
+        return ProviderState(
+            self.reference_before_start(attempt.transaction_id), TransactionStatus.PROCESSING
+        )
+
+    def cancel(self, reference: str | None, transaction_id: str, reason_type: str | None) -> CancelOutcome:
+        return self.cancel_outcome
+
+    def refund(self, reference: str | None, transaction_id: str) -> str:
+        return f"sbx_re_{transaction_id.replace('-', '')}"
+
+    def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:
+        return None  # a sandbox keeps no state: its news arrives only by webhook
+
+    def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:
+        """Raises InvalidSignature, or pydantic's ValidationError for a body of the wrong shape."""
+        from checkout_core.models import ProviderEventRequest
+
+        signatures.verify(self.webhook_secret, _header(headers, "Provider-Signature"), raw, now)
+        event = ProviderEventRequest.model_validate_json(raw)
+        return ProviderReport(event.eventId, event.transactionId, None, event.status)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((value for key, value in headers.items() if key.lower() == name.lower()), None)
+
+
+def sandboxes(webhook_secret: str) -> list[Sandbox]:
+    return [
+        Sandbox("sandbox_card", True, CancelOutcome.CANCELLED, webhook_secret),
+        Sandbox("sandbox_bank_transfer", False, CancelOutcome.NOT_SUPPORTED, webhook_secret),
+        # Claims it can cancel in flight, but its cancel call always fails, as during a provider outage.
+        Sandbox("sandbox_flaky_card", True, CancelOutcome.FAILED, webhook_secret),
+    ]

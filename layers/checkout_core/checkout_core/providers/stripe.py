@@ -1,0 +1,187 @@
+"""Stripe PaymentIntents through the official `stripe` SDK: the only code that talks to Stripe.
+
+Status mapping (contract §6): requires_confirmation / requires_action / processing -> PROCESSING;
+requires_capture -> AUTHORIZED; succeeded -> SETTLED; canceled -> CANCELLED; requires_payment_method
+after an attempt -> FAILED. Stripe refuses to cancel a `processing` intent: that is NOT_SUPPORTED (the
+payment ends on its own), not a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from checkout_core.errors import InvalidSignature
+from checkout_core.providers.base import Attempt, CancelOutcome, ProviderReport, ProviderState
+from checkout_core.transitions import TransactionStatus
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+_STATUSES = {
+    "requires_confirmation": TransactionStatus.PROCESSING,
+    "requires_action": TransactionStatus.PROCESSING,
+    "processing": TransactionStatus.PROCESSING,
+    "requires_capture": TransactionStatus.AUTHORIZED,
+    "succeeded": TransactionStatus.SETTLED,
+    "canceled": TransactionStatus.CANCELLED,
+    "requires_payment_method": TransactionStatus.FAILED,
+}
+_CANCELLATION_REASONS = {
+    "DUPLICATE": "duplicate",
+    "FRAUDULENT": "fraudulent",
+    "ABANDONED": "abandoned",
+}
+# Events this service acts on; any other type is acknowledged and ignored.
+_EVENT_STATUSES = {
+    "payment_intent.processing": TransactionStatus.PROCESSING,
+    "payment_intent.amount_capturable_updated": TransactionStatus.AUTHORIZED,
+    "payment_intent.succeeded": TransactionStatus.SETTLED,
+    "payment_intent.payment_failed": TransactionStatus.FAILED,
+    "payment_intent.canceled": TransactionStatus.CANCELLED,
+}
+_REFUSED_WHILE_PROCESSING = "payment_intent_unexpected_state"
+
+
+@dataclass(frozen=True)
+class StripeSettings:
+    api_key: str
+    webhook_secret: str
+    api_base: str | None = None  # a Stripe emulator (localstripe) instead of api.stripe.com
+
+
+class StripeProvider:
+    name = "stripe"
+    cancel_in_flight = True  # except what Stripe already reports `processing`: see cancel()
+
+    def __init__(self, settings: StripeSettings) -> None:
+        self._settings = settings
+        self._client: Any = None
+
+    def _stripe(self) -> Any:
+        """The SDK's client, made on first use (importing the SDK costs a cold start that most calls skip)."""
+        if self._client is None:
+            import stripe
+
+            options: dict[str, Any] = {"max_network_retries": 2}
+            if self._settings.api_base:
+                options["base_addresses"] = {"api": self._settings.api_base}
+            self._client = stripe.StripeClient(self._settings.api_key, **options)
+        return self._client
+
+    def reference_before_start(self, transaction_id: str) -> str | None:
+        return None  # Stripe names the PaymentIntent when it creates it
+
+    def start(self, attempt: Attempt) -> ProviderState:
+        import stripe
+
+        params: dict[str, Any] = {
+            "amount": attempt.amount,
+            "currency": attempt.currency.lower(),
+            "payment_method": attempt.payment_method,
+            "payment_method_types": ["card", "sepa_debit"],
+            "capture_method": "manual" if attempt.capture_manually else "automatic",
+            "confirm": True,
+            "metadata": {"sessionId": attempt.session_id, "transactionId": attempt.transaction_id},
+        }
+        try:
+            intent = self._stripe().v1.payment_intents.create(
+                params=params, options={"idempotency_key": attempt.transaction_id}
+            )
+        except stripe.CardError as declined:
+            error = declined.error
+            reference = _intent_id_of(error)
+            code = (error.decline_code or error.code) if error else None
+            return ProviderState(reference, TransactionStatus.FAILED, code or "card_declined")
+        return state_of(intent)
+
+    def cancel(self, reference: str | None, transaction_id: str, reason_type: str | None) -> CancelOutcome:
+        import stripe
+
+        if reference is None:
+            return CancelOutcome.FAILED  # the attempt's answer is not recorded yet: reconciliation finds it
+        reason = _CANCELLATION_REASONS.get(reason_type or "", "requested_by_customer")
+        try:
+            self._stripe().v1.payment_intents.cancel(
+                reference,
+                params={"cancellation_reason": reason},
+                options={"idempotency_key": f"cancel-{transaction_id}"},
+            )
+        except stripe.InvalidRequestError as refused:
+            if refused.code == _REFUSED_WHILE_PROCESSING:
+                current = self._stripe().v1.payment_intents.retrieve(reference)
+                if current.status == "canceled":
+                    return CancelOutcome.CANCELLED
+                return CancelOutcome.NOT_SUPPORTED
+            raise
+        return CancelOutcome.CANCELLED
+
+    def refund(self, reference: str | None, transaction_id: str) -> str:
+        if reference is None:
+            raise ValueError("no PaymentIntent recorded for this attempt")
+        refund = self._stripe().v1.refunds.create(
+            params={"payment_intent": reference, "metadata": {"transactionId": transaction_id}},
+            options={"idempotency_key": f"refund-{transaction_id}"},
+        )
+        return str(refund.id)
+
+    def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:
+        client = self._stripe()
+        if reference is not None:
+            return state_of(client.v1.payment_intents.retrieve(reference))
+        found = client.v1.payment_intents.search(
+            params={"query": f"metadata['transactionId']:'{transaction_id}'"}
+        )
+        intents = list(found.data)
+        return state_of(intents[0]) if intents else None
+
+    def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:
+        import stripe
+
+        header = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
+        try:
+            event = stripe.Webhook.construct_event(
+                raw.decode("utf-8"), header or "", self._settings.webhook_secret, SIGNATURE_TOLERANCE_SECONDS
+            )
+        except (stripe.SignatureVerificationError, ValueError) as exc:
+            raise InvalidSignature("Stripe-Signature is missing, stale or does not match.") from exc
+        obj = event.data.object
+        if event.type == "charge.refunded":
+            metadata = dict(obj.get("metadata") or {})
+            refunds = (obj.get("refunds") or {}).get("data") or []
+            refund_id = refunds[0]["id"] if refunds else None
+            return ProviderReport(
+                event.id,
+                metadata.get("transactionId"),
+                obj.get("payment_intent"),
+                TransactionStatus.REFUNDED,
+                refund_id=refund_id,
+            )
+        status = _EVENT_STATUSES.get(event.type)
+        if status is None:
+            return ProviderReport(event.id, None, None, None)
+        metadata = dict(obj.get("metadata") or {})
+        failure = obj.get("last_payment_error") or {}
+        code = (
+            (failure.get("decline_code") or failure.get("code"))
+            if status is TransactionStatus.FAILED
+            else None
+        )
+        return ProviderReport(
+            event.id, metadata.get("transactionId"), obj.get("id"), status, failure_code=code
+        )
+
+
+def state_of(intent: Any) -> ProviderState:
+    status = _STATUSES.get(intent.status, TransactionStatus.PROCESSING)
+    failure_code = None
+    if status is TransactionStatus.FAILED:
+        error = intent.get("last_payment_error") or {}
+        failure_code = error.get("decline_code") or error.get("code") or "payment_failed"
+    return ProviderState(str(intent.id), status, failure_code)
+
+
+def _intent_id_of(error: Any) -> str | None:
+    intent = getattr(error, "payment_intent", None) if error else None
+    if intent is None:
+        return None
+    return str(intent["id"] if isinstance(intent, dict) else getattr(intent, "id", None) or "") or None
