@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 import urllib.request
@@ -335,6 +336,7 @@ class Runtime:
         self._clients: dict[str, Any] = {}
         self._invoker: Invoker | None = None
         self._state: StateStore | None = None
+        self._stripe: Any = None
 
     # ----------------------------------------------------------------------------------------------- start
 
@@ -358,6 +360,7 @@ class Runtime:
             self.handler_env = {
                 **template_environment(specs, resolver),
                 **self.settings.handler_environment(self.base_url),
+                **self._stripe_environment(),
             }
             for key in LOCALLY_UNSET:
                 os.environ.pop(key, None)
@@ -394,6 +397,24 @@ class Runtime:
         except BaseException:
             self.stop()
             raise
+
+    def _stripe_environment(self) -> dict[str, str]:
+        """The `stripe` provider's settings: a real test-mode key (STRIPE_API_KEY without STRIPE_API_BASE)
+        talks to Stripe; otherwise the local emulator is started and the provider pointed at it."""
+        key = os.environ.get("STRIPE_API_KEY", "")
+        base = os.environ.get("STRIPE_API_BASE", "")
+        if key and not base:
+            return {"STRIPE_API_KEY": key, "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", "")}
+        from local.stripe_emulator import LocalStripe
+
+        secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(16)
+        self._stripe = LocalStripe(f"{self.base_url}/v1/providers/stripe/events", secret)
+        log.info("Stripe emulated by localstripe at %s", self._stripe.api_base)
+        return {
+            "STRIPE_API_KEY": LocalStripe.API_KEY,
+            "STRIPE_WEBHOOK_SECRET": secret,
+            "STRIPE_API_BASE": self._stripe.api_base,
+        }
 
     def _start_moto(self) -> None:
         from moto.core.config import default_user_config
@@ -603,6 +624,9 @@ class Runtime:
         if self._invoker is not None:
             self._invoker.close()
             self._invoker = None
+        if self._stripe is not None:
+            self._stripe.stop()
+            self._stripe = None
         if self._moto is not None:
             self._stop_executions()
             if self._state is not None:

@@ -144,7 +144,7 @@ class StripeProvider:
             )
         except (stripe.SignatureVerificationError, ValueError) as exc:
             raise InvalidSignature("Stripe-Signature is missing, stale or does not match.") from exc
-        obj = event.data.object
+        obj = event.data.object.to_dict()
         if event.type == "charge.refunded":
             metadata = dict(obj.get("metadata") or {})
             refunds = (obj.get("refunds") or {}).get("data") or []
@@ -172,12 +172,14 @@ class StripeProvider:
 
 
 def state_of(intent: Any) -> ProviderState:
-    status = _STATUSES.get(intent.status, TransactionStatus.PROCESSING)
+    """A PaymentIntent (the SDK's object, or the dict of a webhook) as this service records it."""
+    data = intent if isinstance(intent, dict) else intent.to_dict()
+    status = _STATUSES.get(data.get("status", ""), TransactionStatus.PROCESSING)
     failure_code = None
     if status is TransactionStatus.FAILED:
-        error = intent.get("last_payment_error") or {}
+        error = data.get("last_payment_error") or {}
         failure_code = error.get("decline_code") or error.get("code") or "payment_failed"
-    return ProviderState(str(intent.id), status, failure_code)
+    return ProviderState(str(data["id"]), status, failure_code)
 
 
 def _intent_id_of(error: Any) -> str | None:

@@ -1,0 +1,187 @@
+"""The local Stripe: the `localstripe` emulator (1.15.10), made faithful where the `stripe` provider
+depends on Stripe's behaviour and localstripe differs. `python -m local.stripe_emulator --port N`.
+
+Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
+- cancel accepts `cancellation_reason` (localstripe answered "Unexpected cancellation_reason");
+- cancelling a `processing` intent is refused with code `payment_intent_unexpected_state` (localstripe
+  answered a bare 400), and a cancel sends `payment_intent.canceled`;
+- an authorised SEPA debit stays `processing` for LOCAL_STRIPE_SEPA_SECONDS before it succeeds (Stripe's
+  test IBAN DE89370400440532013000 does so for minutes; localstripe succeeded it at once) and sends
+  `payment_intent.processing` when confirmed;
+- a manual-capture intent that is authorised sends `payment_intent.amount_capturable_updated`;
+- `GET /v1/payment_intents/search?query=metadata['transactionId']:'...'` finds intents by metadata
+  (localstripe answered 404).
+The store is kept in memory only (`--from-scratch`): a restart of `make run` starts a new Stripe, as a
+new test-mode account would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import socket
+from typing import Any
+
+from localstripe import resources
+from localstripe.errors import UserError
+from localstripe.resources import Charge, Event, PaymentIntent, store
+from localstripe.webhooks import schedule_webhook
+
+SEPA_PROCESSING_SECONDS = float(os.environ.get("LOCAL_STRIPE_SEPA_SECONDS", "3"))
+CANCELLATION_REASONS = {"duplicate", "fraudulent", "requested_by_customer", "abandoned"}
+_METADATA_QUERY = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>[^']*)'$")
+
+_original_cancel = PaymentIntent._api_cancel.__func__  # type: ignore[attr-defined]
+_original_initialize_charge = Charge._initialize_charge
+_original_create_charge = PaymentIntent._create_charge
+
+
+def _cancel(cls: Any, id: str, cancellation_reason: str | None = None, **kwargs: Any) -> Any:
+    if cancellation_reason is not None and cancellation_reason not in CANCELLATION_REASONS:
+        raise UserError(400, f"Invalid cancellation_reason: {cancellation_reason}")
+    current = cls._api_retrieve(id)
+    if current.status == "processing":
+        raise UserError(
+            400,
+            "You cannot cancel this PaymentIntent because it has a status of processing.",
+            {"code": "payment_intent_unexpected_state"},
+        )
+    intent = _original_cancel(cls, id, **kwargs)
+    intent.cancellation_reason = cancellation_reason
+    schedule_webhook(Event("payment_intent.canceled", intent))
+    return intent
+
+
+def _initialize_charge(
+    self: Any, on_success: Any = None, on_failure_now: Any = None, on_failure_later: Any = None
+) -> None:
+    if not (self._authorized and self._is_async_payment_method()):
+        _original_initialize_charge(self, on_success, on_failure_now, on_failure_later)
+        return
+    self.status = "pending"  # the intent reads `processing` until the debit clears
+
+    async def clear() -> None:
+        await asyncio.sleep(SEPA_PROCESSING_SECONDS)
+        self.status = "succeeded"
+        if self.captured:
+            self._trigger_payment(on_success)
+
+    asyncio.ensure_future(clear())
+
+
+def _create_charge(self: Any, on_failure_now: Any) -> None:
+    _original_create_charge(self, on_failure_now)
+    if self.status == "processing":
+        schedule_webhook(Event("payment_intent.processing", self))
+    elif self.status == "requires_capture":
+        schedule_webhook(Event("payment_intent.amount_capturable_updated", self))
+
+
+class _SearchResult:
+    def __init__(self, found: list[Any]) -> None:
+        self.found = found
+
+    def _export(self, expand: Any = None) -> dict[str, Any]:
+        return {
+            "object": "search_result",
+            "url": "/v1/payment_intents/search",
+            "has_more": False,
+            "next_page": None,
+            "data": [intent._export(expand=expand) for intent in self.found],
+        }
+
+
+def _search(query: str | None = None, limit: Any = None, **kwargs: Any) -> _SearchResult:
+    match = _METADATA_QUERY.match(query or "")
+    if match is None:
+        raise UserError(400, "Only metadata['key']:'value' queries are emulated here")
+    key, value = match.group("key"), match.group("value")
+    found = [
+        obj
+        for obj in list(store.values())
+        if isinstance(obj, PaymentIntent) and (obj.metadata or {}).get(key) == value
+    ]
+    return _SearchResult(found)
+
+
+def patch() -> None:
+    PaymentIntent._api_cancel = classmethod(_cancel)  # type: ignore[method-assign,assignment]
+    Charge._initialize_charge = _initialize_charge  # type: ignore[method-assign]
+    PaymentIntent._create_charge = _create_charge  # type: ignore[method-assign]
+    # The server registers the routes of `extra_apis` when it is imported: replace the cancel route's
+    # function there, and add search before the generic /v1/payment_intents/{id}.
+    apis = resources.extra_apis
+    for index, (method, url, _) in enumerate(apis):
+        if (method, url) == ("POST", "/v1/payment_intents/{id}/cancel"):
+            apis[index] = (method, url, PaymentIntent._api_cancel)
+    apis.insert(0, ("GET", "/v1/payment_intents/search", _search))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    patch()
+    from aiohttp import web
+    from localstripe import server  # routes are built now, from the patched extra_apis
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", args.port))
+    logging.basicConfig(level=logging.WARNING)
+    web.run_app(server.app, sock=listener, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
+
+
+class LocalStripe:
+    """The emulator as a child process of the runtime, on a free port, with the runtime's own Stripe
+    webhook URL registered, so a PaymentIntent made through the API comes back as a signed webhook."""
+
+    API_KEY = "sk_test_local"  # noqa: S105 - the emulator accepts any sk_ key
+    READY_TIMEOUT_SECONDS = 30
+
+    def __init__(self, webhook_url: str, webhook_secret: str) -> None:
+        import subprocess
+        import sys
+        import time
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.api_base = f"http://127.0.0.1:{port}"
+        self.webhook_secret = webhook_secret
+        self._process = subprocess.Popen(  # noqa: S603 - this module, on a free port
+            [sys.executable, "-m", "local.stripe_emulator", "--port", str(port)]
+        )
+        deadline = time.monotonic() + self.READY_TIMEOUT_SECONDS
+        registration = urllib.request.Request(  # noqa: S310 - the emulator on loopback
+            f"{self.api_base}/_config/webhooks/checkout-sessions",
+            data=urllib.parse.urlencode({"url": webhook_url, "secret": webhook_secret}).encode(),
+            method="POST",
+        )
+        while True:
+            try:
+                with urllib.request.urlopen(registration, timeout=5):  # noqa: S310
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the local Stripe emulator did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except Exception:
+                self._process.kill()

@@ -1,0 +1,188 @@
+"""The `stripe` provider end to end: the API over HTTP, the official SDK in the runtime's functions, and
+the local Stripe emulator (localstripe, made faithful in local/stripe_emulator.py) sending signed
+webhooks back to the runtime. Nothing here mocks the SDK."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+
+from tests.e2e.conftest import RunningRuntime, launch, stop_and_check
+from tests.e2e.helpers import Api, assert_error, wait_for_status
+from tests.support import wait_until
+
+WEBHOOK_SECRET = "whsec_e2e_stripe"
+SEPA_IBAN = "DE89370400440532013000"  # Stripe's test IBAN: processing, then succeeded
+_EMULATOR = re.compile(r"Stripe emulated by localstripe at (http://\S+)")
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[RunningRuntime]:
+    runtime = launch({"STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "LOCAL_STRIPE_SEPA_SECONDS": "4"})
+    yield runtime
+    stop_and_check(runtime)
+
+
+@pytest.fixture
+def api(running: RunningRuntime) -> Api:
+    return Api(running.base_url, "sk_test_demo")
+
+
+@pytest.fixture(scope="module")
+def emulator(running: RunningRuntime) -> Any:
+    found = _EMULATOR.search(running.stderr)
+    assert found, running.tail()
+    return stripe.StripeClient("sk_test_local", base_addresses={"api": found.group(1)})
+
+
+def start(api: Api, session_id: str, payment_method: str, capture: str = "AUTOMATIC") -> Any:
+    return api.request(
+        "POST",
+        f"/v1/sessions/{session_id}/transactions",
+        {"provider": "stripe", "paymentMethod": payment_method, "captureMethod": capture},
+    )
+
+
+def sepa_method(emulator: Any) -> str:
+    method = emulator.v1.payment_methods.create(
+        params={"type": "sepa_debit", "sepa_debit": {"iban": SEPA_IBAN}}
+    )
+    return str(method.id)
+
+
+def test_a_manual_capture_is_authorised_then_cancelled_releasing_the_hold(api: Api, emulator: Any) -> None:
+    session = api.open_session()
+    started = start(api, session["sessionId"], "pm_card_visa", "MANUAL")
+    assert started.status == 201 and started.body["status"] == "AUTHORIZED"
+    intent_id = started.body["providerReference"]
+    assert intent_id.startswith("pi_")
+    intent = emulator.v1.payment_intents.retrieve(intent_id)
+    assert intent.metadata.to_dict() == {
+        "sessionId": session["sessionId"],
+        "transactionId": started.body["transactionId"],
+    }
+    cancelled = api.cancel(session["sessionId"], {"reasonType": "DUPLICATE"})
+    assert cancelled.status == 200 and cancelled.body["status"] == "CANCELLED"
+    assert cancelled.body["cancelledTransactionIds"] == [started.body["transactionId"]]
+    intent = emulator.v1.payment_intents.retrieve(intent_id)
+    assert intent.status == "canceled" and intent.cancellation_reason == "duplicate"
+
+
+def test_an_automatic_card_payment_completes_and_stripes_webhook_of_it_changes_nothing(
+    api: Api, emulator: Any
+) -> None:
+    # Given a card payment Stripe answered `succeeded`: the session is COMPLETED from that answer
+    session = api.open_session()
+    started = start(api, session["sessionId"], "pm_card_visa")
+    assert started.status == 201 and started.body["status"] == "SETTLED"
+    assert api.get(session["sessionId"])["status"] == "COMPLETED"
+    timeline = api.events(session["sessionId"])
+    # When Stripe's payment_intent.succeeded webhook of it arrives, and arrives again
+    intent_id = started.body["providerReference"]
+    [event] = [
+        event
+        for event in emulator.v1.events.list(params={"type": "payment_intent.succeeded"}).data
+        if event.data.object.id == intent_id
+    ]
+    answers = [deliver(api, event.to_dict()) for _ in range(2)]
+    # Then it is news of what is already recorded: acknowledged, applied to nothing
+    assert [answer.body for answer in answers] == [{"received": True, "applied": False}] * 2
+    assert api.events(session["sessionId"]) == timeline
+
+
+def deliver(api: Api, event: dict[str, Any]) -> Any:
+    """A Stripe webhook as Stripe signs it (Stripe-Signature: t=...,v1=HMAC-SHA256 of "t.payload")."""
+    payload = json.dumps(event)
+    now = int(time.time())
+    signature = hmac.new(WEBHOOK_SECRET.encode(), f"{now}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return api.request(
+        "POST",
+        "/v1/providers/stripe/events",
+        raw=payload.encode(),
+        headers={"Stripe-Signature": f"t={now},v1={signature}"},
+        authorized=False,
+    )
+
+
+def test_a_declined_card_is_402_and_the_attempt_is_kept_failed(api: Api) -> None:
+    session = api.open_session()
+    declined = start(api, session["sessionId"], "pm_card_chargeCustomerFail")
+    error = assert_error(declined, 402, "payment_declined")
+    assert error["failureCode"] == "card_declined"
+    [transaction] = api.get(session["sessionId"])["transactions"]
+    assert transaction["transactionId"] == error["transactionId"]
+    assert (transaction["status"], transaction["failureCode"]) == ("FAILED", "card_declined")
+    assert api.get(session["sessionId"])["status"] == "OPEN"
+
+
+def test_a_sepa_debit_completes_through_the_webhook(api: Api, emulator: Any) -> None:
+    session = api.open_session(currency="EUR")
+    started = start(api, session["sessionId"], sepa_method(emulator))
+    assert started.body["status"] == "PROCESSING"
+    completed = wait_for_status(api, session["sessionId"], "COMPLETED", timeout=30)
+    assert completed["transactions"][0]["status"] == "SETTLED"
+    actors = [
+        event["actor"] for event in api.events(session["sessionId"]) if event["type"] == "session.completed"
+    ]
+    assert actors == ["provider:stripe"]
+
+
+def test_a_processing_debit_waits_then_is_refunded_when_it_succeeds(api: Api, emulator: Any) -> None:
+    # Given a SEPA debit Stripe reports processing
+    session = api.open_session(currency="EUR")
+    started = start(api, session["sessionId"], sepa_method(emulator))
+    assert started.body["status"] == "PROCESSING"
+    transaction_id = started.body["transactionId"]
+    # When the merchant cancels: Stripe refuses to cancel a processing intent
+    cancelled = api.cancel(session["sessionId"])
+    assert cancelled.body["status"] == "PENDING_CANCELLATION"
+    assert cancelled.body["pendingTransactionIds"] == [transaction_id]
+    # Then, once the debit succeeds, it is refunded at Stripe and the session finalised
+    final = wait_for_status(api, session["sessionId"], "CANCELLED", timeout=60)
+
+    def refunded() -> Any:
+        read = api.get(session["sessionId"])
+        return read if read["transactions"][0]["status"] == "REFUNDED" else None
+
+    final = wait_until(refunded, 30, "the refund to be recorded")
+    [transaction] = final["transactions"]
+    assert transaction["refundId"].startswith("re_")
+    assert final["cancellation"]["refundedTransactionIds"] == [transaction_id]
+    assert final["cancellation"]["settledTransactionIds"] == [transaction_id]
+    refunds = emulator.v1.refunds.list(params={"payment_intent": transaction["providerReference"]})
+    assert [refund.id for refund in refunds.data] == [transaction["refundId"]]
+    types = [event["type"] for event in api.events(session["sessionId"])]
+    assert "transaction.refunded" in types and types.count("transaction.refunded") == 1
+
+
+def test_a_forged_stripe_signature_is_401_and_an_unknown_type_is_acknowledged(api: Api) -> None:
+    body = json.dumps(
+        {"id": "evt_forged", "object": "event", "type": "payment_intent.succeeded", "data": {"object": {}}}
+    ).encode()
+    now = int(time.time())
+    forged = api.request(
+        "POST",
+        "/v1/providers/stripe/events",
+        raw=body,
+        headers={"Stripe-Signature": f"t={now},v1={'0' * 64}"},
+        authorized=False,
+    )
+    assert_error(forged, 401, "invalid_signature")
+    unknown = json.dumps(
+        {
+            "id": "evt_unknown",
+            "object": "event",
+            "type": "customer.created",
+            "data": {"object": {"id": "cus_1"}},
+        }
+    ).encode()
+    answer = deliver(api, json.loads(unknown))
+    assert answer.status == 200 and answer.body == {"received": True, "applied": False}
