@@ -404,7 +404,8 @@ class Runtime:
         key = os.environ.get("STRIPE_API_KEY", "")
         base = os.environ.get("STRIPE_API_BASE", "")
         if key and not base:
-            return {"STRIPE_API_KEY": key, "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", "")}
+            secret = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+            return {"STRIPE_API_KEY": key, "STRIPE_WEBHOOK_SECRET": secret}
         from local.stripe_emulator import LocalStripe
 
         secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(16)

@@ -34,7 +34,7 @@ SEPA_PROCESSING_SECONDS = float(os.environ.get("LOCAL_STRIPE_SEPA_SECONDS", "3")
 CANCELLATION_REASONS = {"duplicate", "fraudulent", "requested_by_customer", "abandoned"}
 _METADATA_QUERY = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>[^']*)'$")
 
-_original_cancel = PaymentIntent._api_cancel.__func__  # type: ignore[attr-defined]
+_original_cancel = PaymentIntent._api_cancel.__func__
 _original_initialize_charge = Charge._initialize_charge
 _original_create_charge = PaymentIntent._create_charge
 
@@ -68,8 +68,12 @@ def _initialize_charge(
         self.status = "succeeded"
         if self.captured:
             self._trigger_payment(on_success)
+        _pending.discard(asyncio.current_task())
 
-    asyncio.ensure_future(clear())
+    _pending.add(asyncio.ensure_future(clear()))
+
+
+_pending: set[Any] = set()  # the debits clearing, kept referenced until they are done
 
 
 def _create_charge(self: Any, on_failure_now: Any) -> None:
@@ -108,9 +112,9 @@ def _search(query: str | None = None, limit: Any = None, **kwargs: Any) -> _Sear
 
 
 def patch() -> None:
-    PaymentIntent._api_cancel = classmethod(_cancel)  # type: ignore[method-assign,assignment]
-    Charge._initialize_charge = _initialize_charge  # type: ignore[method-assign]
-    PaymentIntent._create_charge = _create_charge  # type: ignore[method-assign]
+    PaymentIntent._api_cancel = classmethod(_cancel)
+    Charge._initialize_charge = _initialize_charge
+    PaymentIntent._create_charge = _create_charge
     # The server registers the routes of `extra_apis` when it is imported: replace the cancel route's
     # function there, and add search before the generic /v1/payment_intents/{id}.
     apis = resources.extra_apis
@@ -143,7 +147,7 @@ class LocalStripe:
     """The emulator as a child process of the runtime, on a free port, with the runtime's own Stripe
     webhook URL registered, so a PaymentIntent made through the API comes back as a signed webhook."""
 
-    API_KEY = "sk_test_local"  # noqa: S105 - the emulator accepts any sk_ key
+    API_KEY = "sk_test_local"
     READY_TIMEOUT_SECONDS = 30
 
     def __init__(self, webhook_url: str, webhook_secret: str) -> None:
