@@ -19,7 +19,7 @@ VERSION = "1.0.0"
 @cache
 def document() -> str:
     from checkout_core.api import ALL_ROUTERS
-    from checkout_core.providers import get_providers
+    from checkout_core.providers import KNOWN_PROVIDERS
     from checkout_core.settings import get_settings
 
     app = APIGatewayRestResolver(enable_validation=True)
@@ -36,7 +36,7 @@ def document() -> str:
     settings = get_settings()
     spec = complete(
         json.loads(generated),
-        providers=get_providers().names(),
+        providers=list(KNOWN_PROVIDERS),
         ttl_bounds=(settings.session_ttl_min_seconds, settings.session_ttl_max_seconds),
     )
     return json.dumps(spec)

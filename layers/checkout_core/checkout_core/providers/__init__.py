@@ -17,7 +17,11 @@ from checkout_core.providers.base import (
 )
 from checkout_core.settings import get_settings
 
+# Every provider this code can talk to; a deployment has the sandboxes and those it holds secrets for.
+KNOWN_PROVIDERS = ("sandbox_bank_transfer", "sandbox_card", "sandbox_flaky_card", "stripe")
+
 __all__ = [
+    "KNOWN_PROVIDERS",
     "Attempt",
     "CancelOutcome",
     "ProviderAdapter",

@@ -92,6 +92,11 @@ class StripeProvider:
             reference = _intent_id_of(error)
             code = (error.decline_code or error.code) if error else None
             return ProviderState(reference, TransactionStatus.FAILED, code or "card_declined")
+        except stripe.InvalidRequestError as refused:
+            # Stripe refused the attempt at once (no such payment method, one it cannot use): it failed.
+            return ProviderState(
+                _intent_id_of(refused.error), TransactionStatus.FAILED, refused.code or "invalid_request"
+            )
         return state_of(intent)
 
     def cancel(self, reference: str | None, transaction_id: str, reason_type: str | None) -> CancelOutcome:
