@@ -34,7 +34,7 @@ MACHINE_NAMES = {
 }
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 MB = 1024 * 1024
-DEFAULT_LAYER = "CheckoutCoreLayer"
+DEFAULT_LAYERS = ("CheckoutCoreLayer", "StripeLayer")
 DEFAULT_MAX_LAYER_MB = 15.0
 
 
@@ -91,13 +91,21 @@ def largest_entries(root: Path, count: int = 5) -> list[tuple[str, int]]:
 
 
 def check(
-    build_dir: Path, layer: str = DEFAULT_LAYER, max_layer_mb: float = DEFAULT_MAX_LAYER_MB
+    build_dir: Path,
+    layers: tuple[str, ...] | list[str] = DEFAULT_LAYERS,
+    max_layer_mb: float = DEFAULT_MAX_LAYER_MB,
 ) -> list[str]:
     """The problems found in a `sam build` output directory (empty when it is fit to deploy)."""
     if not build_dir.is_dir():
         return [f"{build_dir}: no such directory; run `sam build` first"]
     problems = [binary.describe() for binary in foreign_binaries(build_dir)]
+    for layer in layers:
+        problems += _check_layer(build_dir, layer, max_layer_mb)
+    return problems
 
+
+def _check_layer(build_dir: Path, layer: str, max_layer_mb: float) -> list[str]:
+    problems: list[str] = []
     layer_dir = build_dir / layer
     if not layer_dir.is_dir():
         problems.append(f"{layer_dir}: the layer was not built")
@@ -122,11 +130,13 @@ def check(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.check_build", description=__doc__.splitlines()[0])
     parser.add_argument("build_dir", nargs="?", default=".aws-sam/build", type=Path)
-    parser.add_argument("--layer", default=DEFAULT_LAYER, help="logical id of the layer to measure")
+    parser.add_argument(
+        "--layer", action="append", help="logical id of a layer to measure (default: every layer)"
+    )
     parser.add_argument("--max-layer-mb", default=DEFAULT_MAX_LAYER_MB, type=float)
     args = parser.parse_args(argv)
 
-    problems = check(args.build_dir, args.layer, args.max_layer_mb)
+    problems = check(args.build_dir, args.layer or DEFAULT_LAYERS, args.max_layer_mb)
     if problems:
         print(f"build check failed ({len(problems)} problem(s)):", file=sys.stderr)
         for problem in problems:

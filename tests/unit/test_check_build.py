@@ -21,10 +21,12 @@ def elf(machine: int, big_endian: bool = False) -> bytes:
 
 
 def build_output(root: Path, files: dict[str, bytes]) -> Path:
-    """A `.aws-sam/build` lookalike: the layer under CheckoutCoreLayer/python plus the given files."""
+    """A `.aws-sam/build` lookalike: the two layers under <layer>/python plus the given files."""
     build = root / "build"
     (build / "CheckoutCoreLayer" / "python" / "checkout_core").mkdir(parents=True)
     (build / "CheckoutCoreLayer" / "python" / "checkout_core" / "__init__.py").write_text('"""core"""\n')
+    (build / "StripeLayer" / "python" / "stripe").mkdir(parents=True)
+    (build / "StripeLayer" / "python" / "stripe" / "__init__.py").write_text('"""sdk"""\n')
     (build / "GetSessionFunction").mkdir()
     (build / "GetSessionFunction" / "app.py").write_text("lambda_handler = None\n")
     for relative, content in files.items():
@@ -129,6 +131,6 @@ def test_a_missing_build_or_layer_fails(tmp_path: Path) -> None:
         f"{tmp_path / 'nothing'}: no such directory; run `sam build` first"
     ]
     build = build_output(tmp_path, {})
-    assert check_build.check(build, layer="OtherLayer") == [
+    assert check_build.check(build, layers=["OtherLayer"]) == [
         f"{build / 'OtherLayer'}: the layer was not built"
     ]
