@@ -62,6 +62,7 @@ _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOK
 # Template variables that stay unset locally: with no PROVIDER_SECRETS_NAME the handlers read the sandbox
 # providers' secret from SANDBOX_WEBHOOK_SECRET.
 LOCALLY_UNSET = ("PROVIDER_SECRETS_NAME",)
+DROPPED_WEBHOOKS_URL = "http://127.0.0.1:9/dropped"  # the discard port: nothing listens
 
 
 class SettingsError(ValueError):
@@ -409,7 +410,10 @@ class Runtime:
         from local.stripe_emulator import LocalStripe
 
         secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(16)
-        self._stripe = LocalStripe(f"{self.base_url}/v1/providers/stripe/events", secret)
+        webhook_url = f"{self.base_url}/v1/providers/stripe/events"
+        if os.environ.get("LOCAL_STRIPE_WEBHOOKS", "").strip().lower() in ("0", "off", "false"):
+            webhook_url = DROPPED_WEBHOOKS_URL  # for tests of lost webhooks: the emulator's sends all fail
+        self._stripe = LocalStripe(webhook_url, secret)
         log.info("Stripe emulated by localstripe at %s", self._stripe.api_base)
         return {
             "STRIPE_API_KEY": LocalStripe.API_KEY,

@@ -19,7 +19,9 @@ def project() -> dict[str, list[str]]:
 
 
 def test_layer_requirements_are_the_project_runtime_dependencies() -> None:
-    layers = pins(ROOT / "layers/checkout_core/requirements.txt") | pins(ROOT / "layers/stripe/requirements.txt")
+    layers = pins(ROOT / "layers/checkout_core/requirements.txt") | pins(
+        ROOT / "layers/stripe/requirements.txt"
+    )
     assert layers == set(project()["runtime"])
 
 

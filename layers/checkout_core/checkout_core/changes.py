@@ -151,6 +151,9 @@ def leave_open(
     )
 
 
+RECONCILE_KEYS = ("reconcileShard", "reconcileAt")  # a transaction's entry in the byReconcile index
+
+
 def transaction_move(
     transaction_id: str,
     previous: str,
@@ -168,7 +171,11 @@ def transaction_move(
         transaction_id=transaction_id,
         expected_statuses=[previous],
         set={"status": target.value, "updatedAt": to_iso(now), **(also_set or {})},
-        remove=[] if transitions.is_in_flight(target) else ["taskToken"],
+        remove=[
+            name
+            for name in ([] if transitions.is_in_flight(target) else ["taskToken", *RECONCILE_KEYS])
+            if name not in (also_set or {})
+        ],
         check_token=check_token,
         expected_token=expected_token,
     )

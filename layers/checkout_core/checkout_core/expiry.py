@@ -1,5 +1,6 @@
-"""The scheduled job: persist EXPIRED for due OPEN sessions, then run the cancellation safety net for due
-pending cancellations. It reads only the sparse indexes' due entries and the sessions they name.
+"""The scheduled job: persist EXPIRED for due OPEN sessions, run the cancellation safety net for due
+pending cancellations, then reconcile due transactions with their providers (reconciliation.py). It
+reads only the sparse indexes' due entries and the items they name.
 
 One session's failure is logged and counted, never the end of the sweep; expiries may use two thirds of the
 invocation's time at most, so the safety net always gets its share; and an OPEN session past expiresAt with
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from checkout_core import finalisation, transitions
+from checkout_core import finalisation, reconciliation, transitions
 from checkout_core.changes import (
     Guard,
     attempts,
@@ -30,12 +31,14 @@ from checkout_core.observability import count_transition, logger
 from checkout_core.transitions import SessionStatus
 
 SAFETY_NET_SHARE = 1 / 3
+RECONCILIATION_SHARE = 1 / 2  # of what the expiries leave
 
 
 @dataclass
 class SweepReport:
     expired: int = 0
     recovered: int = 0
+    reconciled: int = 0
     examined: int = 0
     failed: int = 0
     stopped_early: bool = False
@@ -67,6 +70,18 @@ def sweep(ctx: Context, time_left_ms: Callable[[], int], margin_ms: int = 5000) 
         time_left_ms,
         margin_ms,
         report,
+        reserve_share=RECONCILIATION_SHARE,
+    )
+    due_reconciliations = ctx.repository.due_keys(
+        "byReconcile", "reconcileShard", "RECONCILE", "reconcileAt", now, page_size
+    )
+    report.reconciled = _run_bounded(
+        ctx,
+        due_reconciliations,
+        lambda transaction_id: reconciliation.reconcile_transaction(ctx, transaction_id),
+        time_left_ms,
+        margin_ms,
+        report,
     )
     logger.info("sweep finished", extra={"report": report.__dict__})
     return report
@@ -91,7 +106,7 @@ def _run_bounded(
             return work(session_id)
         except Exception:
             logger.exception(
-                "sweep could not handle a session; the next run retries it", extra={"sessionId": session_id}
+                "sweep could not handle an item; the next run retries it", extra={"itemId": session_id}
             )
             return None
 

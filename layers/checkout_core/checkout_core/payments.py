@@ -26,6 +26,7 @@ from checkout_core.errors import (
 from checkout_core.models import Tenant, Transaction
 from checkout_core.observability import count_transition, logger
 from checkout_core.providers import Attempt, ProviderReport
+from checkout_core.reconciliation import reconcile_keys
 from checkout_core.repository import transaction_key
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
@@ -87,6 +88,9 @@ def create_transaction(
             "entity": "TRANSACTION",
             "sessionId": session_id,
         }
+        if provider.reconciles:
+            due = int(now.timestamp()) + ctx.settings.provider_reconcile_seconds
+            transaction_item.update(reconcile_keys(transaction_id, due))
         change = session_change(
             item,
             "create_transaction",

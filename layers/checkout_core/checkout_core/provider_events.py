@@ -24,9 +24,11 @@ from checkout_core.context import Context
 from checkout_core.errors import ConcurrentUpdate, TransactionNotFound, WriteConflict
 from checkout_core.observability import count_transition, logger
 from checkout_core.providers import CancelOutcome, ProviderReport
+from checkout_core.reconciliation import reconcile_keys
 from checkout_core.repository import PROVIDER_EVENT_RETENTION_SECONDS, SessionChange, TransactionChange
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
+REFUND_RETRY_SECONDS = 60
 CONTRADICTED = frozenset({TransactionStatus.CANCELLED, TransactionStatus.FAILED})
 
 
@@ -232,6 +234,11 @@ def _transaction_move(
         item["status"], target, in_flight_after, past_expiry
     )
     recorded = reported_fields(transaction, event)
+    refund_due = target == TransactionStatus.SETTLED and item["status"] != SessionStatus.OPEN
+    tx_fields: dict[str, Any] = dict(recorded)
+    if refund_due:
+        # Kept due for the scheduled job, in case the refund asked for right after this write fails.
+        tx_fields.update(refundDue=True, **reconcile_keys(tx_id, epoch(now) + REFUND_RETRY_SECONDS))
     updates: dict[str, Any] = {
         f"transactions.{tx_id}.status": target.value,
         f"transactions.{tx_id}.updatedAt": to_iso(now),
@@ -281,7 +288,7 @@ def _transaction_move(
                 now,
                 expected_token=transaction.get("taskToken"),
                 check_token=True,
-                also_set=recorded,
+                also_set=tx_fields,
             )
         ],
         new_items=[_seen_item(provider_name, event, tx_id, now)],

@@ -317,6 +317,26 @@ class SessionRepository:
 
     # -- writes ---------------------------------------------------------------------------------------
 
+    def leave_reconciliation(self, transaction_id: str, next_due: int | None) -> None:
+        """The transaction's entry in byReconcile: due again at `next_due`, or out of the index (None)."""
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._serialize(transaction_key(transaction_id)),
+            "ConditionExpression": "attribute_exists(pk)",
+        }
+        if next_due is None:
+            kwargs["UpdateExpression"] = "REMOVE reconcileShard, reconcileAt"
+        else:
+            kwargs["UpdateExpression"] = "SET reconcileAt = :due"
+            kwargs["ExpressionAttributeValues"] = self._serialize({":due": next_due})
+        try:
+            self._call("update_item", **kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
     def put_api_key(self, key_hash: str, tenant: str, return_hosts: Sequence[str], created_at: str) -> None:
         item = {
             "pk": f"APIKEY#{key_hash}",

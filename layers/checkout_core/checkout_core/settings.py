@@ -30,6 +30,7 @@ class Settings:
     sweep_concurrency: int
     sweep_page_size: int
     hosted_test_payments: bool
+    provider_reconcile_seconds: int
     stripe_api_key: str
     stripe_webhook_secret: str
     stripe_api_base: str | None
@@ -56,5 +57,6 @@ def get_settings() -> Settings:
         stripe_api_key=os.environ.get("STRIPE_API_KEY", ""),
         stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
         stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
+        provider_reconcile_seconds=_int("PROVIDER_RECONCILE_SECONDS", 900),
         hosted_test_payments=os.environ.get("HOSTED_TEST_PAYMENTS", "false").strip().lower() == "true",
     )

@@ -61,6 +61,11 @@ class ProviderAdapter(Protocol):
     @property
     def cancel_in_flight(self) -> bool: ...
 
+    @property
+    def reconciles(self) -> bool:
+        """Whether `status` can be asked: the provider keeps the attempts it was sent."""
+        ...
+
     def reference_before_start(self, transaction_id: str) -> str | None:
         """The provider's id of an attempt when it is known before the call (a sandbox's), else None."""
         ...

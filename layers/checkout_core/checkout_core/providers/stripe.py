@@ -52,6 +52,7 @@ class StripeSettings:
 class StripeProvider:
     name = "stripe"
     cancel_in_flight = True  # except what Stripe already reports `processing`: see cancel()
+    reconciles = True
 
     def __init__(self, settings: StripeSettings) -> None:
         self._settings = settings
