@@ -25,6 +25,7 @@ FULL = {
     "overhead_iterations": 40,
     "runtime_sessions": 10_000,
     "runtime_sample": 200,
+    "stripe_runs": 5,
 }
 FAST = {
     "expiry_n": 200,
@@ -33,6 +34,7 @@ FAST = {
     "overhead_iterations": 3,
     "runtime_sessions": 150,
     "runtime_sample": 20,
+    "stripe_runs": 1,
 }
 
 
@@ -41,7 +43,7 @@ def machine() -> str:
 
 
 def run(settings: dict[str, int]) -> dict[str, Any]:
-    from bench import ddb_calls, expiry, imports, layer, overhead, runtime, transitions
+    from bench import ddb_calls, expiry, imports, layer, overhead, runtime, stripe, transitions
 
     measures: dict[str, Any] = {}
     started = time.monotonic()
@@ -61,6 +63,8 @@ def run(settings: dict[str, int]) -> dict[str, Any]:
     measures["sfn"] = transitions.measure(rechecks=settings["rechecks"])
     measures["sfn"]["polling_1min_per_24h"] = transitions.POLLING_PER_MINUTE_PER_DAY
     measures["layer"] = layer.measure()
+    step("the stripe provider's cancel, against the local Stripe")
+    measures["stripe"] = stripe.measure(settings["stripe_runs"])
     step("the embedded runtime over HTTP")
     measures["runtime"] = runtime.measure(settings["runtime_sessions"], settings["runtime_sample"])
     step("done")

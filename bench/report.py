@@ -43,6 +43,10 @@ def results_json(measures: dict[str, Any], machine: str) -> dict[str, Any]:
         "overhead_ratio": round(measures["overhead"]["ratio"], 3),
         "layer_mb": layer["mb"],
         "runtime": {key: measures["runtime"][key] for key in RUNTIME_KEYS},
+        "stripe": {
+            "ddb_calls_cancel_k": measures["stripe"]["ddb_calls_cancel_k"],
+            "provider_wall_ratio_25_vs_1": measures["stripe"]["provider_wall_ratio_25_vs_1"],
+        },
         "machine": machine,
     }
 
@@ -170,7 +174,38 @@ def rows(measures: dict[str, Any]) -> list[Row]:
             )
         )
     table.extend(_runtime_rows(measures["runtime"]))
+    table.extend(_stripe_rows(measures["stripe"]))
     return table
+
+
+def _stripe_rows(stripe: dict[str, Any]) -> list[Row]:
+    how = (
+        "cancel_session handler in-process against moto, the `stripe` provider (official SDK) against the "
+        "local Stripe emulator; k manual-capture payments AUTHORIZED on one session, then one cancel"
+    )
+    calls = stripe["ddb_calls_cancel_k"]
+    wall = stripe["cancel_wall_ms_k"]
+    instant = stripe["instant_emulator"]
+    return [
+        Row(
+            "Stripe: DynamoDB calls of a cancel with k = 1, 5, 25 Stripe payments",
+            how + "; calls counted by the `before-call.dynamodb.*` hook",
+            "<= 3 each",
+            ", ".join(f"k={k}: {calls[k]}" for k in ("1", "5", "25")),
+            all(calls[k] <= 3 for k in ("1", "5", "25")),
+        ),
+        Row(
+            "Stripe: wall time of a cancel with 25 Stripe payments / with 1",
+            how + f"; the emulator answers after {stripe['stripe_latency_ms']} ms, a round trip to Stripe "
+            "(an instant emulator hides what concurrent calls save); median of the runs",
+            "<= 2",
+            f"{stripe['provider_wall_ratio_25_vs_1']:.2f} ({wall['25']} ms / {wall['1']} ms); "
+            f"with an instant emulator {instant['wall_ratio_25_vs_1']:.2f} "
+            f"({instant['cancel_wall_ms_k']['25']} ms / {instant['cancel_wall_ms_k']['1']} ms: moto writing "
+            "26 items and the emulator's one thread)",
+            stripe["provider_wall_ratio_25_vs_1"] <= 2,
+        ),
+    ]
 
 
 def _runtime_rows(runtime: dict[str, Any]) -> list[Row]:

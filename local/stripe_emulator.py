@@ -10,7 +10,9 @@ Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
   `payment_intent.processing` when confirmed;
 - a manual-capture intent that is authorised sends `payment_intent.amount_capturable_updated`;
 - `GET /v1/payment_intents/search?query=metadata['transactionId']:'...'` finds intents by metadata
-  (localstripe answered 404).
+  (localstripe answered 404);
+- the store is not pickled to disk after every POST (which made each request cost in proportion to all
+  before it), and LOCAL_STRIPE_LATENCY_MS adds Stripe's round trip to every answer (default 0).
 The store is kept in memory only (`--from-scratch`): a restart of `make run` starts a new Stripe, as a
 new test-mode account would.
 """
@@ -31,6 +33,9 @@ from localstripe.resources import Charge, Event, PaymentIntent, store
 from localstripe.webhooks import schedule_webhook
 
 SEPA_PROCESSING_SECONDS = float(os.environ.get("LOCAL_STRIPE_SEPA_SECONDS", "3"))
+# A round trip to Stripe takes a few hundred milliseconds; the emulator answers in a few. The bench sets
+# this to see what concurrent provider calls save, which an instant emulator would hide.
+LATENCY_SECONDS = float(os.environ.get("LOCAL_STRIPE_LATENCY_MS", "0")) / 1000
 CANCELLATION_REASONS = {"duplicate", "fraudulent", "requested_by_customer", "abandoned"}
 _METADATA_QUERY = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>[^']*)'$")
 
@@ -112,6 +117,9 @@ def _search(query: str | None = None, limit: Any = None, **kwargs: Any) -> _Sear
 
 
 def patch() -> None:
+    # In memory only: localstripe pickles its whole store to disk after every POST, which makes each
+    # request cost in proportion to everything created before it (Stripe's cost does not grow so).
+    store.dump_to_disk = lambda *args, **kwargs: None  # type: ignore[method-assign]
     PaymentIntent._api_cancel = classmethod(_cancel)
     Charge._initialize_charge = _initialize_charge
     PaymentIntent._create_charge = _create_charge
@@ -132,6 +140,14 @@ def main() -> None:
     from aiohttp import web
     from localstripe import server  # routes are built now, from the patched extra_apis
 
+    if LATENCY_SECONDS:
+
+        @web.middleware
+        async def latency(request: Any, handler: Any) -> Any:
+            await asyncio.sleep(LATENCY_SECONDS)  # concurrent requests wait together, as at Stripe
+            return await handler(request)
+
+        server.app.middlewares.insert(0, latency)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", args.port))

@@ -222,9 +222,10 @@ def assert_consistent_with_timeline(session: dict[str, Any], events: list[dict[s
     assert created == {tx["transactionId"] for tx in session["transactions"]}
     for tx in session["transactions"]:
         moves = [
-            event["data"]
-            for event in of_type(events, "transaction.updated")
-            if event["data"]["transactionId"] == tx["transactionId"]
+            event["data"] if event["type"] == "transaction.updated" else {"from": "SETTLED", "to": "REFUNDED"}
+            for event in events
+            if event["type"] in ("transaction.updated", "transaction.refunded")
+            and event["data"]["transactionId"] == tx["transactionId"]
         ]
         # Every move starts where the previous one ended, and the last one is where the transaction is.
         state = "PROCESSING"

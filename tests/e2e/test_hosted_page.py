@@ -204,3 +204,16 @@ def test_hosted_test_payments_can_be_turned_off() -> None:
         assert refused.status_code == 400
     finally:
         stop_and_check(runtime)
+
+
+def test_paying_with_stripes_test_visa_goes_through_the_stripe_provider(api: Api) -> None:
+    session = api.open_session(returnUrl="https://example.com/thanks")
+    customer = Customer(session["url"])
+    assert 'value="stripe_card_visa"' in customer.open().text
+    paid = customer.post("pay", form_token=customer.form_token(), method="stripe_card_visa")
+    assert paid.status_code == 303
+    read = api.get(session["sessionId"])
+    [transaction] = read["transactions"]
+    assert read["status"] == "COMPLETED"
+    assert (transaction["provider"], transaction["status"]) == ("stripe", "SETTLED")
+    assert transaction["providerReference"].startswith("pi_")

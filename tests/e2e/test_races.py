@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from functools import partial
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.e2e.helpers import (
     run_together,
     wait_for_status,
 )
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -138,7 +140,7 @@ def test_payment_attempts_racing_a_cancel_land_before_the_lock_or_are_refused(ap
 # -- 3. a cancel racing a settlement it cannot stop -------------------------------------------------------
 
 
-def test_cancel_racing_a_settlement_ends_completed_or_cancelled_with_a_refund_due(api: Api) -> None:
+def test_cancel_racing_a_settlement_ends_completed_or_cancelled_and_refunded(api: Api) -> None:
     outcomes: Counter[str] = Counter()
     for _ in range(SETTLE_RACE_ROUNDS):
         # Given an OPEN session with a bank transfer in flight (its provider cannot cancel in flight)
@@ -165,24 +167,34 @@ def test_cancel_racing_a_settlement_ends_completed_or_cancelled_with_a_refund_du
             assert not of_type(events, "session.cancellation_pending")
             outcomes["completed"] += 1
         else:
-            # The cancel locked first: the settlement is recorded against the cancellation
+            # The cancel locked first: the settlement is recorded against the cancellation, and refunded
             assert cancel.status == 200, cancel
             assert cancel.body["status"] == "PENDING_CANCELLATION"
             assert cancel.body["pendingTransactionIds"] == [transaction_id]
-            session = wait_for_status(api, session_id, "CANCELLED")
+            wait_for_status(api, session_id, "CANCELLED")
+            session = wait_until(
+                partial(refunded, api, session_id), 30, f"the settled transfer of {session_id} to be refunded"
+            )
             assert session["cancellation"]["settledTransactionIds"] == [transaction_id]
+            assert session["cancellation"]["refundedTransactionIds"] == [transaction_id]
             assert session["cancellation"]["pendingTransactionIds"] == []
             assert session["completedAt"] is None
             events = api.events(session_id)
             (final,) = of_type(events, "session.cancelled")
-            assert final == events[-1]
             assert final["data"]["refundRequired"] is True
             assert final["data"]["settledTransactionIds"] == [transaction_id]
+            assert len(of_type(events, "transaction.refunded")) == 1
             outcomes["cancelled"] += 1
-        assert [tx["status"] for tx in session["transactions"]] == ["SETTLED"]
+        expected = "SETTLED" if cancel.status == 409 else "REFUNDED"
+        assert [tx["status"] for tx in session["transactions"]] == [expected]
         assert_timeline(events, session_id)
         assert_consistent_with_timeline(session, events)
     assert sum(outcomes.values()) == SETTLE_RACE_ROUNDS, outcomes
+
+
+def refunded(api: Api, session_id: str) -> dict[str, Any] | None:
+    session = api.get(session_id)
+    return session if [tx["status"] for tx in session["transactions"]] == ["REFUNDED"] else None
 
 
 # -- 6. idempotency under concurrency --------------------------------------------------------------------

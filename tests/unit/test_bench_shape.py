@@ -28,6 +28,7 @@ EXPECTED_KEYS = {
         "stop_seconds",
         "restart_seconds_10k",
     },
+    "stripe": {"ddb_calls_cancel_k", "provider_wall_ratio_25_vs_1"},
     "machine": None,
 }
 
@@ -52,6 +53,9 @@ def _check_shape(results: dict[str, Any]) -> None:
     assert isinstance(results["overhead_ratio"], float)
     assert results["layer_mb"] is None or isinstance(results["layer_mb"], float)
     assert isinstance(results["machine"], str) and results["machine"]
+    stripe = results["stripe"]
+    assert set(stripe["ddb_calls_cancel_k"]) == {"1", "5", "25"}
+    assert isinstance(stripe["provider_wall_ratio_25_vs_1"], float)
     runtime = results["runtime"]
     assert isinstance(runtime["errors_5xx"], int)
     assert all(isinstance(value, int | float) for value in runtime.values())

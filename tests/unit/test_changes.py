@@ -29,9 +29,18 @@ def test_a_guard_adds_the_expiry_and_in_flight_rules() -> None:
     assert guard.values == {":status": "OPEN", ":now": int(NOW.timestamp()), ":zero": 0}
 
 
-def test_a_transaction_move_follows_the_table_and_drops_the_token_when_it_ends() -> None:
+def test_a_transaction_move_follows_the_table_and_leaves_token_and_reconciliation_when_it_ends() -> None:
     ended = transaction_move("tx", "PROCESSING", TransactionStatus.CANCELLED, NOW)
-    assert ended.expected_statuses == ["PROCESSING"] and list(ended.remove) == ["taskToken"]
+    assert ended.expected_statuses == ["PROCESSING"]
+    assert list(ended.remove) == ["taskToken", "reconcileShard", "reconcileAt"]
+    refund_due = transaction_move(
+        "tx",
+        "PROCESSING",
+        TransactionStatus.SETTLED,
+        NOW,
+        also_set={"reconcileShard": "R#1", "reconcileAt": 1},
+    )
+    assert list(refund_due.remove) == ["taskToken"]
     authorised = transaction_move("tx", "PROCESSING", TransactionStatus.AUTHORIZED, NOW)
     assert list(authorised.remove) == []
     with pytest.raises(ValueError, match="transition table forbids"):

@@ -33,7 +33,7 @@ from checkout_core.transitions import SessionStatus, TransactionStatus
 from checkout_core.views import transactions_in_order
 from checkout_core.workflow import execution_name
 
-MAX_PROVIDER_CALLS_AT_ONCE = 8
+MAX_PROVIDER_CALLS_AT_ONCE = 25  # a session holds at most 25 transactions: one call each, all at once
 
 
 def cancelled_event_data(cancellation: dict[str, Any], refund_required: bool) -> dict[str, Any]:

@@ -176,25 +176,12 @@ class CaptureMethod(StrEnum):
 
 
 class CreateTransactionRequest(Strict):
-    # Providers that name the payment method (stripe) need paymentMethod; the document says so.
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        defer_build=True,
-        json_schema_extra={
-            "anyOf": [
-                {"properties": {"provider": {"not": {"const": "stripe"}}}},
-                {"required": ["paymentMethod"], "properties": {"paymentMethod": {"type": "string"}}},
-            ]
-        },
-    )
-
     provider: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     paymentMethod: (
         Annotated[
             str,
             StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_]+$"),
-            Field(description="The provider's payment method, e.g. pm_card_visa (stripe only)"),
+            Field(description="Required with stripe: its payment method, e.g. pm_card_visa (stripe only)"),
         ]
         | None
     ) = None
