@@ -69,6 +69,12 @@ _SIGNATURE = {
     "name": "Provider-Signature",
     "description": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>; 300 s tolerance',
 }
+_STRIPE_SIGNATURE = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Stripe-Signature",
+    "description": "provider stripe: Stripe's own webhook signature (t=...,v1=...), 300 s tolerance",
+}
 _COMMON_ERRORS = {
     "404": "No such route (the gateway), or no such resource",
     "429": "rate_limited: throttled (Retry-After)",
@@ -85,6 +91,7 @@ def complete(spec: dict[str, Any], providers: list[str], ttl_bounds: tuple[int, 
     for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(name, None)  # validation errors are answered 400 invalid_request, never 422
     spec["components"]["securitySchemes"]["providerSignature"] = _SIGNATURE
+    spec["components"]["securitySchemes"]["stripeSignature"] = _STRIPE_SIGNATURE
     expires = schemas["CreateSessionRequest"]["properties"]["expiresInSeconds"]["anyOf"][0]
     expires.update(minimum=ttl_bounds[0], maximum=ttl_bounds[1])
     schemas["CreateTransactionRequest"]["properties"]["provider"]["enum"] = sorted(providers)
@@ -103,7 +110,7 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], provi
     if page:
         operation["security"] = []
     elif path.startswith("/v1/providers/"):
-        operation["security"] = [{"providerSignature": []}]
+        operation["security"] = [{"providerSignature": []}, {"stripeSignature": []}]
     for status, description in _COMMON_ERRORS.items():
         responses.setdefault(status, {"description": description, "content": _ERROR})
     if method == "post" and "requestBody" in operation:

@@ -55,8 +55,7 @@ def create_transaction(
     provider = ctx.providers.get(provider_name)
     if provider is None:
         raise InvalidRequest(f"Unknown provider; use one of {', '.join(ctx.providers.names())}.", "provider")
-    reference = provider.reference_before_start("")
-    if reference is None and payment_method is None:
+    if provider.requires_payment_method and payment_method is None:
         raise InvalidRequest(f"paymentMethod is required with {provider_name}.", "paymentMethod")
     limit = transitions.MAX_TRANSACTIONS_PER_SESSION
     marker = attempt_key(tenant, session_id, idempotency_key) if idempotency_key else None

@@ -12,6 +12,7 @@ from typing import Any
 
 from checkout_core import refunds, transitions
 from checkout_core.changes import epoch
+from checkout_core.clock import from_iso
 from checkout_core.context import Context
 from checkout_core.observability import logger
 from checkout_core.providers import ProviderReport
@@ -42,7 +43,13 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
         return False
     status = transaction["status"]
     if status == TransactionStatus.SETTLED and transaction.get("refundDue"):
-        return refunds.refund_settled(ctx, session_id, transaction_id, transaction["provider"])
+        if refunds.refund_settled(ctx, session_id, transaction_id, transaction["provider"]):
+            return True
+        settled_at = epoch(from_iso(transaction["updatedAt"]))
+        overdue = now - settled_at > ctx.settings.cancellation_deadline_seconds
+        if overdue and not transaction.get("refundAttentionRaised"):
+            return refunds.raise_refund_attention(ctx, session_id, transaction)
+        return False
     if not transitions.is_in_flight(status):
         ctx.repository.leave_reconciliation(transaction_id, None)
         return False

@@ -91,3 +91,48 @@ def record_refund(
         count_transition("TransactionRefunded")
         return
     raise ConcurrentUpdate()
+
+
+def raise_refund_attention(ctx: Context, session_id: str, transaction: dict[str, Any]) -> bool:
+    """A refund still not made `CANCELLATION_DEADLINE_SECONDS` after the payment settled: a person must
+    look (session.attention_required, once; the scheduled job keeps asking the provider meanwhile)."""
+    tx_id = transaction["transactionId"]
+    for _ in attempts():
+        item = ctx.repository.get_session(session_id)
+        if item is None:
+            return False
+        now = ctx.clock()
+        updates: dict[str, Any] = {"updatedAt": to_iso(now)}
+        if item.get("cancellation"):
+            updates["cancellation.attentionRequired"] = True
+        change = session_change(
+            item,
+            f"refund_attention:{tx_id}",
+            set=updates,
+            events=[
+                new_event(
+                    "session.attention_required",
+                    "scheduler",
+                    now,
+                    {"reason": "REFUND_NOT_MADE", "transactionId": tx_id, "refundRequired": True},
+                )
+            ],
+            transactions=[
+                TransactionChange(
+                    transaction_id=tx_id,
+                    expected_statuses=[TransactionStatus.SETTLED.value],
+                    set={"refundAttentionRaised": True},
+                )
+            ],
+        )
+        try:
+            ctx.repository.apply(change)
+        except WriteConflict:
+            continue
+        count_transition("SessionAttentionRequired")
+        logger.warning(
+            "a refund is still not made past the deadline",
+            extra={"sessionId": session_id, "transactionId": tx_id},
+        )
+        return True
+    raise ConcurrentUpdate()

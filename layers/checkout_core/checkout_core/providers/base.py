@@ -62,6 +62,11 @@ class ProviderAdapter(Protocol):
     def cancel_in_flight(self) -> bool: ...
 
     @property
+    def requires_payment_method(self) -> bool:
+        """Whether an attempt names the customer's payment method at the provider (`paymentMethod`)."""
+        ...
+
+    @property
     def reconciles(self) -> bool:
         """Whether `status` can be asked: the provider keeps the attempts it was sent."""
         ...

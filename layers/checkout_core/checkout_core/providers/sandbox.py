@@ -18,6 +18,7 @@ class Sandbox:
     cancel_outcome: CancelOutcome
     webhook_secret: str
     reconciles: bool = False  # a sandbox keeps no state: its news arrives only by webhook
+    requires_payment_method: bool = False
 
     def reference_before_start(self, transaction_id: str) -> str | None:
         return f"sbx_{transaction_id.replace('-', '')}"

@@ -53,6 +53,7 @@ class StripeProvider:
     name = "stripe"
     cancel_in_flight = True  # except what Stripe already reports `processing`: see cancel()
     reconciles = True
+    requires_payment_method = True
 
     def __init__(self, settings: StripeSettings) -> None:
         self._settings = settings
