@@ -9,6 +9,8 @@ Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
   test IBAN DE89370400440532013000 does so for minutes; localstripe succeeded it at once) and sends
   `payment_intent.processing` when confirmed;
 - a manual-capture intent that is authorised sends `payment_intent.amount_capturable_updated`;
+- a decline on confirm is a `card_error` that carries the PaymentIntent, as Stripe's does (localstripe's
+  named neither);
 - `GET /v1/payment_intents/search?query=metadata['transactionId']:'...'` finds intents by metadata
   (localstripe answered 404);
 - the store is not pickled to disk after every POST (which made each request cost in proportion to all
@@ -42,6 +44,7 @@ _METADATA_QUERY = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>[^']*)'$
 _original_cancel = PaymentIntent._api_cancel.__func__
 _original_initialize_charge = Charge._initialize_charge
 _original_create_charge = PaymentIntent._create_charge
+_original_report_failure = PaymentIntent._report_failure
 
 
 def _cancel(cls: Any, id: str, cancellation_reason: str | None = None, **kwargs: Any) -> Any:
@@ -89,6 +92,16 @@ def _create_charge(self: Any, on_failure_now: Any) -> None:
         schedule_webhook(Event("payment_intent.amount_capturable_updated", self))
 
 
+def _report_failure(self: Any) -> None:
+    """A decline on confirm is Stripe's card_error carrying the PaymentIntent (localstripe's has neither)."""
+    try:
+        _original_report_failure(self)
+    except UserError as declined:
+        if declined.code == 402:
+            declined.body["error"].update(type="card_error", payment_intent=self._export())
+        raise
+
+
 class _SearchResult:
     def __init__(self, found: list[Any]) -> None:
         self.found = found
@@ -119,10 +132,11 @@ def _search(query: str | None = None, limit: Any = None, **kwargs: Any) -> _Sear
 def patch() -> None:
     # In memory only: localstripe pickles its whole store to disk after every POST, which makes each
     # request cost in proportion to everything created before it (Stripe's cost does not grow so).
-    store.dump_to_disk = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    store.dump_to_disk = lambda *args, **kwargs: None
     PaymentIntent._api_cancel = classmethod(_cancel)
     Charge._initialize_charge = _initialize_charge
     PaymentIntent._create_charge = _create_charge
+    PaymentIntent._report_failure = _report_failure
     # The server registers the routes of `extra_apis` when it is imported: replace the cancel route's
     # function there, and add search before the generic /v1/payment_intents/{id}.
     apis = resources.extra_apis

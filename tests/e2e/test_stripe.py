@@ -120,6 +120,7 @@ def test_a_declined_card_is_402_and_the_attempt_is_kept_failed(api: Api) -> None
     [transaction] = api.get(session["sessionId"])["transactions"]
     assert transaction["transactionId"] == error["transactionId"]
     assert (transaction["status"], transaction["failureCode"]) == ("FAILED", "card_declined")
+    assert transaction["providerReference"].startswith("pi_")  # Stripe's error names the PaymentIntent
     assert api.get(session["sessionId"])["status"] == "OPEN"
 
 

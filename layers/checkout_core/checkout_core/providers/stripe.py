@@ -153,7 +153,13 @@ class StripeProvider:
             raise InvalidSignature("Stripe-Signature is missing, stale or does not match.") from exc
         obj = event.data.object.to_dict()
         if event.type == "charge.refunded":
+            if not obj.get("refunded"):
+                return ProviderReport(event.id, None, None, None)  # partly refunded: not a move here
             metadata = dict(obj.get("metadata") or {})
+            if not metadata.get("transactionId") and obj.get("payment_intent"):
+                # A charge does not carry its PaymentIntent's metadata: ask for the intent's.
+                intent = self._stripe().v1.payment_intents.retrieve(obj["payment_intent"])
+                metadata = intent.metadata.to_dict()
             refunds = (obj.get("refunds") or {}).get("data") or []
             refund_id = refunds[0]["id"] if refunds else None
             return ProviderReport(
