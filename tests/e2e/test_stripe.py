@@ -26,7 +26,8 @@ _EMULATOR = re.compile(r"Stripe emulated by localstripe at (http://\S+)")
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[RunningRuntime]:
-    runtime = launch({"STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "LOCAL_STRIPE_SEPA_SECONDS": "4"})
+    # The SEPA debits process for 8 s: time enough, on a loaded machine, to cancel one while it processes.
+    runtime = launch({"STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "LOCAL_STRIPE_SEPA_SECONDS": "8"})
     yield runtime
     stop_and_check(runtime)
 
