@@ -165,6 +165,21 @@ def test_a_processing_debit_waits_then_is_refunded_when_it_succeeds(api: Api, em
     assert "transaction.refunded" in types and types.count("transaction.refunded") == 1
 
 
+def test_a_cancel_that_must_not_wait_is_refused_while_stripe_processes_a_debit(
+    api: Api, emulator: Any
+) -> None:
+    session = api.open_session(currency="EUR")
+    started = start(api, session["sessionId"], sepa_method(emulator))
+    assert started.body["status"] == "PROCESSING"
+    before = api.get(session["sessionId"])
+    refused = api.cancel(session["sessionId"], {"whenInFlight": "REJECT"})
+    error = assert_error(refused, 409, "transactions_in_flight")
+    assert error["pendingTransactionIds"] == [started.body["transactionId"]]
+    assert api.get(session["sessionId"]) == before  # nothing changed
+    intent = emulator.v1.payment_intents.retrieve(started.body["providerReference"])
+    assert intent.status in ("processing", "succeeded")  # never cancelled
+
+
 def test_a_forged_stripe_signature_is_401_and_an_unknown_type_is_acknowledged(api: Api) -> None:
     body = json.dumps(
         {"id": "evt_forged", "object": "event", "type": "payment_intent.succeeded", "data": {"object": {}}}

@@ -47,8 +47,13 @@ def cancel_session(
             (tx["transactionId"], tx["status"], ctx.can_cancel_in_flight(tx["provider"]))
             for tx in transactions_in_order(item)
         )
-        if request.whenInFlight is WhenInFlight.REJECT and plan.left_in_flight:
-            raise TransactionsInFlight(list(plan.left_in_flight))
+        if request.whenInFlight is WhenInFlight.REJECT:
+            refused = [
+                *plan.left_in_flight,
+                *finalisation.refused_at_providers(ctx, item, plan.to_cancel_at_provider),
+            ]
+            if refused:
+                raise TransactionsInFlight(refused)
         cancellation = _new_cancellation(ctx, request, plan.in_flight, now)
         try:
             if not plan.in_flight:

@@ -85,6 +85,27 @@ def cancel_at_providers(
     return outcomes
 
 
+def refused_at_providers(
+    ctx: Context, item: dict[str, Any], transaction_ids: tuple[str, ...] | list[str]
+) -> list[str]:
+    """Of the transactions a provider could cancel in flight, those it would refuse to cancel now (a
+    Stripe intent already `processing`), asked all at once; for a cancel that must not wait."""
+    transactions = item.get("transactions") or {}
+
+    def refused(transaction_id: str) -> bool:
+        summary = transactions[transaction_id]
+        provider = ctx.providers.get(summary["provider"])
+        return provider is not None and not provider.cancellable_now(
+            summary.get("providerReference"), transaction_id
+        )
+
+    wanted = list(transaction_ids)
+    if not wanted:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(wanted), MAX_PROVIDER_CALLS_AT_ONCE)) as pool:
+        return [tx_id for tx_id, no in zip(wanted, pool.map(refused, wanted), strict=True) if no]
+
+
 def record_provider_cancellations(
     ctx: Context,
     item: dict[str, Any],

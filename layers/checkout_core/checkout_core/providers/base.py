@@ -77,6 +77,10 @@ class ProviderAdapter(Protocol):
 
     def start(self, attempt: Attempt) -> ProviderState: ...
 
+    def cancellable_now(self, reference: str | None, transaction_id: str) -> bool:
+        """Whether a cancel would stop this attempt now (asked before a cancel that must not wait)."""
+        ...
+
     def cancel(
         self, reference: str | None, transaction_id: str, reason_type: str | None
     ) -> CancelOutcome: ...

@@ -28,6 +28,9 @@ class Sandbox:
             self.reference_before_start(attempt.transaction_id), TransactionStatus.PROCESSING
         )
 
+    def cancellable_now(self, reference: str | None, transaction_id: str) -> bool:
+        return self.cancel_in_flight
+
     def cancel(self, reference: str | None, transaction_id: str, reason_type: str | None) -> CancelOutcome:
         return self.cancel_outcome
 

@@ -101,6 +101,16 @@ class StripeProvider:
             )
         return state_of(intent)
 
+    def cancellable_now(self, reference: str | None, transaction_id: str) -> bool:
+        """False for an intent Stripe reports `processing` (it refuses that cancel); when it cannot be
+        asked, True: the cancel is tried, and a refusal then leaves the payment pending."""
+        if reference is None:
+            return True
+        try:
+            return bool(self._stripe().v1.payment_intents.retrieve(reference).status != "processing")
+        except Exception:
+            return True
+
     def cancel(self, reference: str | None, transaction_id: str, reason_type: str | None) -> CancelOutcome:
         import stripe
 
