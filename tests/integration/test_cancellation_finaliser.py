@@ -358,7 +358,11 @@ def test_cost_per_recheck_is_a_small_constant(fast_recheck: Finaliser) -> None:
     assert entered[: len(head)] == head
     assert entered[-len(tail) :] == tail
     cycles = entered[len(head) : -len(tail)]
-    assert len(cycles) == len(RECHECK_CYCLE) * observed
+    if cycles[-2:] == ["StoreTaskTokenAndWait", "TransactionAlreadyFinished"]:
+        # The transaction ended between the last recheck and the token's store, whose condition then
+        # failed (a loaded machine makes this window real): the cycle ends one state later.
+        cycles = cycles[:-1]
+    assert len(cycles) == len(RECHECK_CYCLE) * observed, entered
     for start in range(0, len(cycles) - len(RECHECK_CYCLE), len(RECHECK_CYCLE)):
         assert cycles[start : start + len(RECHECK_CYCLE)] == RECHECK_CYCLE
     # the last cycle either stored a token the callback then released, or found the transaction ended
