@@ -33,7 +33,7 @@ router = Router()
 def create_transaction(sessionId: SessionId, body: CreateTransactionRequest) -> Response[str]:
     from checkout_core.payments import create_transaction as create
 
-    key = router.current_event.get_header_value("Idempotency-Key")
+    key = router.current_event.headers.get("Idempotency-Key")
     transaction = create(
         get_context(),
         tenant_of(router),
