@@ -136,20 +136,18 @@ def _start_at_provider(
         )
         return recorded
     faults.inject("transaction.after_provider_start")
-    report = ProviderReport(
-        f"start:{attempt.transaction_id}",
-        attempt.transaction_id,
-        state.reference,
-        state.status,
-        failure_code=state.failure_code,
-    )
-    if state.status == TransactionStatus.PROCESSING:
-        if state.reference:
-            record_provider_reference(ctx, attempt.session_id, attempt.transaction_id, state.reference)
-    else:
+    if state.status != TransactionStatus.PROCESSING:
+        report = ProviderReport(
+            f"start:{attempt.transaction_id}",
+            attempt.transaction_id,
+            state.reference,
+            state.status,
+            failure_code=state.failure_code,
+        )
         apply_provider_event(ctx, provider_name, report)
-    stored = ctx.repository.get_transaction(attempt.transaction_id) or {}
-    transaction = Transaction.model_validate({k: stored[k] for k in Transaction.model_fields if k in stored})
+    elif state.reference:
+        record_provider_reference(ctx, attempt.session_id, attempt.transaction_id, state.reference)
+    transaction = _transaction_view(ctx.repository.get_transaction(attempt.transaction_id) or {})
     if transaction.status == TransactionStatus.FAILED:
         raise PaymentDeclined(transaction.transactionId, transaction.failureCode)
     return transaction
@@ -165,8 +163,10 @@ def _marker_items(marker: dict[str, str] | None, transaction_id: str, now: datet
 def _earlier_attempt(ctx: Context, marker: dict[str, str]) -> Transaction | None:
     pointer = ctx.repository.get_item(marker)
     stored = ctx.repository.get_transaction(pointer["transactionId"]) if pointer else None
-    if stored is None:
-        return None
+    return None if stored is None else _transaction_view(stored)
+
+
+def _transaction_view(stored: dict[str, Any]) -> Transaction:
     return Transaction.model_validate(
         {field: stored[field] for field in Transaction.model_fields if field in stored}
     )
