@@ -1,4 +1,4 @@
 """Webhooks to merchants (contract §7): Standard Webhooks signatures and the delivery schedule.
 
-Built so far: signing.py and schedule.py, pure and tested. Endpoints, deliveries and the delivery
+Built so far, pure and tested: signing.py, schedule.py and addresses.py (the URL rules and SSRF checks). Endpoints, deliveries and the delivery
 function that use them are the next step (issue: webhooks to merchants)."""
