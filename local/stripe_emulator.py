@@ -27,6 +27,12 @@ import logging
 import os
 import re
 import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from typing import Any
 
 from localstripe import resources
@@ -181,13 +187,6 @@ class LocalStripe:
     READY_TIMEOUT_SECONDS = 30
 
     def __init__(self, webhook_url: str, webhook_secret: str) -> None:
-        import subprocess
-        import sys
-        import time
-        import urllib.error
-        import urllib.parse
-        import urllib.request
-
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]

@@ -32,6 +32,7 @@ DEMO_KEY = "sk_test_demo"
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
 _MOTO_URL = re.compile(r"AWS emulated by moto at (http://\S+)")
+_STRIPE_URL = re.compile(r"Stripe emulated by localstripe at (http://\S+)")
 
 
 def free_port() -> int:
@@ -59,6 +60,13 @@ class RunningRuntime:
     def moto_url(self) -> str:
         found = _MOTO_URL.search(self.stderr)
         assert found, f"the runtime did not say where moto listens:\n{self.tail()}"
+        return found.group(1)
+
+    @property
+    def stripe_url(self) -> str:
+        """The local Stripe the runtime started (its API base)."""
+        found = _STRIPE_URL.search(self.stderr)
+        assert found, f"the runtime did not say where the local Stripe listens:\n{self.tail()}"
         return found.group(1)
 
     def tail(self, lines: int = 60) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +20,6 @@ from tests.support import wait_until
 
 WEBHOOK_SECRET = "whsec_e2e_stripe"
 SEPA_IBAN = "DE89370400440532013000"  # Stripe's test IBAN: processing, then succeeded
-_EMULATOR = re.compile(r"Stripe emulated by localstripe at (http://\S+)")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +37,7 @@ def api(running: RunningRuntime) -> Api:
 
 @pytest.fixture(scope="module")
 def emulator(running: RunningRuntime) -> Any:
-    found = _EMULATOR.search(running.stderr)
-    assert found, running.tail()
-    return stripe.StripeClient("sk_test_local", base_addresses={"api": found.group(1)})
+    return stripe.StripeClient("sk_test_local", base_addresses={"api": running.stripe_url})
 
 
 def start(api: Api, session_id: str, payment_method: str, capture: str = "AUTOMATIC") -> Any:

@@ -4,7 +4,6 @@ finds, as a webhook would."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +15,6 @@ from tests.e2e.helpers import Api, wait_for_status
 from tests.support import wait_until
 
 FAST = {"SWEEP_INTERVAL_SECONDS": "1", "PROVIDER_RECONCILE_SECONDS": "1", "LOCAL_STRIPE_SEPA_SECONDS": "2"}
-_EMULATOR = re.compile(r"Stripe emulated by localstripe at (http://\S+)")
 
 
 @pytest.fixture
@@ -34,9 +32,7 @@ def start_runtime() -> Iterator[Callable[..., RunningRuntime]]:
 
 
 def emulator_of(runtime: RunningRuntime) -> Any:
-    found = _EMULATOR.search(runtime.stderr)
-    assert found, runtime.tail()
-    return stripe.StripeClient("sk_test_local", base_addresses={"api": found.group(1)})
+    return stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_url})
 
 
 def attempt(api: Api, session_id: str, payment_method: str, capture: str = "AUTOMATIC") -> Any:

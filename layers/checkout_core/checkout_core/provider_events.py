@@ -97,7 +97,8 @@ def apply_provider_event(
             _cancel_competing_attempts(ctx, completed, transaction_id)
         elif target == TransactionStatus.SETTLED:
             # Settled where it cannot complete the session: cancelled, expired, or paid already.
-            refunds.refund_settled(ctx, session_id, transaction_id, provider_name)
+            settled = {**transaction, **reported_fields(transaction, event), "status": target}
+            refunds.refund_settled(ctx, session_id, settled)
         return ProviderEventResult(applied=True)
     raise ConcurrentUpdate()
 

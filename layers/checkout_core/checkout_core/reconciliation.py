@@ -43,7 +43,7 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
         return False
     status = transaction["status"]
     if status == TransactionStatus.SETTLED and transaction.get("refundDue"):
-        if refunds.refund_settled(ctx, session_id, transaction_id, transaction["provider"]):
+        if refunds.refund_settled(ctx, session_id, transaction):
             return True
         settled_at = epoch(from_iso(transaction["updatedAt"]))
         overdue = now - settled_at > ctx.settings.cancellation_deadline_seconds

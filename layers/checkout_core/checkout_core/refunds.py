@@ -21,11 +21,12 @@ from checkout_core.repository import TransactionChange
 from checkout_core.transitions import TransactionStatus
 
 
-def refund_settled(ctx: Context, session_id: str, transaction_id: str, provider_name: str) -> bool:
-    """Refunds one settled transaction at its provider and records it; False when the call failed."""
+def refund_settled(ctx: Context, session_id: str, transaction: dict[str, Any]) -> bool:
+    """Refunds one settled transaction (its item as the caller holds it) at its provider and records it;
+    False when the call failed. Recording it twice is refused by the write's condition."""
+    transaction_id, provider_name = transaction["transactionId"], transaction["provider"]
     provider = ctx.providers.get(provider_name)
-    transaction = ctx.repository.get_transaction(transaction_id)
-    if provider is None or transaction is None or transaction["status"] != TransactionStatus.SETTLED:
+    if provider is None or transaction["status"] != TransactionStatus.SETTLED:
         return False
     log_extra = {"sessionId": session_id, "transactionId": transaction_id, "provider": provider_name}
     try:

@@ -71,17 +71,6 @@ def list_events(ctx: Context, tenant: Tenant, session_id: str) -> list[Event]:
     return [event_view(item) for item in ctx.repository.list_events(session_id)]
 
 
-def pay_page_session(ctx: Context, token: str) -> Session | None:
-    """The session behind a hosted checkout token, or None for an unknown token."""
-    if not 16 <= len(token) <= 128 or not all(ch.isalnum() or ch in "-_" for ch in token):
-        return None
-    pointer = ctx.repository.get_pay_token(hash_secret(token))
-    if pointer is None:
-        return None
-    item = ctx.repository.get_session(pointer["sessionId"])
-    return session_view(item, ctx.clock()) if item else None
-
-
 def create_session(
     ctx: Context, tenant: Tenant, request: CreateSessionRequest, public_base_url: str
 ) -> Session:

@@ -69,27 +69,20 @@ def show_page_headers(token: str) -> Response[str]:
     responses=_FORM_RESPONSES,
 )
 def cancel_from_page(token: str) -> Response[str]:
-    ctx = get_context()
-    hosted = checkout.find(ctx, token)
-    if hosted is None:
-        return _answer(message_page(404, *_NOT_FOUND))
-    refused = _refused_form(token)
-    if refused is not None:
-        return refused
-    if hosted.session.status is not SessionStatus.OPEN:
-        return _answer(_closed(hosted.session))
+    posted = _posted_form(token)
+    if isinstance(posted, Response):
+        return posted
+    hosted, _, _ = posted
     try:
-        session = checkout.cancel(ctx, hosted)
+        session = checkout.cancel(get_context(), hosted)
     except errors.TransactionsInFlight:
         notice = (
             "A payment is already being processed and can no longer be cancelled here. "
             "Nothing was changed; if the payment does not go through, you can cancel then."
         )
         return _render_open(token, hosted, _page_link(token)[0], notice=notice, status=409)
-    except errors.StateConflict:
-        return _answer(_closed(_reread(token) or hosted.session))
-    except (errors.ConcurrentUpdate, errors.ServiceUnavailable):
-        return _answer(message_page(503, *_BUSY))
+    except (errors.StateConflict, errors.ConcurrentUpdate, errors.ServiceUnavailable) as exc:
+        return _refused_write(hosted, exc)
     return _see_other(checkout.back_to_merchant(session, session.status, cancelled=True))
 
 
@@ -100,25 +93,43 @@ def cancel_from_page(token: str) -> Response[str]:
     responses=_FORM_RESPONSES,
 )
 def pay_from_page(token: str) -> Response[str]:
-    ctx = get_context()
-    hosted = checkout.find(ctx, token)
-    if hosted is None:
-        return _answer(message_page(404, *_NOT_FOUND))
-    refused = _refused_form(token)
-    if refused is not None:
-        return refused
-    if hosted.session.status is not SessionStatus.OPEN:
-        return _answer(_closed(hosted.session))
-    fields = checkout.parse_form(router.current_event.decoded_body or "")
+    posted = _posted_form(token)
+    if isinstance(posted, Response):
+        return posted
+    hosted, fields, nonce = posted
     try:
-        checkout.pay(ctx, hosted, fields.get("method", ""), _form_nonce(token) or "")
+        checkout.pay(get_context(), hosted, fields.get("method", ""), nonce)
     except checkout.FormRefused as exc:
         return _answer(message_page(400, "Payment not started", str(exc), link=_page_link(token)))
-    except errors.StateConflict:
-        return _answer(_closed(_reread(token) or hosted.session))
-    except (errors.ConcurrentUpdate, errors.ServiceUnavailable):
-        return _answer(message_page(503, *_BUSY))
+    except (errors.StateConflict, errors.ConcurrentUpdate, errors.ServiceUnavailable) as exc:
+        return _refused_write(hosted, exc)
     return _see_other(_page_link(token)[0])
+
+
+def _posted_form(token: str) -> tuple[checkout.HostedSession, dict[str, str], str] | Response[str]:
+    """What every form post checks first: the checkout exists, the form is the page's own (anti-forgery),
+    and the session is still OPEN. Its session, fields and nonce; or the page that answers instead."""
+    hosted = checkout.find(get_context(), token)
+    if hosted is None:
+        return _answer(message_page(404, *_NOT_FOUND))
+    nonce = _form_nonce(token)
+    try:
+        fields = checkout.parse_form(router.current_event.decoded_body or "")
+        checkout.check_form(token, nonce, fields)
+    except checkout.FormRefused as exc:
+        logger.warning("hosted page form refused: no valid anti-forgery token")
+        return _answer(message_page(403, "This page has expired", str(exc), link=_page_link(token)))
+    if hosted.session.status is not SessionStatus.OPEN:
+        return _answer(_closed(hosted.session))
+    return hosted, fields, nonce or ""
+
+
+def _refused_write(hosted: checkout.HostedSession, exc: errors.DomainError) -> Response[str]:
+    """The session moved on meanwhile (its status is in the refusal), or the write could not be made."""
+    if isinstance(exc, errors.StateConflict):
+        moved_on = hosted.session.model_copy(update={"status": SessionStatus(exc.current_status)})
+        return _answer(_closed(moved_on))
+    return _answer(message_page(503, *_BUSY))
 
 
 def _render_open(
@@ -158,21 +169,6 @@ def _closed(session: Session) -> Page:
     back = checkout.back_to_merchant(session, session.status)
     paid = session.status is SessionStatus.COMPLETED
     return closed_page(checkout.describe_closed(session), back, go_back_now=paid)
-
-
-def _reread(token: str) -> Session | None:
-    hosted = checkout.find(get_context(), token)
-    return hosted.session if hosted else None
-
-
-def _refused_form(token: str) -> Response[str] | None:
-    try:
-        fields = checkout.parse_form(router.current_event.decoded_body or "")
-        checkout.check_form(token, _form_nonce(token), fields)
-    except checkout.FormRefused as exc:
-        logger.warning("hosted page form refused: no valid anti-forgery token")
-        return _answer(message_page(403, "This page has expired", str(exc), link=_page_link(token)))
-    return None
 
 
 def _form_nonce(token: str) -> str | None:
