@@ -11,6 +11,7 @@ from checkout_core.routes import (
     list_sessions,
     pay_page,
     provider_events,
+    webhook_endpoints,
 )
 
 ALL_ROUTERS = [
@@ -22,4 +23,5 @@ ALL_ROUTERS = [
     list_session_events.router,
     provider_events.router,
     pay_page.router,
+    webhook_endpoints.router,
 ]

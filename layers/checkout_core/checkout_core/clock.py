@@ -26,8 +26,12 @@ def from_epoch(seconds: int) -> datetime:
 
 def uuid7() -> str:
     """A UUID version 7 (RFC 9562): 48-bit Unix time in ms, then random bits; sorts by creation time."""
-    unix_ms = time.time_ns() // 1_000_000
-    random_bits = int.from_bytes(secrets.token_bytes(10), "big")
+    return uuid7_from(time.time_ns() // 1_000_000, secrets.token_bytes(10))
+
+
+def uuid7_from(unix_ms: int, entropy: bytes) -> str:
+    """The UUIDv7 of a moment and 10 bytes standing for its random bits: the same inputs give the same id."""
+    random_bits = int.from_bytes(entropy[:10], "big")
     value = (unix_ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= ((random_bits >> 62) & 0xFFF) << 64
@@ -44,4 +48,4 @@ def is_uuid7(text: str) -> bool:
     return parsed.version == 7 and str(parsed) == text
 
 
-__all__ = ["from_epoch", "from_iso", "is_uuid7", "to_iso", "utc_now", "uuid7"]
+__all__ = ["from_epoch", "from_iso", "is_uuid7", "to_iso", "utc_now", "uuid7", "uuid7_from"]

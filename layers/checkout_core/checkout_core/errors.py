@@ -45,6 +45,21 @@ class TransactionNotFound(DomainError):
         super().__init__(f"No transaction {transaction_id}.")
 
 
+class EndpointNotFound(DomainError):
+    def __init__(self, endpoint_id: str) -> None:
+        super().__init__(f"No webhook endpoint {endpoint_id}.")
+
+
+class DeliveryNotFound(DomainError):
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__(f"No delivery {delivery_id} of this webhook endpoint.")
+
+
+class EndpointLimitReached(DomainError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"A tenant has at most {limit} webhook endpoints; delete one first.")
+
+
 class StateConflict(DomainError):
     """A write refused because of the session's current status."""
 

@@ -297,3 +297,121 @@ class ErrorBody(Model):
 
 class ErrorResponse(Model):
     error: ErrorBody
+
+
+# ---------------------------------------------------------------- webhooks to merchants (§7)
+
+
+class EventType(StrEnum):
+    SESSION_CREATED = "session.created"
+    SESSION_COMPLETED = "session.completed"
+    SESSION_CANCELLATION_PENDING = "session.cancellation_pending"
+    SESSION_CANCELLED = "session.cancelled"
+    SESSION_EXPIRED = "session.expired"
+    SESSION_ATTENTION_REQUIRED = "session.attention_required"
+    TRANSACTION_CREATED = "transaction.created"
+    TRANSACTION_UPDATED = "transaction.updated"
+    TRANSACTION_REFUNDED = "transaction.refunded"
+
+
+class EndpointStatus(StrEnum):
+    ENABLED = "ENABLED"
+    DISABLED = "DISABLED"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    EXHAUSTED = "EXHAUSTED"
+
+
+EndpointUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048),
+    Field(
+        description="https (http and private addresses only where WEBHOOK_ALLOW_PRIVATE_URLS), no credentials"
+    ),
+]
+EventTypes = Annotated[
+    list[Annotated[EventType, Field(strict=False)]],
+    Field(max_length=len(EventType), description="Types delivered; empty: every type"),
+]
+EndpointDescription = Annotated[str, StringConstraints(max_length=500)]
+
+
+def _distinct(value: list[EventType] | None) -> list[EventType] | None:
+    if value is not None and len(set(value)) != len(value):
+        raise ValueError("eventTypes must not repeat a type")
+    return value
+
+
+class CreateEndpointRequest(Strict):
+    url: EndpointUrl
+    eventTypes: EventTypes = Field(default_factory=list)
+    description: EndpointDescription | None = None
+
+    _distinct_types = field_validator("eventTypes")(_distinct)
+
+
+class UpdateEndpointRequest(Strict):
+    url: EndpointUrl | None = None
+    eventTypes: EventTypes | None = None
+    description: EndpointDescription | None = None
+    status: Annotated[EndpointStatus | None, Field(strict=False)] = None
+
+    _distinct_types = field_validator("eventTypes")(_distinct)
+
+
+class RecoverRequest(Strict):
+    since: Annotated[
+        str,
+        StringConstraints(min_length=20, max_length=40),
+        Field(description="ISO 8601 time with an offset or Z; at most 30 days ago"),
+    ]
+
+
+class WebhookEndpoint(Model):
+    endpointId: str
+    url: str
+    eventTypes: list[str]
+    description: str | None = None
+    status: EndpointStatus
+    disabledReason: Literal["GONE", "FAILING", "MANUAL"] | None = None
+    createdAt: str
+    updatedAt: str
+
+
+class WebhookEndpointWithSecret(WebhookEndpoint):
+    secret: str = Field(description="whsec_ + base64 of 32 random bytes; shown only in this answer")
+
+
+class WebhookEndpointList(Model):
+    data: list[WebhookEndpoint]
+    nextCursor: str | None = None
+
+
+class Delivery(Model):
+    deliveryId: str
+    endpointId: str
+    eventId: str
+    type: str
+    sessionId: str | None = None
+    status: DeliveryStatus
+    attempts: int
+    lastAttemptAt: str | None = None
+    lastResponseStatus: int | None = None
+    lastError: str | None = None
+    nextAttemptAt: str | None = None
+    createdAt: str
+
+
+class DeliveryList(Model):
+    data: list[Delivery]
+    nextCursor: str | None = None
+
+
+class RecoverResponse(Model):
+    endpointId: str
+    since: str
+    recovered: int = Field(description="FAILED or EXHAUSTED deliveries sent again")

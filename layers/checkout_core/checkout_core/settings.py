@@ -34,6 +34,9 @@ class Settings:
     stripe_api_key: str
     stripe_webhook_secret: str
     stripe_api_base: str | None
+    webhook_queue_url: str = ""
+    webhook_allow_private_urls: bool = False
+    webhook_requeue_grace_seconds: int = 300
 
 
 @cache
@@ -59,4 +62,8 @@ def get_settings() -> Settings:
         stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
         provider_reconcile_seconds=_int("PROVIDER_RECONCILE_SECONDS", 900),
         hosted_test_payments=os.environ.get("HOSTED_TEST_PAYMENTS", "false").strip().lower() == "true",
+        webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL", ""),
+        webhook_allow_private_urls=os.environ.get("WEBHOOK_ALLOW_PRIVATE_URLS", "false").strip().lower()
+        == "true",
+        webhook_requeue_grace_seconds=_int("WEBHOOK_REQUEUE_GRACE_SECONDS", 300),
     )

@@ -1,5 +1,2 @@
-"""Webhooks to merchants (contract §7).
-
-Built so far, pure and tested: signing.py (Standard Webhooks signatures), schedule.py (when a delivery is
-tried again) and addresses.py (the URL rules and SSRF checks). Endpoints, deliveries and the delivery
-function that use them are the next step."""
+"""Webhooks to merchants (contract §7): endpoints, the fan-out from the bus, deliveries in order per
+session and endpoint, their attempts, and the scheduled job that re-derives lost queue messages."""

@@ -1,0 +1,207 @@
+"""Deliveries: one per (event, endpoint). Their items, their messages, their log, resend and recover.
+
+Status: PENDING (not tried yet, or queued again by resend / recover), SUCCEEDED, FAILED (the last attempt
+failed; `nextAttemptAt` says whether another is scheduled) and EXHAUSTED (the schedule ran out). A delivery
+that waits for a message carries `checkAt`; terminal ones do not."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from checkout_core.clock import from_epoch, from_iso, to_iso, uuid7_from
+from checkout_core.errors import DeliveryNotFound, InvalidRequest
+from checkout_core.models import Delivery, DeliveryList, DeliveryStatus, RecoverResponse, Tenant
+from checkout_core.webhooks.queue import Message
+from checkout_core.webhooks.services import WebhookServices
+from checkout_core.webhooks.store import Stale, delivery_key, delivery_shard
+
+RETENTION_SECONDS = 30 * 24 * 3600
+NOT_SENT_WHILE_DISABLED = "endpoint disabled; recorded, not sent"
+
+
+def delivery_id_for(event_id: str, endpoint_id: str, occurred_at: str) -> str:
+    """The same event and endpoint always make the same id (a repeated fan-out writes nothing new); it
+    sorts by the event's time, so the log lists newest first by its key."""
+    entropy = hashlib.sha256(f"{event_id}|{endpoint_id}".encode()).digest()
+    return uuid7_from(int(from_iso(occurred_at).timestamp() * 1000), entropy)
+
+
+def group_of(endpoint_id: str, event: dict[str, Any]) -> str:
+    """The FIFO message group: a session's events to one endpoint go in order; a test ping is alone."""
+    return f"{endpoint_id}#{event.get('sessionId') or event['eventId']}"
+
+
+def new_delivery(
+    services: WebhookServices, tenant_id: str, endpoint: dict[str, Any], event: dict[str, Any], body: str
+) -> dict[str, Any]:
+    now = services.now
+    delivery_id = delivery_id_for(event["eventId"], endpoint["endpointId"], event["occurredAt"])
+    item: dict[str, Any] = {
+        **delivery_key(endpoint["endpointId"], delivery_id),
+        "entity": "DELIVERY",
+        "tenantId": tenant_id,
+        "deliveryId": delivery_id,
+        "endpointId": endpoint["endpointId"],
+        "eventId": event["eventId"],
+        "type": event["type"],
+        "sequence": int(event.get("sequence") or 0),
+        "groupKey": group_of(endpoint["endpointId"], event),
+        "body": body,
+        "attempts": 0,
+        "retries": event["type"] != "webhook.test",
+        "createdAt": to_iso(services.clock()),
+        "ttl": now + RETENTION_SECONDS,
+    }
+    if event.get("sessionId"):
+        item["sessionId"] = event["sessionId"]
+    if endpoint["status"] == "ENABLED":
+        item.update(
+            status=DeliveryStatus.PENDING.value,
+            nextAttemptAt=now,
+            deliveryShard=delivery_shard(delivery_id),
+            checkAt=now + services.settings.webhook_requeue_grace_seconds,
+        )
+    else:
+        item.update(status=DeliveryStatus.FAILED.value, lastError=NOT_SENT_WHILE_DISABLED)
+    return item
+
+
+def first_message(delivery: dict[str, Any], endpoint_version: int) -> Message:
+    """The message of a delivery just written: it carries what the first attempt needs, so that attempt
+    reads nothing but (when its cached copy is older than `endpoint_version`) the endpoint."""
+    return Message(
+        group=delivery["groupKey"],
+        deduplication_id=delivery["deliveryId"],
+        body={
+            "tenantId": delivery["tenantId"],
+            "endpointId": delivery["endpointId"],
+            "deliveryId": delivery["deliveryId"],
+            "endpointVersion": endpoint_version,
+            "first": {
+                "eventId": delivery["eventId"],
+                "body": delivery["body"],
+                "retries": delivery["retries"],
+            },
+        },
+    )
+
+
+def message_again(delivery: dict[str, Any], reason: str) -> Message:
+    """A message for a delivery already tried or queued: its attempt reads the delivery first."""
+    return Message(
+        group=delivery["groupKey"],
+        deduplication_id=f"{delivery['deliveryId']}.{reason}",
+        body={
+            "tenantId": delivery["tenantId"],
+            "endpointId": delivery["endpointId"],
+            "deliveryId": delivery["deliveryId"],
+        },
+    )
+
+
+def delivery_view(item: dict[str, Any]) -> Delivery:
+    next_attempt = item.get("nextAttemptAt")
+    return Delivery(
+        deliveryId=item["deliveryId"],
+        endpointId=item["endpointId"],
+        eventId=item["eventId"],
+        type=item["type"],
+        sessionId=item.get("sessionId"),
+        status=item["status"],
+        attempts=item["attempts"],
+        lastAttemptAt=item.get("lastAttemptAt"),
+        lastResponseStatus=item.get("lastResponseStatus"),
+        lastError=item.get("lastError"),
+        nextAttemptAt=to_iso(from_epoch(next_attempt))
+        if next_attempt is not None and "checkAt" in item
+        else None,
+        createdAt=item["createdAt"],
+    )
+
+
+def list_deliveries(
+    services: WebhookServices,
+    tenant: Tenant,
+    endpoint_id: str,
+    status: DeliveryStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> DeliveryList:
+    from checkout_core.webhooks.endpoints import owned_endpoint
+
+    owned_endpoint(services, tenant, endpoint_id)
+    items, next_cursor = services.db.list_deliveries(
+        endpoint_id, status.value if status else None, limit, cursor
+    )
+    return DeliveryList(data=[delivery_view(item) for item in items], nextCursor=next_cursor)
+
+
+def queue_again(services: WebhookServices, delivery: dict[str, Any], reason: str) -> dict[str, Any]:
+    """Marks a delivery PENDING for one more attempt (no automatic retries after it) and sends its message.
+    The message waits behind the session's earlier deliveries to the endpoint, as every message does."""
+    now = services.now
+    changes = {
+        "status": DeliveryStatus.PENDING.value,
+        "retries": False,
+        "nextAttemptAt": now,
+        "deliveryShard": delivery_shard(delivery["deliveryId"]),
+        "checkAt": now + services.settings.webhook_requeue_grace_seconds,
+    }
+    services.db.update_delivery(delivery, changes)
+    services.messages.send([message_again(delivery, f"{reason}{now}")])
+    return {**delivery, **changes}
+
+
+def resend(services: WebhookServices, tenant: Tenant, endpoint_id: str, delivery_id: str) -> Delivery:
+    from checkout_core.webhooks.endpoints import owned_endpoint
+
+    owned_endpoint(services, tenant, endpoint_id)
+    for _ in range(5):
+        delivery = services.db.get_delivery(endpoint_id, delivery_id)
+        if delivery is None or delivery.get("tenantId") != tenant.tenant_id:
+            raise DeliveryNotFound(delivery_id)
+        try:
+            return delivery_view(queue_again(services, delivery, "resend"))
+        except Stale:
+            continue
+    from checkout_core.errors import ConcurrentUpdate
+
+    raise ConcurrentUpdate()
+
+
+def recover(services: WebhookServices, tenant: Tenant, endpoint_id: str, since: str) -> RecoverResponse:
+    """Sends again every FAILED or EXHAUSTED delivery created since `since` (at most 30 days ago), oldest
+    first, so each session's events go out in their order."""
+    from checkout_core.webhooks.endpoints import owned_endpoint
+
+    try:
+        moment = from_iso(since)
+    except ValueError as exc:
+        raise InvalidRequest("since must be an ISO 8601 time with an offset or Z.", "since") from exc
+    if since[-1] != "Z" and "+" not in since[10:] and "-" not in since[10:]:
+        raise InvalidRequest("since must be an ISO 8601 time with an offset or Z.", "since")
+    now = services.clock()
+    if moment < now - timedelta(seconds=RETENTION_SECONDS):
+        raise InvalidRequest("since must be within the last 30 days (deliveries are kept 30 days).", "since")
+    owned_endpoint(services, tenant, endpoint_id)
+    lowest = uuid7_from(int(moment.timestamp() * 1000), bytes(10))
+    failed = sorted(
+        services.db.failed_deliveries_since(endpoint_id, lowest),
+        key=lambda item: (item["groupKey"], item["sequence"], item["deliveryId"]),
+    )
+    recovered = 0
+    for delivery in failed:
+        try:
+            queue_again(services, delivery, "recover")
+            recovered += 1
+        except Stale:
+            continue  # changed meanwhile (an attempt, a resend): it is not waiting to be recovered any more
+    return RecoverResponse(endpointId=endpoint_id, since=to_iso(moment), recovered=recovered)
+
+
+def body_of(event: dict[str, Any]) -> str:
+    """The request body: the Event JSON as §4 gives it."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)

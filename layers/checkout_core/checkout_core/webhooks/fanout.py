@@ -1,0 +1,103 @@
+"""From the bus to deliveries: each event becomes one Delivery item per matching endpoint and one message
+in the delivery queue's group of that endpoint + session.
+
+The bus promises no order, so each session's events are fanned out in `sequence` order by a watermark
+(`fannedOut`) moved in the same transaction that writes the event's deliveries: an event that arrives
+before its predecessors fans them out first, from the timeline; one that arrives again finds the
+watermark past it and writes nothing. Messages are sent after their deliveries are written; if that send
+never happens, the deliveries' `checkAt` brings the scheduled job to send them."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from checkout_core.observability import logger
+from checkout_core.views import event_view
+from checkout_core.webhooks.deliveries import body_of, first_message, new_delivery
+from checkout_core.webhooks.queue import Message
+from checkout_core.webhooks.services import WebhookServices
+from checkout_core.webhooks.store import WatermarkMoved
+
+TENANT_CACHE_SIZE = 10_000
+_tenant_of_session: OrderedDict[str, str] = OrderedDict()  # a session's tenant never changes
+
+
+def _tenants(services: WebhookServices, session_ids: list[str]) -> dict[str, str]:
+    missing = [s for s in session_ids if s not in _tenant_of_session]
+    if missing:
+        for session_id, tenant in services.db.tenants_of(missing).items():
+            _tenant_of_session[session_id] = tenant
+            while len(_tenant_of_session) > TENANT_CACHE_SIZE:
+                _tenant_of_session.popitem(last=False)
+    return {s: _tenant_of_session[s] for s in session_ids if s in _tenant_of_session}
+
+
+def matches(endpoint: dict[str, Any], event_type: str) -> bool:
+    types = endpoint.get("eventTypes") or []
+    return not types or event_type in types
+
+
+class FanOut:
+    """One batch of events: endpoints read once per tenant, messages sent once at the end."""
+
+    def __init__(self, services: WebhookServices) -> None:
+        self.services = services
+        self._endpoints: dict[str, list[dict[str, Any]]] = {}
+        self.messages: list[Message] = []
+
+    def endpoints(self, tenant_id: str) -> list[dict[str, Any]]:
+        if tenant_id not in self._endpoints:
+            self._endpoints[tenant_id] = self.services.db.endpoints_of(tenant_id)
+        return self._endpoints[tenant_id]
+
+    def run(self, events: list[dict[str, Any]]) -> None:
+        tenants = _tenants(self.services, [event["sessionId"] for event in events])
+        for event in events:
+            tenant = tenants.get(event["sessionId"])
+            if tenant is None:
+                logger.warning("event of an unknown session", extra={"sessionId": event["sessionId"]})
+                continue
+            self.event(tenant, event)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.messages:
+            self.services.messages.send(self.messages)
+            self.messages = []
+
+    def event(self, tenant_id: str, event: dict[str, Any]) -> None:
+        try:
+            self._write(tenant_id, event)
+        except WatermarkMoved as moved:
+            if moved.fanned_out >= event["sequence"]:
+                return  # fanned out already
+            for missed in self.services.db.events_after(event["sessionId"], moved.fanned_out):
+                if missed["sequence"] > event["sequence"]:
+                    break
+                self._write(tenant_id, event_view(missed).model_dump(mode="json"))
+
+    def _write(self, tenant_id: str, event: dict[str, Any]) -> None:
+        body = body_of(event)
+        chosen = [e for e in self.endpoints(tenant_id) if matches(e, event["type"])]
+        deliveries = [new_delivery(self.services, tenant_id, endpoint, event, body) for endpoint in chosen]
+        self.services.db.fan_out(deliveries, event["sessionId"], tenant_id, event["sequence"])
+        versions = {endpoint["endpointId"]: endpoint["version"] for endpoint in chosen}
+        self.messages += [
+            first_message(delivery, versions[delivery["endpointId"]])
+            for delivery in deliveries
+            if "checkAt" in delivery
+        ]
+
+
+def catch_up(services: WebhookServices, session_id: str) -> None:
+    """Fans out whatever of the session's timeline the watermark has not reached (after a local restart
+    lost the queue that carried it)."""
+    fan_out = FanOut(services)
+    tenants = _tenants(services, [session_id])
+    if session_id not in tenants:
+        return
+    done = services.db.fanned_out(session_id)
+    for missed in services.db.events_after(session_id, done):
+        fan_out.event(tenants[session_id], event_view(missed).model_dump(mode="json"))
+    fan_out.flush()

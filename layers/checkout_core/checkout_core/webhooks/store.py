@@ -1,0 +1,531 @@
+"""Webhook endpoints, deliveries and the fan-out watermark in the sessions table: the only webhook code that
+talks to DynamoDB.
+
+| item | pk | sk |
+|---|---|---|
+| endpoint | `TENANT#<tenantId>` | `ENDPOINT#<endpointId>`: version, secrets, failingSince |
+| endpoint count | `TENANT#<tenantId>` | `ENDPOINTS`: at most 16 |
+| delivery | `ENDPOINT#<endpointId>` | `DELIVERY#<deliveryId>`: UUIDv7, newest first by key; TTL 30 days |
+| fan-out watermark | `WEBHOOKS#<sessionId>` | `FANOUT`: `fannedOut`, the session's events fanned out so far |
+
+A delivery that expects a message carries `deliveryShard` and `checkAt` (sparse index `byDeliveryCheck`):
+when `checkAt` passes and nothing has touched the delivery, its message is gone and the scheduled job sends
+another. `groupKey` (endpoint + session) and `sequence` (index `byDeliveryGroup`) put a session's
+deliveries to one endpoint in order."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from checkout_core import aws
+from checkout_core.errors import EndpointLimitReached, InvalidRequest, ServiceUnavailable
+from checkout_core.repository import _THROTTLING, EXPIRY_SHARDS, event_sort_key, from_dynamo, item_from_dynamo
+
+MAX_ENDPOINTS = 16
+DELIVERY_SHARDS = EXPIRY_SHARDS
+
+
+def endpoint_key(tenant_id: str, endpoint_id: str) -> dict[str, str]:
+    return {"pk": f"TENANT#{tenant_id}", "sk": f"ENDPOINT#{endpoint_id}"}
+
+
+def delivery_key(endpoint_id: str, delivery_id: str) -> dict[str, str]:
+    return {"pk": f"ENDPOINT#{endpoint_id}", "sk": f"DELIVERY#{delivery_id}"}
+
+
+def watermark_key(session_id: str) -> dict[str, str]:
+    return {"pk": f"WEBHOOKS#{session_id}", "sk": "FANOUT"}
+
+
+def delivery_shard(delivery_id: str) -> str:
+    return f"DELIVERY#{int(delivery_id.replace('-', '')[-8:], 16) % DELIVERY_SHARDS}"
+
+
+class Stale(Exception):
+    """A conditional write found the item changed (or gone) since it was read."""
+
+
+@dataclass(frozen=True)
+class WatermarkMoved(Exception):
+    """The session's fan-out watermark is not where this event needs it: `fanned_out` events are done."""
+
+    fanned_out: int
+
+
+class WebhookStore:
+    def __init__(self, table_name: str, client_factory: Callable[[], Any] | None = None) -> None:
+        self.table_name = table_name
+        self._client_factory = client_factory or (lambda: aws.client("dynamodb"))
+        self._serializer: Any = None
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def _serialize(self, item: dict[str, Any]) -> dict[str, Any]:
+        if self._serializer is None:
+            from boto3.dynamodb.types import TypeSerializer
+
+            self._serializer = TypeSerializer()
+        return {key: self._serializer.serialize(value) for key, value in item.items()}
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        try:
+            result: dict[str, Any] = getattr(self._client_factory(), operation)(**kwargs)
+            return result
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _THROTTLING:
+                raise ServiceUnavailable() from exc
+            raise
+
+    def _update(
+        self,
+        key: dict[str, str],
+        set_values: dict[str, Any],
+        remove: Sequence[str] = (),
+        condition: str = "attribute_exists(pk)",
+        condition_values: dict[str, Any] | None = None,
+        add: dict[str, int] | None = None,
+        return_new: bool = False,
+    ) -> dict[str, Any] | None:
+        """One conditional UpdateItem; Stale when the condition fails. `condition` names attributes as
+        `#name` of the attributes set, removed or listed in `condition_values`' `#` keys."""
+        from botocore.exceptions import ClientError
+
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        assignments = []
+        for index, (name, value) in enumerate(set_values.items()):
+            names[f"#s{index}"] = name
+            values[f":s{index}"] = value
+            assignments.append(f"#s{index} = :s{index}")
+        for index, (name, delta) in enumerate((add or {}).items()):
+            names[f"#a{index}"] = name
+            values[f":a{index}"] = delta
+            assignments.append(f"#a{index} = if_not_exists(#a{index}, :zero) + :a{index}")
+            values[":zero"] = 0
+        expression = "SET " + ", ".join(assignments) if assignments else ""
+        if remove:
+            for index, name in enumerate(remove):
+                names[f"#r{index}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
+        for placeholder, value in (condition_values or {}).items():
+            if placeholder.startswith("#"):
+                names[placeholder] = value
+            else:
+                values[placeholder] = value
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._serialize(key),
+            "UpdateExpression": expression.strip(),
+            "ConditionExpression": condition,
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = self._serialize(values)
+        if return_new:
+            kwargs["ReturnValues"] = "ALL_NEW"
+        try:
+            answer = self._call("update_item", **kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise Stale() from exc
+            raise
+        attributes = answer.get("Attributes")
+        return item_from_dynamo(attributes) if attributes else None
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        kwargs["TableName"] = self.table_name
+        while True:
+            answer = self._call("query", **kwargs)
+            for item in answer.get("Items", []):
+                yield item_from_dynamo(item)
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def _page(
+        self, kwargs: dict[str, Any], limit: int, cursor: str | None, key_names: tuple[str, str], pk: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a list, newest first, `limit` items that pass the filter at most."""
+        kwargs = {**kwargs, "TableName": self.table_name, "ScanIndexForward": False, "Limit": limit}
+        if cursor:
+            kwargs["ExclusiveStartKey"] = self._serialize(decode_cursor(cursor, pk))
+        found: list[dict[str, Any]] = []
+        for _ in range(10):
+            answer = self._call("query", **kwargs)
+            for raw in answer.get("Items", []):
+                found.append(item_from_dynamo(raw))
+                if len(found) == limit:
+                    more = raw is not answer["Items"][-1] or "LastEvaluatedKey" in answer
+                    return found, encode_cursor(found[-1], key_names) if more else None
+            if "LastEvaluatedKey" not in answer:
+                return found, None
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return found, encode_cursor(item_from_dynamo(kwargs["ExclusiveStartKey"]), key_names)
+
+    def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """TransactWriteItems; None when it went through, else the cancellation reasons."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("transact_write_items", TransactItems=items)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") == "TransactionConflictException":
+                raise ServiceUnavailable() from exc
+            if error.get("Code") != "TransactionCanceledException":
+                raise
+            reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])
+            if any(r.get("Code") not in ("None", "ConditionalCheckFailed", None) for r in reasons):
+                raise ServiceUnavailable() from exc
+            return reasons
+        return None
+
+    # -- endpoints ------------------------------------------------------------------------------------
+
+    def create_endpoint(self, endpoint: dict[str, Any]) -> None:
+        """Saves a new endpoint and counts it; EndpointLimitReached past MAX_ENDPOINTS."""
+        counter = {"pk": endpoint["pk"], "sk": "ENDPOINTS"}
+        reasons = self._transact(
+            [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize(counter),
+                        "UpdateExpression": "SET #c = if_not_exists(#c, :zero) + :one",
+                        "ConditionExpression": "attribute_not_exists(#c) OR #c < :max",
+                        "ExpressionAttributeNames": {"#c": "endpointCount"},
+                        "ExpressionAttributeValues": self._serialize(
+                            {":zero": 0, ":one": 1, ":max": MAX_ENDPOINTS}
+                        ),
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": self._serialize(endpoint),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+        if reasons is not None:
+            if reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise EndpointLimitReached(MAX_ENDPOINTS)
+            raise ServiceUnavailable()
+
+    def get_endpoint(self, tenant_id: str, endpoint_id: str) -> dict[str, Any] | None:
+        answer = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key=self._serialize(endpoint_key(tenant_id, endpoint_id)),
+            ConsistentRead=True,
+        )
+        return item_from_dynamo(answer["Item"]) if "Item" in answer else None
+
+    def endpoints_of(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Every endpoint of a tenant (at most 16), in one Query."""
+        return list(
+            self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues=self._serialize(
+                    {":pk": f"TENANT#{tenant_id}", ":prefix": "ENDPOINT#"}
+                ),
+                ConsistentRead=True,
+            )
+        )
+
+    def list_endpoints(
+        self, tenant_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        kwargs = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": self._serialize(
+                {":pk": f"TENANT#{tenant_id}", ":prefix": "ENDPOINT#"}
+            ),
+        }
+        return self._page(kwargs, limit, cursor, ("pk", "sk"), f"TENANT#{tenant_id}")
+
+    def update_endpoint(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        expected_version: int,
+        set_values: dict[str, Any],
+        remove: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Changes an endpoint as it was at `expected_version` and bumps the version; Stale otherwise."""
+        updated = self._update(
+            endpoint_key(tenant_id, endpoint_id),
+            {**set_values, "version": expected_version + 1},
+            remove,
+            condition="#version = :seen",
+            condition_values={"#version": "version", ":seen": expected_version},
+            return_new=True,
+        )
+        assert updated is not None
+        return updated
+
+    def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
+        """Deletes the endpoint and uncounts it; False when it was not there."""
+        key = endpoint_key(tenant_id, endpoint_id)
+        reasons = self._transact(
+            [
+                {
+                    "Delete": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize(key),
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize({"pk": key["pk"], "sk": "ENDPOINTS"}),
+                        "UpdateExpression": "SET #c = #c - :one",
+                        "ConditionExpression": "#c > :zero",
+                        "ExpressionAttributeNames": {"#c": "endpointCount"},
+                        "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1}),
+                    }
+                },
+            ]
+        )
+        return reasons is None
+
+    # -- deliveries -----------------------------------------------------------------------------------
+
+    def fan_out(
+        self, deliveries: Sequence[dict[str, Any]], session_id: str, tenant_id: str, sequence: int
+    ) -> None:
+        """Writes an event's deliveries and moves its session's watermark from `sequence - 1` to `sequence`,
+        in one transaction; WatermarkMoved (with where it is) when the watermark is elsewhere."""
+        condition = "attribute_not_exists(#f)" if sequence == 1 else "#f = :previous"
+        values: dict[str, Any] = {":n": sequence, ":tenant": tenant_id}
+        if sequence != 1:
+            values[":previous"] = sequence - 1
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": self._serialize(watermark_key(session_id)),
+                    "UpdateExpression": "SET #f = :n, tenantId = :tenant",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": {"#f": "fannedOut"},
+                    "ExpressionAttributeValues": self._serialize(values),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        ]
+        items += [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": self._serialize(delivery),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+            for delivery in deliveries
+        ]
+        if len(items) == 1:
+            try:
+                self._update(
+                    watermark_key(session_id),
+                    {"fannedOut": sequence, "tenantId": tenant_id},
+                    condition=condition.replace("#f", "#s0"),
+                    condition_values={k: v for k, v in values.items() if k == ":previous"},
+                )
+            except Stale:
+                raise WatermarkMoved(self.fanned_out(session_id)) from None
+            return
+        reasons = self._transact(items)
+        if reasons is not None:
+            old = reasons[0].get("Item")
+            raise WatermarkMoved(int(from_dynamo(item_from_dynamo(old).get("fannedOut", 0))) if old else 0)
+
+    def fanned_out(self, session_id: str) -> int:
+        answer = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key=self._serialize(watermark_key(session_id)),
+            ConsistentRead=True,
+        )
+        return int(item_from_dynamo(answer["Item"]).get("fannedOut", 0)) if "Item" in answer else 0
+
+    def put_delivery(self, delivery: dict[str, Any]) -> None:
+        self._call(
+            "put_item",
+            TableName=self.table_name,
+            Item=self._serialize(delivery),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def endpoint_and_delivery(
+        self, tenant_id: str, endpoint_id: str, delivery_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Both in one BatchGetItem, strongly consistent."""
+        keys = [endpoint_key(tenant_id, endpoint_id), delivery_key(endpoint_id, delivery_id)]
+        request = {self.table_name: {"Keys": [self._serialize(k) for k in keys], "ConsistentRead": True}}
+        found: dict[str, dict[str, Any]] = {}
+        while request:
+            answer = self._call("batch_get_item", RequestItems=request)
+            for raw in answer.get("Responses", {}).get(self.table_name, []):
+                item = item_from_dynamo(raw)
+                found[item["pk"]] = item
+            request = answer.get("UnprocessedKeys") or {}
+        return found.get(keys[0]["pk"]), found.get(keys[1]["pk"])
+
+    def get_delivery(self, endpoint_id: str, delivery_id: str) -> dict[str, Any] | None:
+        answer = self._call(
+            "get_item",
+            TableName=self.table_name,
+            Key=self._serialize(delivery_key(endpoint_id, delivery_id)),
+            ConsistentRead=True,
+        )
+        return item_from_dynamo(answer["Item"]) if "Item" in answer else None
+
+    def update_delivery(
+        self,
+        delivery: dict[str, Any],
+        set_values: dict[str, Any],
+        remove: Sequence[str] = (),
+    ) -> None:
+        """Changes a delivery as it was read (same status and attempts); Stale otherwise."""
+        self._update(
+            delivery_key(delivery["endpointId"], delivery["deliveryId"]),
+            set_values,
+            remove,
+            condition="#st = :status AND #at = :attempts",
+            condition_values={
+                "#st": "status",
+                "#at": "attempts",
+                ":status": delivery["status"],
+                ":attempts": delivery["attempts"],
+            },
+        )
+
+    def move_check(self, key: dict[str, str], seen: int, check_at: int) -> None:
+        """The delivery's next check, if it is still at `seen` (nothing touched it meanwhile)."""
+        self._update(key, {"checkAt": check_at}, condition="#s0 = :seen", condition_values={":seen": seen})
+
+    def drop_delivery(self, endpoint_id: str, delivery_id: str) -> None:
+        self._call(
+            "delete_item",
+            TableName=self.table_name,
+            Key=self._serialize(delivery_key(endpoint_id, delivery_id)),
+        )
+
+    def list_deliveries(
+        self, endpoint_id: str, status: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": f"ENDPOINT#{endpoint_id}", ":prefix": "DELIVERY#"},
+        }
+        if status:
+            kwargs["FilterExpression"] = "#st = :status"
+            kwargs["ExpressionAttributeNames"] = {"#st": "status"}
+            kwargs["ExpressionAttributeValues"][":status"] = status
+        kwargs["ExpressionAttributeValues"] = self._serialize(kwargs["ExpressionAttributeValues"])
+        return self._page(kwargs, limit, cursor, ("pk", "sk"), f"ENDPOINT#{endpoint_id}")
+
+    def failed_deliveries_since(self, endpoint_id: str, lowest_delivery_id: str) -> Iterator[dict[str, Any]]:
+        """FAILED and EXHAUSTED deliveries whose id sorts at or after `lowest_delivery_id`, oldest first."""
+        return self._query(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+            FilterExpression="#st IN (:failed, :exhausted)",
+            ExpressionAttributeNames={"#st": "status"},
+            ExpressionAttributeValues=self._serialize(
+                {
+                    ":pk": f"ENDPOINT#{endpoint_id}",
+                    ":low": f"DELIVERY#{lowest_delivery_id}",
+                    ":high": "DELIVERY#~",
+                    ":failed": "FAILED",
+                    ":exhausted": "EXHAUSTED",
+                }
+            ),
+            ConsistentRead=True,
+        )
+
+    def group_members(self, group_key: str) -> list[dict[str, Any]]:
+        """The deliveries of one endpoint + session, in sequence order (index byDeliveryGroup)."""
+        return list(
+            self._query(
+                IndexName="byDeliveryGroup",
+                KeyConditionExpression="groupKey = :g",
+                ExpressionAttributeValues=self._serialize({":g": group_key}),
+            )
+        )
+
+    def due_deliveries(self, now: int, page_size: int) -> Iterator[dict[str, Any]]:
+        """Deliveries whose message should have been handled by now (byDeliveryCheck), shard by shard."""
+        for shard in range(DELIVERY_SHARDS):
+            yield from self._query(
+                IndexName="byDeliveryCheck",
+                KeyConditionExpression="deliveryShard = :shard AND checkAt <= :now",
+                ExpressionAttributeValues=self._serialize({":shard": f"DELIVERY#{shard}", ":now": now}),
+                Limit=page_size,
+            )
+
+    # -- sessions, as the fan-out needs them ----------------------------------------------------------
+
+    def tenants_of(self, session_ids: Sequence[str]) -> dict[str, str]:
+        """sessionId -> tenantId, in one BatchGetItem per 100 sessions."""
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(session_ids))
+        for start in range(0, len(unique), 100):
+            keys = [
+                self._serialize({"pk": f"SESSION#{s}", "sk": "SESSION"}) for s in unique[start : start + 100]
+            ]
+            request: dict[str, Any] = {
+                self.table_name: {"Keys": keys, "ProjectionExpression": "sessionId, tenantId"}
+            }
+            while request:
+                answer = self._call("batch_get_item", RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self.table_name, []):
+                    item = item_from_dynamo(raw)
+                    found[item["sessionId"]] = item["tenantId"]
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+    def events_after(self, session_id: str, sequence: int) -> list[dict[str, Any]]:
+        """The session's timeline events after `sequence`, in order."""
+        return list(
+            self._query(
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues=self._serialize(
+                    {
+                        ":pk": f"SESSION#{session_id}",
+                        ":low": event_sort_key(sequence + 1),
+                        ":high": "EVENT#~",
+                    }
+                ),
+                ConsistentRead=True,
+            )
+        )
+
+
+def encode_cursor(item: dict[str, Any], key_names: tuple[str, ...]) -> str:
+    key = {name: item[name] for name in key_names}
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, pk: str) -> dict[str, str]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("cursor is not a cursor this API returned.", "cursor") from exc
+    if (
+        not isinstance(key, dict)
+        or set(key) != {"pk", "sk"}
+        or key.get("pk") != pk
+        or not isinstance(key.get("sk"), str)
+    ):
+        raise InvalidRequest("cursor is not a cursor this API returned.", "cursor")
+    return key
