@@ -46,6 +46,15 @@ from local.naming import (
     state_machine_arn,
     table_arn,
 )
+from local.queues import (
+    QUEUE_TYPE,
+    QueuePoller,
+    create_queues,
+    create_rules,
+    event_sources,
+    queue_arn,
+    queue_name,
+)
 from local.scheduler import Scheduler, schedules
 from local.state import JOURNAL, SNAPSHOT, StateStore
 from local.streams import StreamPublisher, pipe_config
@@ -63,6 +72,10 @@ _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOK
 # providers' secret from SANDBOX_WEBHOOK_SECRET.
 LOCALLY_UNSET = ("PROVIDER_SECRETS_NAME",)
 DROPPED_WEBHOOKS_URL = "http://127.0.0.1:9/dropped"  # the discard port: nothing listens
+FAN_OUT_FUNCTION = "WebhookFanoutFunction"  # one batch at a time: its queue has one message group
+QUEUE_WORKERS = 4
+WEBHOOK_EVENTS_QUEUE = "WebhookEventsQueue"
+CATCH_UP_SECONDS = 3 * 24 * 3600
 
 
 class SettingsError(ValueError):
@@ -95,6 +108,8 @@ class Settings:
     tenant_rate_limit: float | None = None
     tenant_burst_limit: int | None = None
     hosted_test_payments: bool = True
+    webhook_allow_private_urls: bool = True
+    webhook_requeue_grace_seconds: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -156,6 +171,9 @@ class Settings:
             tenant_burst_limit=number("TENANT_THROTTLING_BURST_LIMIT", None, int, 1),
             hosted_test_payments=env.get("HOSTED_TEST_PAYMENTS", "true").strip().lower()
             not in ("0", "false", "no"),
+            webhook_allow_private_urls=env.get("WEBHOOK_ALLOW_PRIVATE_URLS", "true").strip().lower()
+            not in ("0", "false", "no"),
+            webhook_requeue_grace_seconds=number("WEBHOOK_REQUEUE_GRACE_SECONDS", None, int, 1),
         )
         if not (
             settings.session_ttl_min_seconds
@@ -177,6 +195,7 @@ class Settings:
             "CancellationDeadlineSeconds": str(self.cancellation_deadline_seconds),
             "PublicBaseUrl": self.public_base_url or base_url,
             "HostedTestPayments": "true" if self.hosted_test_payments else "false",
+            "WebhookAllowPrivateUrls": "true" if self.webhook_allow_private_urls else "false",
             **({"TenantThrottlingRateLimit": str(self.tenant_rate_limit)} if self.tenant_rate_limit else {}),
             **(
                 {"TenantThrottlingBurstLimit": str(self.tenant_burst_limit)}
@@ -196,6 +215,12 @@ class Settings:
             "PUBLIC_BASE_URL": self.public_base_url or base_url,
             "SANDBOX_WEBHOOK_SECRET": self.sandbox_webhook_secret,
             "HOSTED_TEST_PAYMENTS": "true" if self.hosted_test_payments else "false",
+            "WEBHOOK_ALLOW_PRIVATE_URLS": "true" if self.webhook_allow_private_urls else "false",
+            **(
+                {"WEBHOOK_REQUEUE_GRACE_SECONDS": str(self.webhook_requeue_grace_seconds)}
+                if self.webhook_requeue_grace_seconds
+                else {}
+            ),
         }
 
 
@@ -234,7 +259,7 @@ def iso_now() -> str:
 
 
 def local_resolver(
-    template: dict[str, Any], parameters: dict[str, str], specs: dict[str, FunctionSpec]
+    template: dict[str, Any], parameters: dict[str, str], specs: dict[str, FunctionSpec], sqs_url: str = ""
 ) -> cfn.Resolver:
     """What `!Ref` / `!GetAtt` of each resource resolve to under the local names."""
     refs: dict[str, str] = {
@@ -266,6 +291,11 @@ def local_resolver(
         elif kind == "AWS::Serverless::Api":
             refs[logical_id] = LOCAL_API_ID
             attributes[f"{logical_id}.RootResourceId"] = "root"
+        elif kind == QUEUE_TYPE:
+            queue = queue_name(name, resource.get("Properties", {}))
+            refs[logical_id] = f"{sqs_url}/{ACCOUNT_ID}/{queue}"
+            attributes[f"{logical_id}.Arn"] = queue_arn(queue)
+            attributes[f"{logical_id}.QueueName"] = queue
         elif kind == "AWS::Serverless::LayerVersion":
             refs[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{name}:1"
         else:
@@ -338,6 +368,8 @@ class Runtime:
         self._invoker: Invoker | None = None
         self._state: StateStore | None = None
         self._stripe: Any = None
+        self._pollers: list[QueuePoller] = []
+        self.queue_urls: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------------------------- start
 
@@ -356,7 +388,7 @@ class Runtime:
                 **environment_parameter_overrides(specs, self.template, os.environ),
                 **self.settings.parameter_overrides(self.base_url),
             }
-            resolver = local_resolver(self.template, parameters, specs)
+            resolver = local_resolver(self.template, parameters, specs, self.moto_url)
             self._create_resources(resolver, parameters)
             self.handler_env = {
                 **template_environment(specs, resolver),
@@ -387,8 +419,11 @@ class Runtime:
                 schedules(specs), invoker.invoke, self.settings.sweep_interval_seconds
             )
             self._publisher = self._stream_publisher(specs, resolver, invoker)
+            self._pollers = self._queue_pollers(specs, resolver, invoker)
             self._scheduler.start()
             self._publisher.start()
+            for poller in self._pollers:
+                poller.start()
             if restored:
                 self._resume_pending_work()
             self._http_thread = threading.Thread(
@@ -478,11 +513,62 @@ class Runtime:
                 ConditionExpression="attribute_exists(pendingShard)",
                 ExpressionAttributeValues={":now": {"N": "0"}},
             )
-        resumed = len(pending)
-        log.info("resuming after a restart: %d pending cancellations made due", resumed)
+        waiting = self._state.items_with(table, "deliveryShard")
+        for key in waiting:
+            dynamodb.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET checkAt = :now",
+                ConditionExpression="attribute_exists(deliveryShard)",
+                ExpressionAttributeValues={":now": {"N": "0"}},
+            )
+        lagging = self._catch_up_fan_out(table)
+        resumed = len(pending) + len(waiting)
+        log.info(
+            "resuming after a restart: %d pending cancellations and %d webhook deliveries made due, "
+            "%d sessions' events fanned out again",
+            len(pending),
+            len(waiting),
+            lagging,
+        )
         scheduler = self._scheduler
         if scheduler is not None and resumed:
             threading.Thread(target=scheduler.run_all_once, name="resume", daemon=True).start()
+
+    def _catch_up_fan_out(self, table: str) -> int:
+        """The webhook events queue lives in moto's memory: what it held when the last process stopped is
+        gone. Sessions changed in the last three days whose fan-out watermark is behind their timeline are
+        handed to the fan-out again, which reads the missing events from the timeline."""
+        assert self._state is not None
+        url = self.queue_urls.get(WEBHOOK_EVENTS_QUEUE)
+        if url is None:
+            return 0
+        since = datetime.now(UTC).timestamp() - CATCH_UP_SECONDS
+        fanned = {
+            pk.removeprefix("WEBHOOKS#"): int(value)
+            for pk, value in self._state.attribute_values(table, "fannedOut").items()
+        }
+        changed = self._state.attribute_values(table, "updatedAt")
+        sqs = self.client("sqs")
+        count = 0
+        for pk, seq in self._state.attribute_values(table, "seq").items():
+            session_id = pk.removeprefix("SESSION#")
+            updated = str(changed.get(pk, ""))
+            if int(seq) <= fanned.get(session_id, 0) or not updated:
+                continue
+            try:
+                if datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp() < since:
+                    continue
+            except ValueError:
+                continue
+            sqs.send_message(
+                QueueUrl=url,
+                MessageBody=json.dumps({"catchUp": session_id}),
+                MessageGroupId="events",
+                MessageDeduplicationId=f"catch-up-{session_id}-{seq}",
+            )
+            count += 1
+        return count
 
     def _point_process_at_moto(self) -> None:
         for key in _AWS_VARIABLES_TO_DROP:
@@ -534,6 +620,10 @@ class Runtime:
             self.names[logical_id] = name
             if self.settings.events_tap:
                 self._tap(events, name)
+        self.queue_urls = create_queues(self.client("sqs"), self.template, resolver)
+        self.names.update(self.queue_urls)
+        for logical_id in cfn.resources("AWS::Events::EventBus", self.template):
+            create_rules(events, self.template, resolver, resolver.refs[logical_id])
 
         stepfunctions = self.client("stepfunctions")
         for logical_id, resource in cfn.resources("AWS::Serverless::StateMachine", self.template).items():
@@ -604,6 +694,26 @@ class Runtime:
             consumed=self._trim_stream,
         )
 
+    def _queue_pollers(
+        self, specs: dict[str, FunctionSpec], resolver: cfn.Resolver, invoker: Invoker
+    ) -> list[QueuePoller]:
+        """One poller per SQS event source; a FIFO queue gets several, so its message groups (one per
+        webhook endpoint + session) are worked side by side as Lambda scales over groups."""
+        pollers = []
+        for source in event_sources(specs, resolver):
+            url = self.queue_urls[source.queue_logical_id]
+            workers = QUEUE_WORKERS if url.endswith(".fifo") and source.function_id != FAN_OUT_FUNCTION else 1
+            pollers.append(
+                QueuePoller(
+                    self.client("sqs"),
+                    source,
+                    url,
+                    lambda function_id, event: invoker.invoke(function_id, event),
+                    workers=workers,
+                )
+            )
+        return pollers
+
     def _trim_stream(self, through_sequence: str) -> None:
         from moto.dynamodb.models import dynamodb_backends
 
@@ -626,6 +736,9 @@ class Runtime:
         if self._publisher is not None:
             self._publisher.stop()
             self._publisher = None
+        for poller in self._pollers:
+            poller.stop()
+        self._pollers = []
         if self._invoker is not None:
             self._invoker.close()
             self._invoker = None

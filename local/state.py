@@ -120,6 +120,15 @@ class StateStore:
                 keys.append(key)
         return keys
 
+    def attribute_values(self, table_name: str, attribute: str) -> dict[str, Any]:
+        """Hash key -> value of `attribute`, for the items of a table that carry it (read once, at start)."""
+        table = self.backend.tables.get(table_name)
+        found: dict[str, Any] = {}
+        for name, item in self._all_items():
+            if name == table_name and attribute in item.attrs:
+                found[str(item.attrs[table.hash_key_attr].value)] = item.attrs[attribute].value
+        return found
+
     def _all_items(self) -> Iterator[tuple[str, Any]]:
         for table_name, table in list(self.backend.tables.items()):
             for entry in list(table.items.values()):
