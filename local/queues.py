@@ -7,7 +7,9 @@ type `SQS` is polled as Lambda's event source mapping does: ReceiveMessage (long
 invoke the function with the batch, delete what it handled. With `ReportBatchItemFailures`, the messages
 it names stay (they come back when their visibility ends, which the function may have changed); an
 invocation that fails leaves the whole batch. Several pollers share a FIFO queue: SQS hands a message group
-to one of them at a time, so each group stays in order while groups proceed side by side.
+to one of them at a time, so each group stays in order while groups proceed side by side. (moto decides
+which groups are taken when a ReceiveMessage starts, so two calls at once could split a group: the pollers
+of one queue take turns to receive, and invoke side by side.)
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class QueuePoller:
         self.workers = workers
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._receiving = threading.Lock()
         self.invocations = 0
 
     def start(self) -> None:
@@ -185,13 +188,14 @@ class QueuePoller:
                 self._stop.wait(backoff)
 
     def poll_once(self) -> int:
-        answer = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(10, self.source.batch_size),
-            WaitTimeSeconds=WAIT_SECONDS,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
+        with self._receiving:
+            answer = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(10, self.source.batch_size),
+                WaitTimeSeconds=WAIT_SECONDS,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
         messages = answer.get("Messages", [])
         if not messages:
             return 0
