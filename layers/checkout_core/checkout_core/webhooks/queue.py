@@ -10,7 +10,9 @@ from typing import Any
 
 from checkout_core import aws
 
-MAX_HIDE_SECONDS = 12 * 3600  # SQS's longest visibility timeout
+# SQS keeps a message hidden at most 12 h from when it was received; an attempt runs within 60 s of that.
+# A longer wait is made in steps: the message comes back, is found not due, and is hidden again.
+MAX_HIDE_SECONDS = 12 * 3600 - 120
 BATCH = 10
 
 
@@ -46,7 +48,7 @@ class DeliveryQueue:
                 raise RuntimeError(f"SQS refused {len(answer['Failed'])} messages: {answer['Failed'][0]}")
 
     def hide(self, receipt_handle: str, seconds: int) -> None:
-        """The message comes back in `seconds` (at most 12 h); meanwhile its group waits."""
+        """The message comes back in `seconds` (at most MAX_HIDE_SECONDS); meanwhile its group waits."""
         self._client_factory().change_message_visibility(
             QueueUrl=self.queue_url,
             ReceiptHandle=receipt_handle,

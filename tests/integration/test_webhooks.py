@@ -1,0 +1,244 @@
+"""Webhook capabilities in process against moto's DynamoDB and SQS, with a clock the test moves: the retry
+schedule to EXHAUSTED, the five-day disable, the fan-out's order when the bus reorders, and the scheduled
+job that re-derives lost queue messages from the Delivery items."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from checkout_core.models import CreateEndpointRequest, Tenant
+from checkout_core.settings import get_settings
+from checkout_core.webhooks import attempts as attempts_module
+from checkout_core.webhooks.attempts import attempt
+from checkout_core.webhooks.endpoints import create_endpoint
+from checkout_core.webhooks.fanout import FanOut
+from checkout_core.webhooks.queue import DeliveryQueue
+from checkout_core.webhooks.requeue import requeue_due
+from checkout_core.webhooks.schedule import MAX_ATTEMPTS
+from checkout_core.webhooks.sender import Answer
+from checkout_core.webhooks.services import WebhookServices
+from checkout_core.webhooks.store import WebhookStore
+from tests.integration.flows import cancel, create_session, events
+
+TENANT = Tenant("demo", frozenset({"example.com"}))
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Merchant:
+    """What the receiver answered, in order, and what it will answer next."""
+
+    answers: list[int] = field(default_factory=list)
+    status: int = 200
+    got: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def __call__(self, url: str, headers: dict[str, str], body: str, allow_private: bool) -> Answer:
+        self.got.append((body, headers))
+        self.answers.append(self.status)
+        return Answer(self.status, None, None if self.status < 300 else f"answered {self.status}")
+
+
+@dataclass
+class World:
+    services: WebhookServices
+    clock: Clock
+    merchant: Merchant
+    sqs: Any
+    queue_url: str
+
+    def receive(self) -> list[dict[str, Any]]:
+        """What the delivery queue hands out now (visible messages, FIFO groups respected)."""
+        answer = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=30
+        )
+        return list(answer.get("Messages", []))
+
+    def work(self) -> int:
+        """One pass of the delivery function over what is visible; returns how many messages it handled."""
+        handled = 0
+        for message in self.receive():
+            done = attempt(
+                self.services,
+                json.loads(message["Body"]),
+                int(message["Attributes"]["ApproximateReceiveCount"]),
+                message["ReceiptHandle"],
+            )
+            if done:
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            handled += 1
+        return handled
+
+    def make_visible(self) -> None:
+        """Every hidden message comes back now: the test moves the clock instead of waiting hours."""
+        answer = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+        )
+        del answer
+        from moto.sqs.models import sqs_backends
+
+        queue = sqs_backends["123456789012"]["us-east-1"].queues[self.queue_url.rsplit("/", 1)[-1]]
+        for message in queue._messages:
+            message.change_visibility(0)
+        queue._pending_messages.clear()
+
+    def fan_out(self, session_id: str) -> None:
+        FanOut(self.services).run(events(session_id))
+
+    def delivery_log(self, endpoint_id: str) -> list[dict[str, Any]]:
+        items, _ = self.services.db.list_deliveries(endpoint_id, None, 100, None)
+        return items
+
+
+@pytest.fixture
+def world(aws: Any) -> Iterator[World]:
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="deliveries-it.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    clock = Clock()
+    merchant = Merchant()
+    services = WebhookServices(
+        settings=dataclasses.replace(get_settings(), webhook_allow_private_urls=True),  # no DNS here
+        clock=clock,
+        send=merchant,
+        rng=random.Random(7),
+        store=WebhookStore(aws.table_name),
+        queue=DeliveryQueue(queue_url),
+    )
+    attempts_module._endpoint_copies.clear()
+    yield World(services, clock, merchant, sqs, queue_url)
+
+
+def endpoint(world: World) -> dict[str, Any]:
+    made = create_endpoint(world.services, TENANT, CreateEndpointRequest(url="https://hooks.example.com/x"))
+    return made.model_dump()
+
+
+def test_a_delivery_that_always_fails_is_tried_ten_times_on_the_schedule_then_exhausted(world: World) -> None:
+    hook = endpoint(world)
+    session = create_session()["sessionId"]
+    world.merchant.status = 500
+    world.fan_out(session)
+    started = world.clock.now
+    waits = []
+    for _ in range(MAX_ATTEMPTS):
+        assert world.work() == 1
+        (delivery,) = world.delivery_log(hook["endpointId"])
+        if delivery["status"] == "EXHAUSTED":
+            break
+        waits.append(delivery["nextAttemptAt"] - int(world.clock.now.timestamp()))
+        world.clock.advance(waits[-1])
+        world.make_visible()
+    assert delivery["status"] == "EXHAUSTED" and delivery["attempts"] == MAX_ATTEMPTS
+    assert "checkAt" not in delivery and "nextAttemptAt" not in delivery
+    assert len(world.merchant.answers) == MAX_ATTEMPTS
+    schedule = [5, 300, 1800, 7200, 18000, 36000, 36000, 43200, 43200]
+    assert all(
+        0.8 * base - 1 <= wait <= 1.2 * base + 1 for wait, base in zip(waits, schedule, strict=True)
+    ), waits
+    assert 0.8 * sum(schedule) <= (world.clock.now - started).total_seconds() <= 1.2 * sum(schedule)
+    assert {headers["webhook-id"] for _, headers in world.merchant.got} == {delivery["eventId"]}
+    world.make_visible()
+    assert world.work() == 0  # nothing left in the queue
+
+
+def test_an_endpoint_failing_for_five_days_is_disabled_and_a_success_resets_the_count(world: World) -> None:
+    hook = endpoint(world)
+    store = world.services.db
+    world.merchant.status = 500
+    first = create_session()["sessionId"]
+    world.fan_out(first)
+    world.work()
+    assert "failingSince" in store.get_endpoint("demo", hook["endpointId"])
+    world.clock.advance(4 * 86400)
+    world.merchant.status = 200  # one success within the five days resets the streak
+    second = create_session()["sessionId"]
+    world.fan_out(second)
+    world.make_visible()
+    world.clock.advance(60)
+    while world.work():
+        world.make_visible()
+    assert "failingSince" not in store.get_endpoint("demo", hook["endpointId"])
+
+    world.merchant.status = 500  # from here every delivery fails: a new session's event every 12 h
+    while True:
+        world.fan_out(create_session()["sessionId"])
+        world.make_visible()
+        world.work()
+        world.work()
+        failing = store.get_endpoint("demo", hook["endpointId"])
+        if failing["status"] == "DISABLED":
+            break
+        assert world.clock.now.timestamp() - failing["failingSince"] < 5 * 86400
+        world.clock.advance(12 * 3600)
+    assert world.clock.now.timestamp() - failing["failingSince"] >= 5 * 86400
+    disabled = store.get_endpoint("demo", hook["endpointId"])
+    assert (disabled["status"], disabled["disabledReason"]) == ("DISABLED", "FAILING")
+    fourth = create_session()["sessionId"]  # recorded, not sent, while disabled
+    sent = len(world.merchant.got)
+    world.fan_out(fourth)
+    world.make_visible()
+    world.work()
+    assert len(world.merchant.got) == sent
+    assert any(
+        d.get("sessionId") == fourth and d["status"] == "FAILED"
+        for d in world.delivery_log(hook["endpointId"])
+    )
+
+
+def test_events_the_bus_reorders_are_fanned_out_in_sequence_and_repeats_write_nothing(world: World) -> None:
+    hook = endpoint(world)
+    session = create_session()["sessionId"]
+    cancel(session)
+    timeline = events(session)
+    assert len(timeline) >= 2
+    fan_out = FanOut(world.services)
+    fan_out.run([timeline[-1]])  # the last event arrives first: its predecessors go out before it
+    fan_out.run(timeline)  # then everything again: nothing new
+    while world.work():
+        pass
+    sent = [json.loads(body)["sequence"] for body, _ in world.merchant.got]
+    assert sent == [event["sequence"] for event in timeline]
+    assert len(world.delivery_log(hook["endpointId"])) == len(timeline)
+
+
+def test_the_scheduled_job_sends_again_what_a_lost_queue_held_in_order(world: World) -> None:
+    hook = endpoint(world)
+    world.merchant.status = 500
+    session = create_session()["sessionId"]
+    world.fan_out(session)
+    world.work()  # the first event fails: it waits 5 s; the session's later events wait behind it
+    cancel(session)
+    world.fan_out(session)
+    world.sqs.purge_queue(QueueUrl=world.queue_url)  # the queue loses everything
+    world.merchant.status = 200
+    assert requeue_due(world.services) == 0  # nothing is overdue yet
+    world.clock.advance(get_settings().webhook_requeue_grace_seconds + 10)
+    assert requeue_due(world.services) == len(events(session))
+    while world.work():
+        pass
+    sent = [
+        (json.loads(body)["sequence"], status)
+        for (body, _), status in zip(world.merchant.got, world.merchant.answers, strict=True)
+    ]
+    assert sent == [(1, 500), *[(event["sequence"], 200) for event in events(session)]]
+    assert {d["status"] for d in world.delivery_log(hook["endpointId"])} == {"SUCCEEDED"}
+    world.clock.advance(10 * 86400)
+    assert requeue_due(world.services) == 0  # nothing waits any more
