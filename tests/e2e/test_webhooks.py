@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.e2e.conftest import RunningRuntime, launch, stop_and_check
 from tests.e2e.helpers import Api, assert_error
@@ -206,7 +207,7 @@ def test_every_event_is_delivered_signed_in_order_and_equal_to_the_timeline(
     for received in got:
         assert json.loads(received.body) == next(e for e in timeline if e["eventId"] == received.webhook_id)
         assert abs(int(received.headers["webhook-timestamp"]) - time.time()) < 60
-        with pytest.raises(Exception):  # another endpoint's secret does not verify
+        with pytest.raises(WebhookVerificationError):  # another endpoint's secret does not verify
             Webhook("whsec_" + "A" * 43 + "=").verify(received.body, received.headers)
     logged = wait_until(
         lambda: [d for d in deliveries(api, endpoint["endpointId"]) if d["status"] == "SUCCEEDED"],

@@ -28,8 +28,16 @@ def test_every_contract_route_is_documented() -> None:
         "/pay/{token}",
         "/pay/{token}/cancel",
         "/pay/{token}/pay",
+        "/v1/webhook-endpoints",
+        "/v1/webhook-endpoints/{endpointId}",
+        "/v1/webhook-endpoints/{endpointId}/rotate-secret",
+        "/v1/webhook-endpoints/{endpointId}/test",
+        "/v1/webhook-endpoints/{endpointId}/deliveries",
+        "/v1/webhook-endpoints/{endpointId}/deliveries/{deliveryId}/resend",
+        "/v1/webhook-endpoints/{endpointId}/recover",
     }
     assert set(paths["/v1/sessions"]) == {"get", "post"}
+    assert set(paths["/v1/webhook-endpoints/{endpointId}"]) == {"get", "patch", "delete"}
     assert "requestBody" in paths["/v1/sessions/{sessionId}/cancel"]["post"]
     assert "requestBody" in paths["/v1/providers/{provider}/events"]["post"]
 

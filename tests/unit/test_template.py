@@ -52,13 +52,25 @@ SAMPLE_EVENTS = {
     "OpenApiFunction": "openapi.json",
     "ExpireSessionsFunction": "expire_sessions.json",
     "PublishEventsFunction": "publish_events.json",
+    "WebhookEndpointsFunction": "webhook_endpoints.json",
+    "WebhookFanoutFunction": "webhook_fanout.json",
+    "WebhookDeliveryFunction": "webhook_delivery.json",
+    "RequeueWebhooksFunction": "requeue_webhooks.json",
 }
 
 
 API_EVENTS = [
     name
     for logical_id, name in SAMPLE_EVENTS.items()
-    if logical_id not in {"AuthorizerFunction", "ExpireSessionsFunction", "PublishEventsFunction"}
+    if logical_id
+    not in {
+        "AuthorizerFunction",
+        "ExpireSessionsFunction",
+        "PublishEventsFunction",
+        "WebhookFanoutFunction",
+        "WebhookDeliveryFunction",
+        "RequeueWebhooksFunction",
+    }
 ]
 
 
@@ -466,6 +478,21 @@ def test_routes_and_auth_are_as_the_contract_says(template: Template) -> None:
         ("GET", "/v1/openapi.json"): ("OpenApiFunction", True),
         ("GET", "/v1/docs"): ("OpenApiFunction", True),
         ("GET", "/v1/docs/{asset}"): ("OpenApiFunction", True),
+        **{
+            (method, path): ("WebhookEndpointsFunction", False)
+            for method, path in [
+                ("POST", "/v1/webhook-endpoints"),
+                ("GET", "/v1/webhook-endpoints"),
+                ("GET", "/v1/webhook-endpoints/{endpointId}"),
+                ("PATCH", "/v1/webhook-endpoints/{endpointId}"),
+                ("DELETE", "/v1/webhook-endpoints/{endpointId}"),
+                ("POST", "/v1/webhook-endpoints/{endpointId}/rotate-secret"),
+                ("POST", "/v1/webhook-endpoints/{endpointId}/test"),
+                ("GET", "/v1/webhook-endpoints/{endpointId}/deliveries"),
+                ("POST", "/v1/webhook-endpoints/{endpointId}/deliveries/{deliveryId}/resend"),
+                ("POST", "/v1/webhook-endpoints/{endpointId}/recover"),
+            ]
+        },
     }
 
 

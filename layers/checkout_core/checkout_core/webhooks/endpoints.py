@@ -85,7 +85,7 @@ def create_endpoint(
     if request.description is not None:
         item["description"] = request.description
     services.db.create_endpoint(item)
-    return WebhookEndpointWithSecret(**endpoint_view(item).model_dump(), secret=item["secret"])
+    return WebhookEndpointWithSecret(**endpoint_view(item).model_dump(), secret=str(item["secret"]))
 
 
 def get_endpoint(services: WebhookServices, tenant: Tenant, endpoint_id: str) -> WebhookEndpoint:
