@@ -19,20 +19,32 @@ def _failures(message_ids: list[str]) -> dict[str, Any]:
 
 
 def fan_out_batch(services: WebhookServices, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Records of the events queue, in order. A failed record and every one after it are reported (a FIFO
-    queue gives them back in the same order)."""
+    """Records of the events queue, in order, as one fan-out: endpoints read once per tenant, messages sent
+    once. A failed record and every one after it are reported (a FIFO queue gives them back in the same
+    order); the messages of the records before it are sent."""
     from checkout_core.webhooks.fanout import FanOut, catch_up
 
-    for index, record in enumerate(records):
+    fan_out = FanOut(services)
+    try:
+        bodies = [json.loads(record["body"]) for record in records]
+        tenants = fan_out.tenants([b["detail"]["sessionId"] for b in bodies if "detail" in b])
+    except Exception:
+        logger.exception("fan-out failed before its first record")
+        return _failures([r["messageId"] for r in records])
+    for index, (record, body) in enumerate(zip(records, bodies, strict=True)):
         try:
-            body = json.loads(record["body"])
             if "catchUp" in body:
+                fan_out.flush()
                 catch_up(services, str(body["catchUp"]))
+            elif body["detail"]["sessionId"] not in tenants:
+                logger.warning("event of an unknown session", extra={"messageId": record["messageId"]})
             else:
-                FanOut(services).run([body["detail"]])
+                fan_out.event(tenants[body["detail"]["sessionId"]], body["detail"])
         except Exception:
             logger.exception("fan-out failed", extra={"messageId": record["messageId"]})
+            fan_out.flush()
             return _failures([r["messageId"] for r in records[index:]])
+    fan_out.flush()
     return _failures([])
 
 

@@ -51,8 +51,11 @@ class FanOut:
             self._endpoints[tenant_id] = self.services.db.endpoints_of(tenant_id)
         return self._endpoints[tenant_id]
 
+    def tenants(self, session_ids: list[str]) -> dict[str, str]:
+        return _tenants(self.services, session_ids)
+
     def run(self, events: list[dict[str, Any]]) -> None:
-        tenants = _tenants(self.services, [event["sessionId"] for event in events])
+        tenants = self.tenants([event["sessionId"] for event in events])
         for event in events:
             tenant = tenants.get(event["sessionId"])
             if tenant is None:
