@@ -26,6 +26,7 @@ FULL = {
     "runtime_sessions": 10_000,
     "runtime_sample": 200,
     "stripe_runs": 5,
+    "webhook_sessions_per_client": 10,
 }
 FAST = {
     "expiry_n": 200,
@@ -35,6 +36,7 @@ FAST = {
     "runtime_sessions": 150,
     "runtime_sample": 20,
     "stripe_runs": 1,
+    "webhook_sessions_per_client": 1,
 }
 
 
@@ -43,7 +45,7 @@ def machine() -> str:
 
 
 def run(settings: dict[str, int]) -> dict[str, Any]:
-    from bench import ddb_calls, expiry, imports, layer, overhead, runtime, stripe, transitions
+    from bench import ddb_calls, expiry, imports, layer, overhead, runtime, stripe, transitions, webhooks
 
     measures: dict[str, Any] = {}
     started = time.monotonic()
@@ -65,6 +67,8 @@ def run(settings: dict[str, int]) -> dict[str, Any]:
     measures["layer"] = layer.measure()
     step("the stripe provider's cancel, against the local Stripe")
     measures["stripe"] = stripe.measure(settings["stripe_runs"])
+    step("webhooks: calls per first attempt, and the local delivery path")
+    measures["webhooks"] = webhooks.measure(settings["webhook_sessions_per_client"])
     step("the embedded runtime over HTTP")
     measures["runtime"] = runtime.measure(settings["runtime_sessions"], settings["runtime_sample"])
     step("done")

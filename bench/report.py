@@ -47,10 +47,12 @@ def results_json(measures: dict[str, Any], machine: str) -> dict[str, Any]:
             "ddb_calls_cancel_k": measures["stripe"]["ddb_calls_cancel_k"],
             "provider_wall_ratio_25_vs_1": measures["stripe"]["provider_wall_ratio_25_vs_1"],
         },
+        "webhooks": {key: measures["webhooks"][key] for key in WEBHOOK_KEYS},
         "machine": machine,
     }
 
 
+WEBHOOK_KEYS = ("aws_calls_per_first_attempt", "deliveries_per_second", "first_attempt_p50_ms")
 RUNTIME_KEYS = (
     "create_p50_ms_empty",
     "create_p50_ms_10k",
@@ -175,7 +177,42 @@ def rows(measures: dict[str, Any]) -> list[Row]:
         )
     table.extend(_runtime_rows(measures["runtime"]))
     table.extend(_stripe_rows(measures["stripe"]))
+    table.extend(_webhook_rows(measures["webhooks"]))
     return table
+
+
+def _webhook_rows(webhooks: dict[str, Any]) -> list[Row]:
+    calls = ", ".join(f"{name} {count}" for name, count in sorted(webhooks["calls"].items()))
+    through = (
+        f"`python -m local`: {webhooks['expected'] // 2} sessions created then cancelled by 8 clients at "
+        "once (2 events each), one endpoint on a loopback receiver"
+    )
+    return [
+        Row(
+            "Webhooks: AWS calls per event delivered on its first attempt",
+            f"fan-out and delivery handlers in process against moto (DynamoDB + SQS), {webhooks['sessions']} "
+            f"sessions, {webhooks['events']} events, each event alone in its fan-out batch (the least "
+            "favourable); every DynamoDB and SQS call of their cached clients counted; the event source "
+            f"mapping's receive/delete and the rule's send are AWS's, not counted. Calls: {calls}",
+            "<= 4",
+            f"{webhooks['aws_calls_per_first_attempt']} ({webhooks['calls_total']} / {webhooks['events']})",
+            webhooks["aws_calls_per_first_attempt"] <= 4,
+        ),
+        Row(
+            "Webhooks: deliveries per second, local path",
+            through + "; 2xx deliveries / seconds from the first create to the last 2xx",
+            "recorded",
+            f"{webhooks['deliveries_per_second']} ({webhooks['deliveries']} of {webhooks['expected']})",
+            None,
+        ),
+        Row(
+            "Webhooks: first attempt p50, from the change's commit to the receiver's 2xx",
+            through + "; the event's occurredAt (its commit) to the request's arrival, median",
+            "recorded",
+            f"{webhooks['first_attempt_p50_ms']} ms",
+            None,
+        ),
+    ]
 
 
 def _stripe_rows(stripe: dict[str, Any]) -> list[Row]:

@@ -65,6 +65,7 @@ def count_calls() -> dict[str, Any]:
             settings=replace(get_settings(), webhook_allow_private_urls=True, webhook_queue_url=queue_url)
         )
         fanout._tenant_of_session.clear()
+        fanout._endpoints_of_tenant.clear()
         create_endpoint(services, Tenant("demo", frozenset()), CreateEndpointRequest(url=receiver.url))
         timeline: list[dict[str, Any]] = []
         for _ in range(SESSIONS):
@@ -167,9 +168,9 @@ def throughput(sessions_per_client: int = 6) -> dict[str, Any]:
         runtime.stop()
 
 
-def measure() -> dict[str, Any]:
+def measure(sessions_per_client: int = 10) -> dict[str, Any]:
     counted = count_calls()
-    moved = throughput()
+    moved = throughput(sessions_per_client)
     return {**counted, **moved}
 
 

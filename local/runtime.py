@@ -525,7 +525,7 @@ class Runtime:
         lagging = self._catch_up_fan_out(table)
         resumed = len(pending) + len(waiting)
         log.info(
-            "resuming after a restart: %d pending cancellations and %d webhook deliveries made due, "
+            "resuming after a restart: %d pending cancellations made due; %d webhook deliveries made due; "
             "%d sessions' events fanned out again",
             len(pending),
             len(waiting),

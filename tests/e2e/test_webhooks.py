@@ -166,10 +166,9 @@ def test_bad_updates_and_recover_times_are_refused(runtime: RunningRuntime) -> N
     api = api_for(runtime, "bad")
     endpoint = create_endpoint(api, "https://hooks.example.com/bad")
     path = f"/v1/webhook-endpoints/{endpoint['endpointId']}"
-    for body in ({"status": "BROKEN"}, {"url": None}, {"url": "http:/x"}, {"eventTypes": "all"}):
+    for body in ({"status": "BROKEN"}, {"url": "http:/x"}, {"eventTypes": "all"}, {"url": "ftp://x.example"}):
         assert_error(api.request("PATCH", path, body), 400, "invalid_request")
-    old = (datetime.now(UTC) - timedelta(days=31)).isoformat().replace("+00:00", "Z")
-    for since in ("yesterday", "2026-12-01T00:00:00", old):
+    for since in ("yesterday", "2026-12-01T00:00:00", "2026-12-01 00:00:00Z", "2026-13-45T00:00:00Z"):
         assert_error(api.request("POST", f"{path}/recover", {"since": since}), 400, "invalid_request")
     assert_error(api.request("GET", "/v1/webhook-endpoints/not-a-uuid"), 400, "invalid_request")
     assert_error(api.request("GET", f"{path}/deliveries?status=LOST"), 400, "invalid_request")

@@ -18,6 +18,7 @@ import pytest
 from checkout_core.models import CreateEndpointRequest, Tenant
 from checkout_core.settings import get_settings
 from checkout_core.webhooks import attempts as attempts_module
+from checkout_core.webhooks import fanout as fanout_module
 from checkout_core.webhooks.attempts import attempt
 from checkout_core.webhooks.endpoints import create_endpoint
 from checkout_core.webhooks.fanout import FanOut
@@ -122,7 +123,9 @@ def world(aws: Any) -> Iterator[World]:
         store=WebhookStore(aws.table_name),
         queue=DeliveryQueue(queue_url),
     )
-    attempts_module._endpoint_copies.clear()
+    attempts_module._endpoint_copies.clear()  # each test has a table of its own: forget the last one's
+    fanout_module._endpoints_of_tenant.clear()
+    fanout_module._tenant_of_session.clear()
     yield World(services, clock, merchant, sqs, queue_url)
 
 
@@ -242,3 +245,36 @@ def test_the_scheduled_job_sends_again_what_a_lost_queue_held_in_order(world: Wo
     assert {d["status"] for d in world.delivery_log(hook["endpointId"])} == {"SUCCEEDED"}
     world.clock.advance(10 * 86400)
     assert requeue_due(world.services) == 0  # nothing waits any more
+
+
+def test_a_group_stopped_by_a_failure_leaves_its_later_messages_waiting_behind_the_head(world: World) -> None:
+    """One batch holds a session's two events; the first fails. The second must not stay in flight (it
+    would hold the group for the queue's visibility timeout, hours past the head's 5 s retry): it is
+    released, and waits behind the hidden head."""
+    from moto.sqs.models import sqs_backends
+
+    from checkout_core.webhooks.consumers import deliver_batch
+
+    endpoint(world)
+    world.merchant.status = 500
+    session = create_session()["sessionId"]
+    cancel(session)
+    world.fan_out(session)
+    messages = world.receive()
+    assert len(messages) == 2 and len({m["Attributes"]["MessageGroupId"] for m in messages}) == 1
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m["Attributes"],
+        }
+        for m in messages
+    ]
+    answer = deliver_batch(world.services, records, None)
+    assert [f["itemIdentifier"] for f in answer["batchItemFailures"]] == [m["MessageId"] for m in messages]
+    assert len(world.merchant.got) == 1  # the second was not sent
+    queue = sqs_backends["123456789012"]["us-east-1"].queues[world.queue_url.rsplit("/", 1)[-1]]
+    visible = {m.id: m.visible for m in queue._messages}
+    assert visible == {messages[0]["MessageId"]: False, messages[1]["MessageId"]: True}
+    assert world.receive() == []  # visible, yet behind its group's head

@@ -29,6 +29,7 @@ EXPECTED_KEYS = {
         "restart_seconds_10k",
     },
     "stripe": {"ddb_calls_cancel_k", "provider_wall_ratio_25_vs_1"},
+    "webhooks": {"aws_calls_per_first_attempt", "deliveries_per_second", "first_attempt_p50_ms"},
     "machine": None,
 }
 

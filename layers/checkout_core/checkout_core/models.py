@@ -326,18 +326,39 @@ class DeliveryStatus(StrEnum):
     EXHAUSTED = "EXHAUSTED"
 
 
+WEBHOOK_URL_PATTERN = RETURN_URL_PATTERN.replace("^https://", "^https?://", 1)
+_WEBHOOK_URL = re.compile(WEBHOOK_URL_PATTERN)
 EndpointUrl = Annotated[
     str,
     StringConstraints(min_length=1, max_length=2048),
     Field(
-        description="https (http and private addresses only where WEBHOOK_ALLOW_PRIVATE_URLS), no credentials"
+        description="https, no credentials, a public address; plain http and private addresses only where "
+        "WEBHOOK_ALLOW_PRIVATE_URLS (local runtimes)",
+        json_schema_extra={"pattern": WEBHOOK_URL_PATTERN},
     ),
 ]
 EventTypes = Annotated[
     list[Annotated[EventType, Field(strict=False)]],
-    Field(max_length=len(EventType), description="Types delivered; empty: every type"),
+    Field(
+        max_length=len(EventType),
+        description="Types delivered; empty: every type",
+        json_schema_extra={"uniqueItems": True},
+    ),
 ]
 EndpointDescription = Annotated[str, StringConstraints(max_length=500)]
+
+
+def _webhook_url(value: str | None) -> str | None:
+    if value is None:
+        return value
+    scheme, _, rest = value.partition("://")
+    if scheme not in ("https", "http"):
+        raise ValueError("url must use https")
+    if "@" in re.split(r"[/?#]", rest, maxsplit=1)[0]:
+        raise ValueError("url must not carry credentials")
+    if not _WEBHOOK_URL.fullmatch(value):
+        raise ValueError("url is not a valid URL")
+    return value
 
 
 def _distinct(value: list[EventType] | None) -> list[EventType] | None:
@@ -352,22 +373,31 @@ class CreateEndpointRequest(Strict):
     description: EndpointDescription | None = None
 
     _distinct_types = field_validator("eventTypes")(_distinct)
+    _url_shape = field_validator("url")(_webhook_url)
 
 
 class UpdateEndpointRequest(Strict):
+    """Fields left out, or null, stay as they are; `description: null` removes the description."""
+
     url: EndpointUrl | None = None
     eventTypes: EventTypes | None = None
     description: EndpointDescription | None = None
     status: Annotated[EndpointStatus | None, Field(strict=False)] = None
 
     _distinct_types = field_validator("eventTypes")(_distinct)
+    _url_shape = field_validator("url")(_webhook_url)
+
+
+RECOVER_SINCE_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
 
 
 class RecoverRequest(Strict):
     since: Annotated[
         str,
-        StringConstraints(min_length=20, max_length=40),
-        Field(description="ISO 8601 time with an offset or Z; at most 30 days ago"),
+        StringConstraints(min_length=20, max_length=40, pattern=RECOVER_SINCE_PATTERN),
+        Field(description="ISO 8601 time with Z or an offset; earlier than 30 days ago means 30 days ago"),
     ]
 
 

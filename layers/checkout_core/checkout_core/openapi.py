@@ -124,7 +124,7 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], provi
             response.setdefault("content", _HTML)
     idempotent = method == "post" and path.startswith("/v1/sessions")
     for parameter in operation.get("parameters", []):
-        if parameter["name"] == "sessionId":
+        if parameter["name"] in ("sessionId", "endpointId", "deliveryId"):
             parameter["schema"]["pattern"] = UUID7_PATTERN
         elif parameter["name"] == "token":
             parameter["schema"]["pattern"] = PAY_TOKEN_PATTERN

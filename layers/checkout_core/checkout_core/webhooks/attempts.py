@@ -50,7 +50,7 @@ def attempt(services: WebhookServices, message: dict[str, Any], receive_count: i
         delivery: dict[str, Any] | None = {
             "endpointId": endpoint_id,
             "deliveryId": delivery_id,
-            "tenantId": tenant_id,
+            "tenant": tenant_id,
             "eventId": first["eventId"],
             "body": first["body"],
             "retries": first["retries"],
@@ -152,6 +152,7 @@ def _endpoint_health(
             endpoint["version"],
             {**changes, "updatedAt": to_iso(services.clock())},
             remove,
+            bump_tenant="status" in changes,  # the fan-out must see a disabled endpoint at once
         )
     except Stale:
         return  # changed meanwhile (by a person or another attempt): the next attempt sees the new state

@@ -12,6 +12,19 @@ from checkout_core.observability import logger
 from checkout_core.webhooks.services import WebhookServices
 
 STOP_BEFORE_TIMEOUT_MS = 20_000  # an attempt can take 15 s
+AFTER_ERROR_SECONDS = 10
+
+
+def _release(services: WebhookServices, record: dict[str, Any], seconds: int | None) -> None:
+    """A message this batch will not finish: visible again after `seconds` (None: as the attempt left it).
+    The group's later messages are released at once: while its head is hidden they stay behind it, and
+    left in flight they would hold the whole group for the queue's visibility timeout."""
+    if seconds is None:
+        return
+    try:
+        services.messages.hide(record["receiptHandle"], seconds)
+    except Exception:
+        logger.exception("could not release a message", extra={"messageId": record["messageId"]})
 
 
 def _failures(message_ids: list[str]) -> dict[str, Any]:
@@ -63,8 +76,13 @@ def deliver_batch(services: WebhookServices, records: list[dict[str, Any]], cont
 
     def work(group: list[dict[str, Any]]) -> list[str]:
         for index, record in enumerate(group):
+            failed = False
+            if not time_left():  # not tried: back at once, for the next invocation
+                for unfinished in group[index:]:
+                    _release(services, unfinished, 0)
+                return [r["messageId"] for r in group[index:]]
             try:
-                done = time_left() and attempt(
+                done = attempt(
                     services,
                     json.loads(record["body"]),
                     int(record.get("attributes", {}).get("ApproximateReceiveCount", "1")),
@@ -72,8 +90,11 @@ def deliver_batch(services: WebhookServices, records: list[dict[str, Any]], cont
                 )
             except Exception:
                 logger.exception("webhook attempt failed", extra={"messageId": record["messageId"]})
-                done = False
+                done, failed = False, True
             if not done:
+                _release(services, group[index], AFTER_ERROR_SECONDS if failed else None)
+                for later in group[index + 1 :]:
+                    _release(services, later, 0)
                 return [r["messageId"] for r in group[index:]]
         return []
 

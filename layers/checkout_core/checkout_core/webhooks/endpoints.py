@@ -103,9 +103,6 @@ def update_endpoint(
     services: WebhookServices, tenant: Tenant, endpoint_id: str, request: UpdateEndpointRequest
 ) -> WebhookEndpoint:
     given = request.model_fields_set
-    for name in ("url", "eventTypes", "status"):
-        if name in given and getattr(request, name) is None:
-            raise InvalidRequest(f"{name} cannot be null.", name)
     changes: dict[str, Any] = {}
     remove: list[str] = []
     if request.url is not None:
@@ -140,6 +137,7 @@ def _change(services: WebhookServices, tenant: Tenant, endpoint_id: str, decide:
                 item["version"],
                 {**changes, "updatedAt": to_iso(services.clock())},
                 remove,
+                bump_tenant=True,
             )
         except Stale:
             continue

@@ -17,10 +17,13 @@ from checkout_core.views import event_view
 from checkout_core.webhooks.deliveries import body_of, first_message, new_delivery
 from checkout_core.webhooks.queue import Message
 from checkout_core.webhooks.services import WebhookServices
-from checkout_core.webhooks.store import WatermarkMoved
+from checkout_core.webhooks.store import EndpointsChanged, WatermarkMoved
 
 TENANT_CACHE_SIZE = 10_000
 _tenant_of_session: OrderedDict[str, str] = OrderedDict()  # a session's tenant never changes
+# tenant -> (its endpoints version, its endpoints): used until a fan-out's write finds the version moved
+_endpoints_of_tenant: dict[str, tuple[int | None, list[dict[str, Any]]]] = {}
+REFRESH_ATTEMPTS = 5
 
 
 def _tenants(services: WebhookServices, session_ids: list[str]) -> dict[str, str]:
@@ -43,13 +46,12 @@ class FanOut:
 
     def __init__(self, services: WebhookServices) -> None:
         self.services = services
-        self._endpoints: dict[str, list[dict[str, Any]]] = {}
         self.messages: list[Message] = []
 
-    def endpoints(self, tenant_id: str) -> list[dict[str, Any]]:
-        if tenant_id not in self._endpoints:
-            self._endpoints[tenant_id] = self.services.db.endpoints_of(tenant_id)
-        return self._endpoints[tenant_id]
+    def endpoints(self, tenant_id: str, fresh: bool = False) -> tuple[int | None, list[dict[str, Any]]]:
+        if fresh or tenant_id not in _endpoints_of_tenant:
+            _endpoints_of_tenant[tenant_id] = self.services.db.endpoints_of(tenant_id)
+        return _endpoints_of_tenant[tenant_id]
 
     def tenants(self, session_ids: list[str]) -> dict[str, str]:
         return _tenants(self.services, session_ids)
@@ -82,9 +84,21 @@ class FanOut:
 
     def _write(self, tenant_id: str, event: dict[str, Any]) -> None:
         body = body_of(event)
-        chosen = [e for e in self.endpoints(tenant_id) if matches(e, event["type"])]
-        deliveries = [new_delivery(self.services, tenant_id, endpoint, event, body) for endpoint in chosen]
-        self.services.db.fan_out(deliveries, event["sessionId"], tenant_id, event["sequence"])
+        for attempt in range(REFRESH_ATTEMPTS):
+            version, endpoints = self.endpoints(tenant_id, fresh=attempt > 0)
+            chosen = [e for e in endpoints if matches(e, event["type"])]
+            deliveries = [
+                new_delivery(self.services, tenant_id, endpoint, event, body) for endpoint in chosen
+            ]
+            try:
+                self.services.db.fan_out(
+                    deliveries, event["sessionId"], tenant_id, event["sequence"], version
+                )
+                break
+            except EndpointsChanged:
+                continue
+        else:
+            raise EndpointsChanged()
         versions = {endpoint["endpointId"]: endpoint["version"] for endpoint in chosen}
         self.messages += [
             first_message(delivery, versions[delivery["endpointId"]])

@@ -24,7 +24,7 @@ from typing import Any
 
 from checkout_core import aws
 from checkout_core.errors import EndpointLimitReached, InvalidRequest, ServiceUnavailable
-from checkout_core.repository import _THROTTLING, EXPIRY_SHARDS, event_sort_key, from_dynamo, item_from_dynamo
+from checkout_core.repository import _THROTTLING, EXPIRY_SHARDS, event_sort_key, item_from_dynamo
 
 MAX_ENDPOINTS = 16
 DELIVERY_SHARDS = EXPIRY_SHARDS
@@ -48,6 +48,10 @@ def delivery_shard(delivery_id: str) -> str:
 
 class Stale(Exception):
     """A conditional write found the item changed (or gone) since it was read."""
+
+
+class EndpointsChanged(Exception):
+    """The tenant's endpoints changed since they were read: read them again."""
 
 
 @dataclass(frozen=True)
@@ -199,9 +203,10 @@ class WebhookStore:
                     "Update": {
                         "TableName": self.table_name,
                         "Key": self._serialize(counter),
-                        "UpdateExpression": "SET #c = if_not_exists(#c, :zero) + :one",
+                        "UpdateExpression": "SET #c = if_not_exists(#c, :zero) + :one, "
+                        "#v = if_not_exists(#v, :zero) + :one",
                         "ConditionExpression": "attribute_not_exists(#c) OR #c < :max",
-                        "ExpressionAttributeNames": {"#c": "endpointCount"},
+                        "ExpressionAttributeNames": {"#c": "endpointCount", "#v": "endpointsVersion"},
                         "ExpressionAttributeValues": self._serialize(
                             {":zero": 0, ":one": 1, ":max": MAX_ENDPOINTS}
                         ),
@@ -230,17 +235,22 @@ class WebhookStore:
         )
         return item_from_dynamo(answer["Item"]) if "Item" in answer else None
 
-    def endpoints_of(self, tenant_id: str) -> list[dict[str, Any]]:
-        """Every endpoint of a tenant (at most 16), in one Query."""
-        return list(
+    def endpoints_of(self, tenant_id: str) -> tuple[int | None, list[dict[str, Any]]]:
+        """Every endpoint of a tenant (at most 16) and the tenant's endpoints version (None: never set),
+        in one Query: the count item (`ENDPOINTS`) sorts with the endpoints (`ENDPOINT#...`)."""
+        items = list(
             self._query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues=self._serialize(
-                    {":pk": f"TENANT#{tenant_id}", ":prefix": "ENDPOINT#"}
+                    {":pk": f"TENANT#{tenant_id}", ":prefix": "ENDPOINT"}
                 ),
                 ConsistentRead=True,
             )
         )
+        counter = next((item for item in items if item["sk"] == "ENDPOINTS"), {})
+        version = counter.get("endpointsVersion")
+        endpoints = [item for item in items if item["sk"] != "ENDPOINTS"]
+        return (None if version is None else int(version)), endpoints
 
     def list_endpoints(
         self, tenant_id: str, limit: int, cursor: str | None
@@ -260,17 +270,57 @@ class WebhookStore:
         expected_version: int,
         set_values: dict[str, Any],
         remove: Sequence[str] = (),
+        bump_tenant: bool = False,
     ) -> dict[str, Any]:
-        """Changes an endpoint as it was at `expected_version` and bumps the version; Stale otherwise."""
-        updated = self._update(
-            endpoint_key(tenant_id, endpoint_id),
-            {**set_values, "version": expected_version + 1},
-            remove,
-            condition="#version = :seen",
-            condition_values={"#version": "version", ":seen": expected_version},
-            return_new=True,
+        """Changes an endpoint as it was at `expected_version` and bumps its version; Stale otherwise.
+        `bump_tenant` also moves the tenant's endpoints version, in the same transaction: the fan-out's
+        copy of the tenant's endpoints is then found stale (a change of status, types or secret)."""
+        key = endpoint_key(tenant_id, endpoint_id)
+        if not bump_tenant:
+            updated = self._update(
+                key,
+                {**set_values, "version": expected_version + 1},
+                remove,
+                condition="#version = :seen",
+                condition_values={"#version": "version", ":seen": expected_version},
+                return_new=True,
+            )
+            assert updated is not None
+            return updated
+        names = {f"#s{i}": name for i, name in enumerate([*set_values, "version"])}
+        values = {f":s{i}": value for i, value in enumerate([*set_values.values(), expected_version + 1])}
+        expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(names)))
+        if remove:
+            names.update({f"#r{i}": name for i, name in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        reasons = self._transact(
+            [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize(key),
+                        "UpdateExpression": expression,
+                        "ConditionExpression": "#version = :seen",
+                        "ExpressionAttributeNames": {**names, "#version": "version"},
+                        "ExpressionAttributeValues": self._serialize({**values, ":seen": expected_version}),
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize({"pk": key["pk"], "sk": "ENDPOINTS"}),
+                        "UpdateExpression": "SET #v = if_not_exists(#v, :zero) + :one",
+                        "ExpressionAttributeNames": {"#v": "endpointsVersion"},
+                        "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1}),
+                    }
+                },
+            ]
         )
-        assert updated is not None
+        if reasons is not None:
+            raise Stale()
+        updated = self.get_endpoint(tenant_id, endpoint_id)
+        if updated is None:
+            raise Stale()
         return updated
 
     def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
@@ -289,9 +339,9 @@ class WebhookStore:
                     "Update": {
                         "TableName": self.table_name,
                         "Key": self._serialize({"pk": key["pk"], "sk": "ENDPOINTS"}),
-                        "UpdateExpression": "SET #c = #c - :one",
+                        "UpdateExpression": "SET #c = #c - :one, #v = #v + :one",
                         "ConditionExpression": "#c > :zero",
-                        "ExpressionAttributeNames": {"#c": "endpointCount"},
+                        "ExpressionAttributeNames": {"#c": "endpointCount", "#v": "endpointsVersion"},
                         "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1}),
                     }
                 },
@@ -302,26 +352,44 @@ class WebhookStore:
     # -- deliveries -----------------------------------------------------------------------------------
 
     def fan_out(
-        self, deliveries: Sequence[dict[str, Any]], session_id: str, tenant_id: str, sequence: int
+        self,
+        deliveries: Sequence[dict[str, Any]],
+        session_id: str,
+        tenant_id: str,
+        sequence: int,
+        endpoints_version: int | None,
     ) -> None:
-        """Writes an event's deliveries and moves its session's watermark from `sequence - 1` to `sequence`,
-        in one transaction; WatermarkMoved (with where it is) when the watermark is elsewhere."""
+        """Writes an event's deliveries and moves its session's watermark from `sequence - 1` to
+        `sequence`, in one transaction that also checks the tenant's endpoints are still at
+        `endpoints_version` (what the deliveries were chosen from). WatermarkMoved (with where it is) when
+        the watermark is elsewhere; EndpointsChanged when the endpoints are."""
         condition = "attribute_not_exists(#f)" if sequence == 1 else "#f = :previous"
         values: dict[str, Any] = {":n": sequence, ":tenant": tenant_id}
         if sequence != 1:
             values[":previous"] = sequence - 1
+        checked: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
+            "ExpressionAttributeNames": {"#v": "endpointsVersion"},
+        }
+        if endpoints_version is None:
+            checked["ConditionExpression"] = "attribute_not_exists(#v)"
+        else:
+            checked["ConditionExpression"] = "#v = :v"
+            checked["ExpressionAttributeValues"] = self._serialize({":v": endpoints_version})
         items: list[dict[str, Any]] = [
             {
                 "Update": {
                     "TableName": self.table_name,
                     "Key": self._serialize(watermark_key(session_id)),
-                    "UpdateExpression": "SET #f = :n, tenantId = :tenant",
+                    "UpdateExpression": "SET #f = :n, tenant = :tenant",
                     "ConditionExpression": condition,
                     "ExpressionAttributeNames": {"#f": "fannedOut"},
                     "ExpressionAttributeValues": self._serialize(values),
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
-            }
+            },
+            {"ConditionCheck": checked},
         ]
         items += [
             {
@@ -333,21 +401,15 @@ class WebhookStore:
             }
             for delivery in deliveries
         ]
-        if len(items) == 1:
-            try:
-                self._update(
-                    watermark_key(session_id),
-                    {"fannedOut": sequence, "tenantId": tenant_id},
-                    condition=condition.replace("#f", "#s0"),
-                    condition_values={k: v for k, v in values.items() if k == ":previous"},
-                )
-            except Stale:
-                raise WatermarkMoved(self.fanned_out(session_id)) from None
-            return
         reasons = self._transact(items)
-        if reasons is not None:
+        if reasons is None:
+            return
+        if reasons[0].get("Code") == "ConditionalCheckFailed":
             old = reasons[0].get("Item")
-            raise WatermarkMoved(int(from_dynamo(item_from_dynamo(old).get("fannedOut", 0))) if old else 0)
+            raise WatermarkMoved(int(item_from_dynamo(old).get("fannedOut", 0)) if old else 0)
+        if reasons[1].get("Code") == "ConditionalCheckFailed":
+            raise EndpointsChanged()
+        raise ServiceUnavailable()  # a delivery already there: the watermark would have said so
 
     def fanned_out(self, session_id: str) -> int:
         answer = self._call(
