@@ -278,3 +278,37 @@ def test_a_group_stopped_by_a_failure_leaves_its_later_messages_waiting_behind_t
     visible = {m.id: m.visible for m in queue._messages}
     assert visible == {messages[0]["MessageId"]: False, messages[1]["MessageId"]: True}
     assert world.receive() == []  # visible, yet behind its group's head
+
+
+def test_a_batch_of_events_is_fanned_out_in_one_transaction_and_a_repeat_falls_back(world: World) -> None:
+    from checkout_core.webhooks.consumers import fan_out_batch
+
+    hook = endpoint(world)
+    first, second = create_session()["sessionId"], create_session()["sessionId"]
+    cancel(first)
+    cancel(second)
+    timeline = events(first) + events(second)
+    records = [
+        {"messageId": str(index), "body": json.dumps({"detail": event})}
+        for index, event in enumerate(timeline)
+    ]
+    transactions = []
+    client = world.services.db._client_factory()
+    client.meta.events.register(
+        "before-call.dynamodb.TransactWriteItems", lambda **kw: transactions.append(1), unique_id="count-tx"
+    )
+    try:
+        assert fan_out_batch(world.services, records) == {"batchItemFailures": []}
+        assert len(transactions) == 1
+        assert fan_out_batch(world.services, records) == {"batchItemFailures": []}  # the bus repeats itself
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="count-tx")
+    assert len(world.delivery_log(hook["endpointId"])) == len(timeline)
+    while world.work():
+        pass
+    sent = [json.loads(body) for body, _ in world.merchant.got]
+    for session in (first, second):
+        assert [e["sequence"] for e in sent if e["sessionId"] == session] == [
+            e["sequence"] for e in events(session)
+        ]
+    assert len(sent) == len(timeline)

@@ -44,6 +44,15 @@ def fan_out_batch(services: WebhookServices, records: list[dict[str, Any]]) -> d
     except Exception:
         logger.exception("fan-out failed before its first record")
         return _failures([r["messageId"] for r in records])
+    if len(bodies) > 1 and all("detail" in b and b["detail"]["sessionId"] in tenants for b in bodies):
+        pairs = [(tenants[b["detail"]["sessionId"]], b["detail"]) for b in bodies]
+        try:
+            if fan_out.together(pairs):
+                fan_out.flush()
+                return _failures([])
+        except Exception:
+            logger.exception("fan-out of the whole batch failed; one record at a time")
+            fan_out.messages = []
     for index, (record, body) in enumerate(zip(records, bodies, strict=True)):
         try:
             if "catchUp" in body:

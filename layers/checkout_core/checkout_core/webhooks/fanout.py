@@ -71,6 +71,41 @@ class FanOut:
             self.services.messages.send(self.messages)
             self.messages = []
 
+    def together(self, pairs: list[tuple[str, dict[str, Any]]]) -> bool:
+        """The whole batch in one transaction: each session's events in it move its watermark at once, each
+        tenant's endpoints version is checked once. False when that cannot be (a session's events with a
+        gap, too many items) or the transaction is refused; then the events go one by one, which sorts
+        out why."""
+        sessions: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        for tenant_id, event in pairs:
+            sessions.setdefault(event["sessionId"], (tenant_id, []))[1].append(event)
+        writes = []
+        versions: dict[str, int | None] = {}
+        messages: list[Message] = []
+        for session_id, (tenant_id, events) in sessions.items():
+            sequences = [event["sequence"] for event in events]
+            if sequences != list(range(sequences[0], sequences[0] + len(sequences))):
+                return False
+            version, endpoints = self.endpoints(tenant_id)
+            versions[tenant_id] = version
+            by_id = {endpoint["endpointId"]: endpoint["version"] for endpoint in endpoints}
+            deliveries = []
+            for event in events:
+                body = body_of(event)
+                for endpoint in endpoints:
+                    if matches(endpoint, event["type"]):
+                        deliveries.append(new_delivery(self.services, tenant_id, endpoint, event, body))
+            writes.append((session_id, tenant_id, sequences[0], sequences[-1], deliveries))
+            messages += [
+                first_message(delivery, by_id[delivery["endpointId"]])
+                for delivery in deliveries
+                if "checkAt" in delivery
+            ]
+        if not self.services.db.fan_out_together(writes, versions):
+            return False
+        self.messages += messages
+        return True
+
     def event(self, tenant_id: str, event: dict[str, Any]) -> None:
         try:
             self._write(tenant_id, event)

@@ -27,6 +27,7 @@ from checkout_core.errors import EndpointLimitReached, InvalidRequest, ServiceUn
 from checkout_core.repository import _THROTTLING, EXPIRY_SHARDS, event_sort_key, item_from_dynamo
 
 MAX_ENDPOINTS = 16
+MAX_TRANSACTION_ITEMS = 100
 DELIVERY_SHARDS = EXPIRY_SHARDS
 
 
@@ -410,6 +411,58 @@ class WebhookStore:
         if reasons[1].get("Code") == "ConditionalCheckFailed":
             raise EndpointsChanged()
         raise ServiceUnavailable()  # a delivery already there: the watermark would have said so
+
+    def fan_out_together(
+        self,
+        writes: Sequence[tuple[str, str, int, int, Sequence[dict[str, Any]]]],
+        endpoints_versions: dict[str, int | None],
+    ) -> bool:
+        """Several sessions' events in one transaction: per (session, tenant, first, last, deliveries) the
+        watermark moves from `first - 1` to `last`; each tenant's endpoints version is checked. False when
+        it does not fit in one transaction or a condition fails (nothing is written then)."""
+        items: list[dict[str, Any]] = []
+        for tenant_id, version in endpoints_versions.items():
+            checked: dict[str, Any] = {
+                "TableName": self.table_name,
+                "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
+                "ExpressionAttributeNames": {"#v": "endpointsVersion"},
+                "ConditionExpression": "attribute_not_exists(#v)" if version is None else "#v = :v",
+            }
+            if version is not None:
+                checked["ExpressionAttributeValues"] = self._serialize({":v": version})
+            items.append({"ConditionCheck": checked})
+        for session_id, tenant_id, first, last, deliveries in writes:
+            values: dict[str, Any] = {":n": last, ":tenant": tenant_id}
+            if first != 1:
+                values[":previous"] = first - 1
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize(watermark_key(session_id)),
+                        "UpdateExpression": "SET #f = :n, tenant = :tenant",
+                        "ConditionExpression": "attribute_not_exists(#f)" if first == 1 else "#f = :previous",
+                        "ExpressionAttributeNames": {"#f": "fannedOut"},
+                        "ExpressionAttributeValues": self._serialize(values),
+                    }
+                }
+            )
+            items += [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": self._serialize(delivery),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+                for delivery in deliveries
+            ]
+        if len(items) > MAX_TRANSACTION_ITEMS:
+            return False
+        try:
+            return self._transact(items) is None
+        except ServiceUnavailable:
+            return False
 
     def fanned_out(self, session_id: str) -> int:
         answer = self._call(
