@@ -354,3 +354,16 @@ def test_an_endpoint_receives_only_the_types_it_asked_for(
     wait_until(lambda: receiver.of_session(later["sessionId"]), DELIVERY_TIMEOUT, "the later session's event")
     assert [r.event["type"] for r in receiver.of_session(session["sessionId"])] == ["session.cancelled"]
     assert [r.event["type"] for r in got] == ["session.cancelled"]
+
+
+def test_a_body_that_is_not_an_object_is_refused_and_changes_nothing(runtime: RunningRuntime) -> None:
+    api = api_for(runtime, "bad")
+    before = api.request("GET", "/v1/webhook-endpoints?limit=100").body["data"]
+    answer = api.request("POST", "/v1/webhook-endpoints", [{"url": "https://hooks.example.com/list"}])
+    assert assert_error(answer, 400, "invalid_request")["message"] == "The body must be a JSON object."
+    assert api.request("GET", "/v1/webhook-endpoints?limit=100").body["data"] == before
+    session = api.open_session()
+    assert_error(
+        api.request("POST", f"/v1/sessions/{session['sessionId']}/cancel", [{}]), 400, "invalid_request"
+    )
+    assert api.get(session["sessionId"])["status"] == "OPEN"

@@ -25,7 +25,11 @@ from tests.integration.flows import (
     provider_event,
     transaction,
 )
-from tests.support import LambdaContext, invoke, sample_event
+
+# Imported here, not in a test: importing a test module makes pytest compile it, and CPython 3.11's
+# compiler can fail ("AST constructor recursion depth mismatch") while moto's executions run in threads.
+from tests.integration.test_cancel import _token_stored
+from tests.support import LambdaContext, invoke, sample_event, wait_until
 
 TENANT = Tenant("demo", frozenset({"example.com"}))
 
@@ -212,8 +216,6 @@ class TestSafetyNet:
         # and the next pass does not start another
         sweep(aws, utc_now() + timedelta(hours=2))
         assert len(aws.executions()) == 1
-        from tests.integration.test_cancel import _token_stored
-        from tests.support import wait_until
 
         wait_until(lambda: _token_stored(aws, bank), what="the finaliser to wait on the transfer")
         provider_event("sandbox_bank_transfer", bank, "FAILED")

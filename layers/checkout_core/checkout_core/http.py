@@ -233,6 +233,14 @@ def _is_utf8(event: dict[str, Any]) -> bool:
     return True
 
 
+def _is_json_object_or_invalid(body: str) -> bool:
+    """False only for valid JSON that is not an object; invalid JSON is the route's to report."""
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return True
+
+
 def valid_idempotency_key(key: str) -> bool:
     return 1 <= len(key) <= 255 and all(0x20 <= ord(ch) <= 0x7E for ch in key)
 
@@ -262,6 +270,12 @@ def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> 
             param="Content-Type",
         )
         return _with_request_id(_error_dict(wrong_type), request_id)
+    if event.get("body") and not _is_json_object_or_invalid(event["body"]):
+        # Powertools would take a one-element array for the object inside it; every body here is an object.
+        not_object = error_response(
+            400, "invalid_request", "The body must be a JSON object.", request_id, param=None
+        )
+        return _with_request_id(_error_dict(not_object), request_id)
     key = _header(event, "Idempotency-Key")
     tenant = ((event.get("requestContext") or {}).get("authorizer") or {}).get("tenantId")
     # Keys are scoped per tenant; unauthenticated routes (provider events, pages) dedupe by other means.

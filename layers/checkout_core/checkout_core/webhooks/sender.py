@@ -4,12 +4,19 @@ address — the one the socket actually connected to, checked before a byte of t
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from checkout_core.webhooks.addresses import UnsafeUrl, check_connected_peer, check_endpoint_url
+from checkout_core.webhooks.addresses import (
+    Resolver,
+    UnsafeUrl,
+    _resolve,
+    check_connected_peer,
+    check_endpoint_url,
+)
 
 TIMEOUT_SECONDS = 15.0
 USER_AGENT = "checkout-sessions-webhooks/1"
@@ -22,26 +29,33 @@ class Answer:
     error: str | None = None
 
 
-def post(url: str, headers: dict[str, str], body: str, allow_private: bool) -> Answer:
-    deadline = time.monotonic() + TIMEOUT_SECONDS
+def post(
+    url: str,
+    headers: dict[str, str],
+    body: str,
+    allow_private: bool,
+    timeout: float = TIMEOUT_SECONDS,
+    resolve: Resolver = _resolve,
+) -> Answer:
+    deadline = time.monotonic() + timeout
     try:
-        check_endpoint_url(url, allow_private)
+        check_endpoint_url(url, allow_private, resolve)
         parts = urlsplit(url)
+        host = parts.hostname or ""
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection: http.client.HTTPConnection
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname or "",
-                parts.port,
-                timeout=TIMEOUT_SECONDS,
-                context=ssl.create_default_context(),
-            )
-        else:
-            connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT_SECONDS)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        # Connect, check where the socket went, and only then speak TLS or HTTP to it.
+        sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
         try:
-            connection.connect()
-            assert connection.sock is not None
-            check_connected_peer(connection.sock.getpeername()[0], allow_private)
+            check_connected_peer(sock.getpeername()[0], allow_private)
+            if parts.scheme == "https":
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        connection = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+        connection.sock = sock
+        try:
             connection.sock.settimeout(max(0.1, deadline - time.monotonic()))
             connection.request(
                 "POST",
@@ -54,7 +68,7 @@ def post(url: str, headers: dict[str, str], body: str, allow_private: bool) -> A
                 connection.sock.settimeout(max(0.1, deadline - time.monotonic()))
             response.read(4096)
             if time.monotonic() > deadline:
-                return Answer(None, error=f"no complete answer within {TIMEOUT_SECONDS:g} s")
+                return Answer(None, error=f"no complete answer within {timeout:g} s")
             error = None
             if 300 <= response.status < 400:
                 error = f"redirect ({response.status}) not followed"
@@ -66,6 +80,6 @@ def post(url: str, headers: dict[str, str], body: str, allow_private: bool) -> A
     except UnsafeUrl as exc:
         return Answer(None, error=str(exc))
     except TimeoutError:
-        return Answer(None, error=f"no answer within {TIMEOUT_SECONDS:g} s")
+        return Answer(None, error=f"no answer within {timeout:g} s")
     except (OSError, http.client.HTTPException) as exc:
         return Answer(None, error=f"{type(exc).__name__}: {exc}"[:300])
