@@ -537,11 +537,19 @@ class Runtime:
 
     def _catch_up_fan_out(self, table: str) -> int:
         """The webhook events queue lives in moto's memory: what it held when the last process stopped is
-        gone. Sessions changed in the last three days whose fan-out watermark is behind their timeline are
-        handed to the fan-out again, which reads the missing events from the timeline."""
+        gone. Sessions changed in the last three days, of tenants that have webhook endpoints, whose fan-out
+        watermark is behind their timeline are handed to the fan-out again (in the background: serving
+        does not wait), which reads the missing events from the timeline."""
         assert self._state is not None
         url = self.queue_urls.get(WEBHOOK_EVENTS_QUEUE)
         if url is None:
+            return 0
+        with_endpoints = {
+            pk.removeprefix("TENANT#")
+            for pk, count in self._state.attribute_values(table, "endpointCount").items()
+            if int(count) > 0
+        }
+        if not with_endpoints:
             return 0
         since = datetime.now(UTC).timestamp() - CATCH_UP_SECONDS
         fanned = {
@@ -549,26 +557,37 @@ class Runtime:
             for pk, value in self._state.attribute_values(table, "fannedOut").items()
         }
         changed = self._state.attribute_values(table, "updatedAt")
-        sqs = self.client("sqs")
-        count = 0
+        tenants = self._state.attribute_values(table, "tenantId")
+        lagging = []
         for pk, seq in self._state.attribute_values(table, "seq").items():
             session_id = pk.removeprefix("SESSION#")
-            updated = str(changed.get(pk, ""))
-            if int(seq) <= fanned.get(session_id, 0) or not updated:
+            if tenants.get(pk) not in with_endpoints or int(seq) <= fanned.get(session_id, 0):
                 continue
             try:
-                if datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp() < since:
-                    continue
+                updated = datetime.fromisoformat(str(changed.get(pk, "")).replace("Z", "+00:00"))
             except ValueError:
                 continue
-            sqs.send_message(
-                QueueUrl=url,
-                MessageBody=json.dumps({"catchUp": session_id}),
-                MessageGroupId="events",
-                MessageDeduplicationId=f"catch-up-{session_id}-{seq}",
-            )
-            count += 1
-        return count
+            if updated.timestamp() >= since:
+                lagging.append((session_id, int(seq)))
+        sqs = self.client("sqs")
+
+        def send() -> None:
+            for start in range(0, len(lagging), 10):
+                sqs.send_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {
+                            "Id": str(index),
+                            "MessageBody": json.dumps({"catchUp": session_id}),
+                            "MessageGroupId": "events",
+                            "MessageDeduplicationId": f"catch-up-{session_id}-{seq}",
+                        }
+                        for index, (session_id, seq) in enumerate(lagging[start : start + 10])
+                    ],
+                )
+
+        threading.Thread(target=send, name="fan-out-catch-up", daemon=True).start()
+        return len(lagging)
 
     def _point_process_at_moto(self) -> None:
         for key in _AWS_VARIABLES_TO_DROP:

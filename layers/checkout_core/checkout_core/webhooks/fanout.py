@@ -36,9 +36,11 @@ def _tenants(services: WebhookServices, session_ids: list[str]) -> dict[str, str
     return {s: _tenant_of_session[s] for s in session_ids if s in _tenant_of_session}
 
 
-def matches(endpoint: dict[str, Any], event_type: str) -> bool:
+def matches(endpoint: dict[str, Any], event: dict[str, Any]) -> bool:
+    """The endpoint asked for this type (no types: every type), and existed when the event occurred: an
+    event fanned out late (from the timeline, after a gap) never reaches an endpoint made after it."""
     types = endpoint.get("eventTypes") or []
-    return not types or event_type in types
+    return (not types or event["type"] in types) and endpoint["createdAt"] <= event["occurredAt"]
 
 
 class FanOut:
@@ -93,7 +95,7 @@ class FanOut:
             for event in events:
                 body = body_of(event)
                 for endpoint in endpoints:
-                    if matches(endpoint, event["type"]):
+                    if matches(endpoint, event):
                         deliveries.append(new_delivery(self.services, tenant_id, endpoint, event, body))
             writes.append((session_id, tenant_id, sequences[0], sequences[-1], deliveries))
             messages += [
@@ -121,7 +123,7 @@ class FanOut:
         body = body_of(event)
         for attempt in range(REFRESH_ATTEMPTS):
             version, endpoints = self.endpoints(tenant_id, fresh=attempt > 0)
-            chosen = [e for e in endpoints if matches(e, event["type"])]
+            chosen = [e for e in endpoints if matches(e, event)]
             deliveries = [
                 new_delivery(self.services, tenant_id, endpoint, event, body) for endpoint in chosen
             ]
