@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -367,3 +368,43 @@ def test_a_body_that_is_not_an_object_is_refused_and_changes_nothing(runtime: Ru
         api.request("POST", f"/v1/sessions/{session['sessionId']}/cancel", [{}]), 400, "invalid_request"
     )
     assert api.get(session["sessionId"])["status"] == "OPEN"
+
+
+def test_deleting_an_endpoint_drops_its_pending_deliveries(
+    runtime: RunningRuntime, receiver: Receiver
+) -> None:
+    api = api_for(runtime, "ping")
+    receiver.plan = lambda received: (500, {})
+    endpoint = create_endpoint(api, receiver.url, eventTypes=["session.created"])
+    session = api.open_session()
+    wait_until(
+        lambda: receiver.of_session(session["sessionId"]), DELIVERY_TIMEOUT, "the failed first attempt"
+    )
+    assert api.request("DELETE", f"/v1/webhook-endpoints/{endpoint['endpointId']}").status == 204
+    other = create_endpoint(api, receiver.url, eventTypes=["session.created"])  # the same receiver, on
+    receiver.plan = lambda received: (200, {})
+    later = api.open_session()
+    wait_until(lambda: receiver.succeeded(later["sessionId"]), DELIVERY_TIMEOUT, "the other endpoint's event")
+    # The retry's message, when it comes due, finds the endpoint gone and drops the delivery instead of sending.
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=runtime.moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="t",
+        aws_secret_access_key="t",
+    )
+    wait_until(
+        lambda: (
+            not dynamodb.query(
+                TableName="checkout-sessions",
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"ENDPOINT#{endpoint['endpointId']}"}},
+            )["Items"]
+        ),
+        DELIVERY_TIMEOUT,
+        "the pending delivery dropped",
+    )
+    assert [r.answered for r in receiver.of_session(session["sessionId"])] == [500]
+    gone = api.request("GET", f"/v1/webhook-endpoints/{endpoint['endpointId']}/deliveries")
+    assert_error(gone, 404, "endpoint_not_found")
+    assert other["endpointId"] != endpoint["endpointId"]

@@ -312,3 +312,20 @@ def test_a_batch_of_events_is_fanned_out_in_one_transaction_and_a_repeat_falls_b
             e["sequence"] for e in events(session)
         ]
     assert len(sent) == len(timeline)
+
+
+def test_without_endpoints_nothing_is_written_and_a_later_endpoint_gets_only_later_events(
+    world: World,
+) -> None:
+    session = create_session()["sessionId"]
+    world.fan_out(session)
+    assert world.services.db.fanned_out(session) == 0  # no watermark written for a tenant with no endpoints
+    world.clock.now = datetime.now(UTC)
+    hook = endpoint(world)
+    cancel(session)
+    world.fan_out(session)
+    while world.work():
+        pass
+    assert [json.loads(body)["type"] for body, _ in world.merchant.got] == ["session.cancelled"]
+    assert [d["type"] for d in world.delivery_log(hook["endpointId"])] == ["session.cancelled"]
+    assert world.services.db.fanned_out(session) == len(events(session))

@@ -5,7 +5,9 @@ The bus promises no order, so each session's events are fanned out in `sequence`
 (`fannedOut`) moved in the same transaction that writes the event's deliveries: an event that arrives
 before its predecessors fans them out first, from the timeline; one that arrives again finds the
 watermark past it and writes nothing. Messages are sent after their deliveries are written; if that send
-never happens, the deliveries' `checkAt` brings the scheduled job to send them."""
+never happens, the deliveries' `checkAt` brings the scheduled job to send them. For a tenant with no
+endpoints nothing is written at all; an endpoint receives only events that occurred after it was made, so
+a watermark left behind then has nothing to catch up but its own position."""
 
 from __future__ import annotations
 
@@ -49,11 +51,24 @@ class FanOut:
     def __init__(self, services: WebhookServices) -> None:
         self.services = services
         self.messages: list[Message] = []
+        self._read_now: dict[str, tuple[int | None, list[dict[str, Any]]]] = {}
 
     def endpoints(self, tenant_id: str, fresh: bool = False) -> tuple[int | None, list[dict[str, Any]]]:
-        if fresh or tenant_id not in _endpoints_of_tenant:
-            _endpoints_of_tenant[tenant_id] = self.services.db.endpoints_of(tenant_id)
-        return _endpoints_of_tenant[tenant_id]
+        """The tenant's endpoints version and endpoints. A tenant with endpoints is kept between batches
+        (the fan-out's write checks the version); one without is read again by each batch, which writes
+        nothing for it: its events were committed before the batch began, so an endpoint made before them
+        is seen."""
+        if not fresh:
+            if tenant_id in self._read_now:
+                return self._read_now[tenant_id]
+            if tenant_id in _endpoints_of_tenant:
+                return _endpoints_of_tenant[tenant_id]
+        found = self._read_now[tenant_id] = self.services.db.endpoints_of(tenant_id)
+        if found[1]:
+            _endpoints_of_tenant[tenant_id] = found
+        else:
+            _endpoints_of_tenant.pop(tenant_id, None)
+        return found
 
     def tenants(self, session_ids: list[str]) -> dict[str, str]:
         return _tenants(self.services, session_ids)
@@ -89,6 +104,8 @@ class FanOut:
             if sequences != list(range(sequences[0], sequences[0] + len(sequences))):
                 return False
             version, endpoints = self.endpoints(tenant_id)
+            if not endpoints:
+                continue  # nothing to deliver, nothing to keep in order
             versions[tenant_id] = version
             by_id = {endpoint["endpointId"]: endpoint["version"] for endpoint in endpoints}
             deliveries = []
@@ -103,7 +120,7 @@ class FanOut:
                 for delivery in deliveries
                 if "checkAt" in delivery
             ]
-        if not self.services.db.fan_out_together(writes, versions):
+        if writes and not self.services.db.fan_out_together(writes, versions):
             return False
         self.messages += messages
         return True
@@ -123,6 +140,8 @@ class FanOut:
         body = body_of(event)
         for attempt in range(REFRESH_ATTEMPTS):
             version, endpoints = self.endpoints(tenant_id, fresh=attempt > 0)
+            if not endpoints:
+                return  # nothing to deliver; a watermark left behind is caught up when an endpoint comes
             chosen = [e for e in endpoints if matches(e, event)]
             deliveries = [
                 new_delivery(self.services, tenant_id, endpoint, event, body) for endpoint in chosen
