@@ -40,7 +40,7 @@ def count_calls() -> dict[str, Any]:
 
     from checkout_core import aws
     from checkout_core.models import CreateEndpointRequest, Tenant
-    from checkout_core.webhooks import fanout
+    from checkout_core.webhooks import consumers, fanout
     from checkout_core.webhooks.consumers import deliver_batch, fan_out_batch
     from checkout_core.webhooks.endpoints import create_endpoint
     from checkout_core.webhooks.services import WebhookServices
@@ -66,6 +66,7 @@ def count_calls() -> dict[str, Any]:
         )
         fanout._tenant_of_session.clear()
         fanout._endpoints_of_tenant.clear()
+        consumers._endpoints_seen = False
         create_endpoint(services, Tenant("demo", frozenset()), CreateEndpointRequest(url=receiver.url))
         timeline: list[dict[str, Any]] = []
         for _ in range(SESSIONS):

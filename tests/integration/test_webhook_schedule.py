@@ -18,6 +18,7 @@ import pytest
 from checkout_core.models import CreateEndpointRequest, Tenant
 from checkout_core.settings import get_settings
 from checkout_core.webhooks import attempts as attempts_module
+from checkout_core.webhooks import consumers as consumers_module
 from checkout_core.webhooks import fanout as fanout_module
 from checkout_core.webhooks.attempts import attempt
 from checkout_core.webhooks.endpoints import create_endpoint
@@ -126,6 +127,7 @@ def world(aws: Any) -> Iterator[World]:
     attempts_module._endpoint_copies.clear()  # each test has a table of its own: forget the last one's
     fanout_module._endpoints_of_tenant.clear()
     fanout_module._tenant_of_session.clear()
+    consumers_module._endpoints_seen = False
     yield World(services, clock, merchant, sqs, queue_url)
 
 
@@ -329,3 +331,25 @@ def test_without_endpoints_nothing_is_written_and_a_later_endpoint_gets_only_lat
     assert [json.loads(body)["type"] for body, _ in world.merchant.got] == ["session.cancelled"]
     assert [d["type"] for d in world.delivery_log(hook["endpointId"])] == ["session.cancelled"]
     assert world.services.db.fanned_out(session) == len(events(session))
+
+
+def test_while_no_tenant_has_an_endpoint_the_fan_out_reads_one_item_and_writes_nothing(world: World) -> None:
+    from checkout_core.webhooks.consumers import fan_out_batch
+
+    session = create_session()["sessionId"]
+    records = [{"messageId": "1", "body": json.dumps({"detail": events(session)[0]})}]
+    calls: list[str] = []
+    client = world.services.db._client_factory()
+    client.meta.events.register(
+        "before-call.dynamodb.*", lambda event_name, **kw: calls.append(event_name), unique_id="c"
+    )
+    try:
+        assert fan_out_batch(world.services, records) == {"batchItemFailures": []}
+        assert calls == ["before-call.dynamodb.GetItem"]
+        endpoint(world)  # the first endpoint anywhere: the same event (if it came again) is looked at in full
+        calls.clear()
+        fan_out_batch(world.services, records)
+        assert "before-call.dynamodb.Query" in calls
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.*", unique_id="c")
+    assert world.services.db.fanned_out(session) == 1

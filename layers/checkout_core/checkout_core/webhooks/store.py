@@ -28,6 +28,7 @@ from checkout_core.repository import _THROTTLING, EXPIRY_SHARDS, event_sort_key,
 
 MAX_ENDPOINTS = 16
 MAX_TRANSACTION_ITEMS = 100
+ALL_ENDPOINTS_KEY = {"pk": "ENDPOINTS", "sk": "ALL"}
 DELIVERY_SHARDS = EXPIRY_SHARDS
 
 
@@ -220,12 +221,32 @@ class WebhookStore:
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
+                self._count_all(+1),
             ]
         )
         if reasons is not None:
             if reasons[0].get("Code") == "ConditionalCheckFailed":
                 raise EndpointLimitReached(MAX_ENDPOINTS)
             raise ServiceUnavailable()
+
+    def _count_all(self, delta: int) -> dict[str, Any]:
+        """The move of the count of every tenant's endpoints, in the transaction that adds or removes one."""
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self._serialize(ALL_ENDPOINTS_KEY),
+                "UpdateExpression": "SET #c = if_not_exists(#c, :zero) + :delta",
+                "ExpressionAttributeNames": {"#c": "endpointCount"},
+                "ExpressionAttributeValues": self._serialize({":zero": 0, ":delta": delta}),
+            }
+        }
+
+    def any_endpoints(self) -> bool:
+        """Whether any tenant has an endpoint (one strongly consistent GetItem)."""
+        answer = self._call(
+            "get_item", TableName=self.table_name, Key=self._serialize(ALL_ENDPOINTS_KEY), ConsistentRead=True
+        )
+        return int(item_from_dynamo(answer.get("Item") or {}).get("endpointCount", 0)) > 0
 
     def get_endpoint(self, tenant_id: str, endpoint_id: str) -> dict[str, Any] | None:
         answer = self._call(
@@ -346,6 +367,7 @@ class WebhookStore:
                         "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1}),
                     }
                 },
+                self._count_all(-1),
             ]
         )
         return reasons is None
