@@ -169,10 +169,15 @@ class QueuePoller:
             self.workers,
         )
 
+    def signal_stop(self) -> None:
+        """Asks every worker to stop after its current receive or invocation."""
+        self._stop.set()
+
     def stop(self, timeout: float = WAIT_SECONDS + 2.0) -> None:
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         backoff = 0.0

@@ -749,12 +749,16 @@ class Runtime:
                 self._http_thread.join(10)
             self._http.server_close()
             self._http = None
+        for poller in self._pollers:
+            poller.signal_stop()
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
         if self._publisher is not None:
             self._publisher.stop()
             self._publisher = None
+        for poller in self._pollers:  # all at once: each may be in a long poll
+            poller.signal_stop()
         for poller in self._pollers:
             poller.stop()
         self._pollers = []
