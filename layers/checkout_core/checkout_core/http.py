@@ -234,9 +234,9 @@ def _is_utf8(event: dict[str, Any]) -> bool:
 
 
 def _is_json_object_or_invalid(body: str) -> bool:
-    """False only for valid JSON that is not an object; invalid JSON is the route's to report."""
+    """False only for valid JSON that is neither an object nor null; invalid JSON is the route's to report."""
     try:
-        return isinstance(json.loads(body), dict)
+        return isinstance(json.loads(body), dict | None)
     except ValueError:
         return True
 

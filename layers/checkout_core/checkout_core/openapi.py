@@ -115,6 +115,8 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], provi
         responses.setdefault(status, {"description": description, "content": _ERROR})
     if method == "post" and "requestBody" in operation:
         responses.setdefault("413", {"description": "The body is larger than 10 MB", "content": _ERROR})
+    if "204" in responses:
+        responses["204"].pop("content", None)  # no body (Powertools documents the handler's return type)
     for status, response in responses.items():
         headers = response.setdefault("headers", {})
         headers["X-Request-Id"] = _REQUEST_ID

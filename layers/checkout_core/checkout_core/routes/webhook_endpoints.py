@@ -106,7 +106,8 @@ def delete_endpoint(endpointId: EndpointId) -> Response[str]:
     from checkout_core.webhooks.endpoints import delete_endpoint as delete
 
     delete(_services(), tenant_of(router), endpointId)
-    return Response(status_code=204, body="", content_type=None)
+    # API Gateway would call a body without a type JSON; an empty one is not.
+    return Response(status_code=204, body="", content_type=content_types.TEXT_PLAIN)
 
 
 @router.post(

@@ -8,6 +8,7 @@ SUCCEEDED is never sent again."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from checkout_core.clock import to_iso
@@ -97,6 +98,7 @@ def attempt(services: WebhookServices, message: dict[str, Any], receive_count: i
         else:
             record["status"] = DeliveryStatus.FAILED.value
     if delay is not None:
+        delay = math.ceil(services.clock().timestamp() + delay) - now  # never earlier than asked
         record.update(
             nextAttemptAt=now + delay, checkAt=now + delay + services.settings.webhook_requeue_grace_seconds
         )
