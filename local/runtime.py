@@ -498,30 +498,11 @@ class Runtime:
         return restored
 
     def _resume_pending_work(self) -> None:
-        """What waited in a workflow died with the last process: pending cancellations are made due for the
-        safety net, and the scheduled job runs now rather than one interval from now."""
-        dynamodb = self.client("dynamodb")
+        """What waited in a workflow or a queue died with the last process: pending cancellations and waiting
+        webhook deliveries are made due, and the scheduled jobs run now rather than one interval from now."""
         table = self.names[SESSIONS_TABLE]
-        assert self._state is not None
-        # Read from the restored items directly: moto answers an index query by reading the whole table.
-        pending = self._state.items_with(table, "pendingShard")
-        for key in pending:
-            dynamodb.update_item(
-                TableName=table,
-                Key=key,
-                UpdateExpression="SET recheckAt = :now",
-                ConditionExpression="attribute_exists(pendingShard)",
-                ExpressionAttributeValues={":now": {"N": "0"}},
-            )
-        waiting = self._state.items_with(table, "deliveryShard")
-        for key in waiting:
-            dynamodb.update_item(
-                TableName=table,
-                Key=key,
-                UpdateExpression="SET checkAt = :now",
-                ConditionExpression="attribute_exists(deliveryShard)",
-                ExpressionAttributeValues={":now": {"N": "0"}},
-            )
+        pending = self._make_due(table, "pendingShard", "recheckAt")
+        waiting = self._make_due(table, "deliveryShard", "checkAt")
         lagging = self._catch_up_fan_out(table)
         resumed = len(pending) + len(waiting)
         log.info(
@@ -534,6 +515,21 @@ class Runtime:
         scheduler = self._scheduler
         if scheduler is not None and resumed:
             threading.Thread(target=scheduler.run_all_once, name="resume", daemon=True).start()
+
+    def _make_due(self, table: str, shard: str, due: str) -> list[dict[str, Any]]:
+        """Every restored item of a sparse index (`shard`) made due now (`due` = 0); their keys."""
+        assert self._state is not None
+        # Read from the restored items directly: moto answers an index query by reading the whole table.
+        keys = self._state.items_with(table, shard)
+        for key in keys:
+            self.client("dynamodb").update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression=f"SET {due} = :now",
+                ConditionExpression=f"attribute_exists({shard})",
+                ExpressionAttributeValues={":now": {"N": "0"}},
+            )
+        return keys
 
     def _catch_up_fan_out(self, table: str) -> int:
         """The webhook events queue lives in moto's memory: what it held when the last process stopped is

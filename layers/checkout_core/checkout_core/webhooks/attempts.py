@@ -149,9 +149,7 @@ def _endpoint_health(
         return
     try:
         updated = services.db.update_endpoint(
-            tenant_id,
-            endpoint_id,
-            endpoint["version"],
+            endpoint,
             {**changes, "updatedAt": to_iso(services.clock())},
             remove,
             bump_tenant="status" in changes,  # the fan-out must see a disabled endpoint at once

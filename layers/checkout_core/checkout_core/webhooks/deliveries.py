@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from checkout_core.clock import from_epoch, from_iso, to_iso, uuid7_from
-from checkout_core.errors import DeliveryNotFound, InvalidRequest
+from checkout_core.errors import ConcurrentUpdate, DeliveryNotFound, InvalidRequest
 from checkout_core.models import Delivery, DeliveryList, DeliveryStatus, RecoverResponse, Tenant
 from checkout_core.webhooks.queue import Message
 from checkout_core.webhooks.services import WebhookServices
@@ -168,8 +168,6 @@ def resend(services: WebhookServices, tenant: Tenant, endpoint_id: str, delivery
             return delivery_view(queue_again(services, delivery, "resend"))
         except Stale:
             continue
-    from checkout_core.errors import ConcurrentUpdate
-
     raise ConcurrentUpdate()
 
 

@@ -132,12 +132,7 @@ def _change(services: WebhookServices, tenant: Tenant, endpoint_id: str, decide:
             changes = {k: v for k, v in changes.items() if k != "disabledReason"}  # keep why it was disabled
         try:
             return services.db.update_endpoint(
-                tenant.tenant_id,
-                endpoint_id,
-                item["version"],
-                {**changes, "updatedAt": to_iso(services.clock())},
-                remove,
-                bump_tenant=True,
+                item, {**changes, "updatedAt": to_iso(services.clock())}, remove, bump_tenant=True
             )
         except Stale:
             continue

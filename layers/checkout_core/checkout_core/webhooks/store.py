@@ -97,8 +97,7 @@ class WebhookStore:
         condition: str = "attribute_exists(pk)",
         condition_values: dict[str, Any] | None = None,
         add: dict[str, int] | None = None,
-        return_new: bool = False,
-    ) -> dict[str, Any] | None:
+    ) -> None:
         """One conditional UpdateItem; Stale when the condition fails. `condition` names attributes as
         `#name` of the attributes set, removed or listed in `condition_values`' `#` keys."""
         from botocore.exceptions import ClientError
@@ -135,16 +134,12 @@ class WebhookStore:
             kwargs["ExpressionAttributeNames"] = names
         if values:
             kwargs["ExpressionAttributeValues"] = self._serialize(values)
-        if return_new:
-            kwargs["ReturnValues"] = "ALL_NEW"
         try:
-            answer = self._call("update_item", **kwargs)
+            self._call("update_item", **kwargs)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise Stale() from exc
             raise
-        attributes = answer.get("Attributes")
-        return item_from_dynamo(attributes) if attributes else None
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         kwargs["TableName"] = self.table_name
@@ -214,13 +209,7 @@ class WebhookStore:
                         ),
                     }
                 },
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": self._serialize(endpoint),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
+                self._put_new(endpoint),
                 self._count_all(+1),
             ]
         )
@@ -287,63 +276,47 @@ class WebhookStore:
 
     def update_endpoint(
         self,
-        tenant_id: str,
-        endpoint_id: str,
-        expected_version: int,
+        current: dict[str, Any],
         set_values: dict[str, Any],
         remove: Sequence[str] = (),
         bump_tenant: bool = False,
     ) -> dict[str, Any]:
-        """Changes an endpoint as it was at `expected_version` and bumps its version; Stale otherwise.
-        `bump_tenant` also moves the tenant's endpoints version, in the same transaction: the fan-out's
-        copy of the tenant's endpoints is then found stale (a change of status, types or secret)."""
-        key = endpoint_key(tenant_id, endpoint_id)
-        if not bump_tenant:
-            updated = self._update(
-                key,
-                {**set_values, "version": expected_version + 1},
-                remove,
-                condition="#version = :seen",
-                condition_values={"#version": "version", ":seen": expected_version},
-                return_new=True,
-            )
-            assert updated is not None
-            return updated
-        names = {f"#s{i}": name for i, name in enumerate([*set_values, "version"])}
-        values = {f":s{i}": value for i, value in enumerate([*set_values.values(), expected_version + 1])}
+        """Changes the endpoint `current` (as read) if it is still at its version, bumps that version and
+        returns the endpoint as written; Stale otherwise. `bump_tenant` also moves the tenant's endpoints
+        version, in the same transaction: the fan-out's copy of the tenant's endpoints is then stale."""
+        key = endpoint_key(current["tenantId"], current["endpointId"])
+        written = {**set_values, "version": current["version"] + 1}
+        names = {f"#s{i}": name for i, name in enumerate(written)}
+        values = {f":s{i}": value for i, value in enumerate(written.values())}
         expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(names)))
         if remove:
             names.update({f"#r{i}": name for i, name in enumerate(remove)})
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
-        reasons = self._transact(
-            [
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": self._serialize(key),
-                        "UpdateExpression": expression,
-                        "ConditionExpression": "#version = :seen",
-                        "ExpressionAttributeNames": {**names, "#version": "version"},
-                        "ExpressionAttributeValues": self._serialize({**values, ":seen": expected_version}),
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": self._serialize({"pk": key["pk"], "sk": "ENDPOINTS"}),
-                        "UpdateExpression": "SET #v = if_not_exists(#v, :zero) + :one",
-                        "ExpressionAttributeNames": {"#v": "endpointsVersion"},
-                        "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1}),
-                    }
-                },
-            ]
-        )
-        if reasons is not None:
+        update = {
+            "TableName": self.table_name,
+            "Key": self._serialize(key),
+            "UpdateExpression": expression,
+            "ConditionExpression": "#version = :seen",
+            "ExpressionAttributeNames": {**names, "#version": "version"},
+            "ExpressionAttributeValues": self._serialize({**values, ":seen": current["version"]}),
+        }
+        items = [{"Update": update}]
+        if bump_tenant:
+            items.append(self._bump_endpoints_version(current["tenantId"]))
+        if self._transact(items) is not None:
             raise Stale()
-        updated = self.get_endpoint(tenant_id, endpoint_id)
-        if updated is None:
-            raise Stale()
-        return updated
+        return {k: v for k, v in {**current, **written}.items() if k not in remove}
+
+    def _bump_endpoints_version(self, tenant_id: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
+                "UpdateExpression": "SET #v = if_not_exists(#v, :zero) + :one",
+                "ExpressionAttributeNames": {"#v": "endpointsVersion"},
+                "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1}),
+            }
+        }
 
     def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
         """Deletes the endpoint and uncounts it; False when it was not there."""
@@ -386,43 +359,10 @@ class WebhookStore:
         `sequence`, in one transaction that also checks the tenant's endpoints are still at
         `endpoints_version` (what the deliveries were chosen from). WatermarkMoved (with where it is) when
         the watermark is elsewhere; EndpointsChanged when the endpoints are."""
-        condition = "attribute_not_exists(#f)" if sequence == 1 else "#f = :previous"
-        values: dict[str, Any] = {":n": sequence, ":tenant": tenant_id}
-        if sequence != 1:
-            values[":previous"] = sequence - 1
-        checked: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
-            "ExpressionAttributeNames": {"#v": "endpointsVersion"},
-        }
-        if endpoints_version is None:
-            checked["ConditionExpression"] = "attribute_not_exists(#v)"
-        else:
-            checked["ConditionExpression"] = "#v = :v"
-            checked["ExpressionAttributeValues"] = self._serialize({":v": endpoints_version})
-        items: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": self._serialize(watermark_key(session_id)),
-                    "UpdateExpression": "SET #f = :n, tenant = :tenant",
-                    "ConditionExpression": condition,
-                    "ExpressionAttributeNames": {"#f": "fannedOut"},
-                    "ExpressionAttributeValues": self._serialize(values),
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            },
-            {"ConditionCheck": checked},
-        ]
-        items += [
-            {
-                "Put": {
-                    "TableName": self.table_name,
-                    "Item": self._serialize(delivery),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-            for delivery in deliveries
+        items = [
+            self._watermark_move(session_id, tenant_id, sequence, sequence),
+            self._endpoints_check(tenant_id, endpoints_version),
+            *(self._put_new(delivery) for delivery in deliveries),
         ]
         reasons = self._transact(items)
         if reasons is None:
@@ -442,49 +382,54 @@ class WebhookStore:
         """Several sessions' events in one transaction: per (session, tenant, first, last, deliveries) the
         watermark moves from `first - 1` to `last`; each tenant's endpoints version is checked. False when
         it does not fit in one transaction or a condition fails (nothing is written then)."""
-        items: list[dict[str, Any]] = []
-        for tenant_id, version in endpoints_versions.items():
-            checked: dict[str, Any] = {
-                "TableName": self.table_name,
-                "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
-                "ExpressionAttributeNames": {"#v": "endpointsVersion"},
-                "ConditionExpression": "attribute_not_exists(#v)" if version is None else "#v = :v",
-            }
-            if version is not None:
-                checked["ExpressionAttributeValues"] = self._serialize({":v": version})
-            items.append({"ConditionCheck": checked})
+        items = [self._endpoints_check(tenant, version) for tenant, version in endpoints_versions.items()]
         for session_id, tenant_id, first, last, deliveries in writes:
-            values: dict[str, Any] = {":n": last, ":tenant": tenant_id}
-            if first != 1:
-                values[":previous"] = first - 1
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": self._serialize(watermark_key(session_id)),
-                        "UpdateExpression": "SET #f = :n, tenant = :tenant",
-                        "ConditionExpression": "attribute_not_exists(#f)" if first == 1 else "#f = :previous",
-                        "ExpressionAttributeNames": {"#f": "fannedOut"},
-                        "ExpressionAttributeValues": self._serialize(values),
-                    }
-                }
-            )
-            items += [
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": self._serialize(delivery),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-                for delivery in deliveries
-            ]
+            items.append(self._watermark_move(session_id, tenant_id, first, last))
+            items += [self._put_new(delivery) for delivery in deliveries]
         if len(items) > MAX_TRANSACTION_ITEMS:
             return False
         try:
             return self._transact(items) is None
         except ServiceUnavailable:
             return False
+
+    def _watermark_move(self, session_id: str, tenant_id: str, first: int, last: int) -> dict[str, Any]:
+        """The session's watermark from `first - 1` (absent for 1) to `last`."""
+        values: dict[str, Any] = {":n": last, ":tenant": tenant_id}
+        if first != 1:
+            values[":previous"] = first - 1
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self._serialize(watermark_key(session_id)),
+                "UpdateExpression": "SET #f = :n, tenant = :tenant",
+                "ConditionExpression": "attribute_not_exists(#f)" if first == 1 else "#f = :previous",
+                "ExpressionAttributeNames": {"#f": "fannedOut"},
+                "ExpressionAttributeValues": self._serialize(values),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _endpoints_check(self, tenant_id: str, version: int | None) -> dict[str, Any]:
+        """The tenant's endpoints are still at `version` (None: never changed)."""
+        checked: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
+            "ExpressionAttributeNames": {"#v": "endpointsVersion"},
+            "ConditionExpression": "attribute_not_exists(#v)" if version is None else "#v = :v",
+        }
+        if version is not None:
+            checked["ExpressionAttributeValues"] = self._serialize({":v": version})
+        return {"ConditionCheck": checked}
+
+    def _put_new(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": self._serialize(item),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
 
     def fanned_out(self, session_id: str) -> int:
         answer = self._call(
