@@ -13,6 +13,8 @@ Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
   named neither);
 - `GET /v1/payment_intents/search?query=metadata['transactionId']:'...'` finds intents by metadata
   (localstripe answered 404);
+- a refund of a charge already refunded in full is refused with code `charge_already_refunded`
+  (https://docs.stripe.com/error-codes#charge-already-refunded; localstripe refunded it again);
 - the store is not pickled to disk after every POST (which made each request cost in proportion to all
   before it), and LOCAL_STRIPE_LATENCY_MS adds Stripe's round trip to every answer (default 0).
 The store is kept in memory only (`--from-scratch`): a restart of `make run` starts a new Stripe, as a
@@ -37,7 +39,7 @@ from typing import Any
 
 from localstripe import resources
 from localstripe.errors import UserError
-from localstripe.resources import Charge, Event, PaymentIntent, store
+from localstripe.resources import Charge, Event, PaymentIntent, Refund, store
 from localstripe.webhooks import schedule_webhook
 
 SEPA_PROCESSING_SECONDS = float(os.environ.get("LOCAL_STRIPE_SEPA_SECONDS", "3"))
@@ -51,6 +53,7 @@ _original_cancel = PaymentIntent._api_cancel.__func__
 _original_initialize_charge = Charge._initialize_charge
 _original_create_charge = PaymentIntent._create_charge
 _original_report_failure = PaymentIntent._report_failure
+_original_refund_init = Refund.__init__
 
 
 def _cancel(cls: Any, id: str, cancellation_reason: str | None = None, **kwargs: Any) -> Any:
@@ -108,6 +111,21 @@ def _report_failure(self: Any) -> None:
         raise
 
 
+def _refund_init(
+    self: Any, charge: Any = None, payment_intent: Any = None, amount: Any = None, **kwargs: Any
+) -> None:
+    """Stripe refuses to refund what is refunded already (localstripe refunded it again)."""
+    target = charge
+    if target is None and isinstance(payment_intent, str) and payment_intent.startswith("pi_"):
+        latest = PaymentIntent._api_retrieve(payment_intent).latest_charge
+        target = latest.id if latest is not None else None
+    if isinstance(target, str) and target.startswith("ch_") and Charge._api_retrieve(target).refunded:
+        raise UserError(
+            400, f"Charge {target} has already been refunded.", {"code": "charge_already_refunded"}
+        )
+    _original_refund_init(self, charge=charge, payment_intent=payment_intent, amount=amount, **kwargs)
+
+
 class _SearchResult:
     def __init__(self, found: list[Any]) -> None:
         self.found = found
@@ -143,6 +161,7 @@ def patch() -> None:
     Charge._initialize_charge = _initialize_charge
     PaymentIntent._create_charge = _create_charge
     PaymentIntent._report_failure = _report_failure
+    Refund.__init__ = _refund_init
     # The server registers the routes of `extra_apis` when it is imported: replace the cancel route's
     # function there, and add search before the generic /v1/payment_intents/{id}.
     apis = resources.extra_apis

@@ -199,3 +199,38 @@ def test_a_forged_stripe_signature_is_401_and_an_unknown_type_is_acknowledged(ap
     ).encode()
     answer = deliver(api, json.loads(unknown))
     assert answer.status == 200 and answer.body == {"received": True, "applied": False}
+
+
+def test_an_intent_made_elsewhere_naming_our_transaction_moves_nothing(api: Api, emulator: Any) -> None:
+    # Given a card payment authorised at Stripe (manual capture), its PaymentIntent recorded
+    session = api.open_session()
+    started = start(api, session["sessionId"], "pm_card_visa", "MANUAL")
+    assert started.status == 201 and started.body["status"] == "AUTHORIZED"
+    timeline = api.events(session["sessionId"])
+    # When another PaymentIntent in the same Stripe account, carrying our transaction id, succeeds
+    foreign = emulator.v1.payment_intents.create(
+        params={
+            "amount": 5000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"sessionId": session["sessionId"], "transactionId": started.body["transactionId"]},
+        }
+    )
+    assert foreign.status == "succeeded"
+    [event] = [
+        event
+        for event in emulator.v1.events.list(params={"type": "payment_intent.succeeded"}).data
+        if event.data.object.id == foreign.id
+    ]
+    answer = deliver(api, event.to_dict())
+    # Then Stripe's event of it is acknowledged and applied to nothing
+    assert answer.status == 200 and answer.body == {"received": True, "applied": False}
+    read = api.get(session["sessionId"])
+    [transaction] = read["transactions"]
+    assert read["status"] == "OPEN"
+    assert (transaction["status"], transaction["providerReference"]) == (
+        "AUTHORIZED",
+        started.body["providerReference"],
+    )
+    assert api.events(session["sessionId"]) == timeline

@@ -92,7 +92,9 @@ def provider_event(
     signed_at: int | None = None,
     signature: str | None = None,
     raw_body: str | None = None,
+    **reported: Any,
 ) -> Answer:
+    """`reported`: what the provider holds for the payment (providerReference, amount, currency)."""
     body = (
         raw_body
         if raw_body is not None
@@ -101,6 +103,7 @@ def provider_event(
                 "eventId": event_id or f"evt-{transaction_id}-{status}",
                 "transactionId": transaction_id,
                 "status": status,
+                **reported,
             }
         )
     )

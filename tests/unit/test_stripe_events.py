@@ -114,3 +114,33 @@ def test_a_webhook_not_signed_by_stripe_now_is_refused(tamper: str) -> None:
         headers = {}
     with pytest.raises(InvalidSignature):
         ADAPTER.parse_event(headers, raw, int(time.time()))
+
+
+def test_an_intents_event_carries_its_amount_and_currency_for_matching() -> None:
+    event = intent_event("payment_intent.succeeded", "succeeded", amount=129900, currency="jpy")
+    report = ADAPTER.parse_event(*signed(event), int(time.time()))
+    assert (report.reference, report.amount, report.currency) == ("pi_unit", 129900, "JPY")
+    refunded = {
+        "id": "evt_refunded",
+        "object": "event",
+        "type": "charge.refunded",
+        "data": {
+            "object": {
+                "id": "ch_1",
+                "object": "charge",
+                "refunded": True,
+                "amount": 5000,
+                "currency": "usd",
+                "payment_intent": "pi_unit",
+                "metadata": {"transactionId": TX},
+                "refunds": {"data": [{"id": "re_1"}]},
+            }
+        },
+    }
+    report = ADAPTER.parse_event(*signed(refunded), int(time.time()))
+    assert (report.status, report.refund_id, report.amount, report.currency) == (
+        TransactionStatus.REFUNDED,
+        "re_1",
+        5000,
+        "USD",
+    )

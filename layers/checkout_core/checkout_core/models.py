@@ -201,6 +201,13 @@ class ProviderEventRequest(Strict):
     eventId: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     transactionId: Annotated[str, StringConstraints(min_length=36, max_length=36)]
     status: Annotated[TransactionStatus, Field(strict=False)]
+    # What the provider holds for the payment; where sent, an event that disagrees with the record is
+    # not applied (another reference: ignored; another amount or currency: attention required).
+    providerReference: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    amount: Annotated[int, Field(ge=0, description="Minor units"), BeforeValidator(_integral)] | None = None
+    currency: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), Field(description="ISO 4217")] | None
+    ) = None
 
 
 class Transaction(Model):

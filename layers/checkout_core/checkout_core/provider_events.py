@@ -1,10 +1,11 @@
-"""Provider events: a provider reports a transaction's new status; the move is applied once (deduplicated
-by the provider's event id in the same write) and the session follows (completed, expired, or a
-pending cancellation told that one more transaction has ended)."""
+"""Provider events: a provider reports a transaction's new status; a report that disagrees with the record
+is not obeyed (report_matching.py); the move is applied once (deduplicated by the provider's event id in
+the same write) and the session follows (completed, expired, or a pending cancellation told that one more
+transaction has ended)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from checkout_core.errors import ConcurrentUpdate, TransactionNotFound, WriteCon
 from checkout_core.observability import count_transition, logger
 from checkout_core.providers import CancelOutcome, ProviderReport
 from checkout_core.reconciliation import reconcile_keys
+from checkout_core.report_matching import Match, match_report, mismatch_data
 from checkout_core.repository import PROVIDER_EVENT_RETENTION_SECONDS, SessionChange, TransactionChange
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
@@ -72,6 +74,17 @@ def apply_provider_event(
         item = ctx.repository.get_session(session_id)
         if item is None:
             raise TransactionNotFound(transaction_id)
+        match = match_report(transaction, item["currency"], event)
+        if match is Match.OTHER_REFERENCE:
+            logger.warning(
+                "provider event about another payment at the provider ignored",
+                extra={**log_extra, "provider": provider_name, "reportedReference": event.reference},
+            )
+            return ProviderEventResult(applied=False)
+        if match is not Match.MATCHES:
+            if _raise_mismatch(ctx, item, transaction, provider_name, event, match):
+                return ProviderEventResult(applied=False)
+            continue
         if contradicted:
             if _raise_contradiction(ctx, item, transaction, provider_name, event):
                 return ProviderEventResult(applied=False)
@@ -152,6 +165,48 @@ def _raise_contradiction(
     logger.warning(
         "provider reports a settlement the service recorded as ended; refund flagged",
         extra={"sessionId": item["sessionId"], "transactionId": tx_id, "from": previous},
+    )
+    return True
+
+
+def _raise_mismatch(
+    ctx: Context,
+    item: dict[str, Any],
+    transaction: dict[str, Any],
+    provider_name: str,
+    event: ProviderReport,
+    match: Match,
+) -> bool:
+    """A report about our payment that disagrees with the record on its amount or currency: nothing is
+    moved (the provider holds another payment than the one the session asked for), and a person is
+    told through session.attention_required, once per event. False when the session changed meanwhile."""
+    now = ctx.clock()
+    tx_id = transaction["transactionId"]
+    updates: dict[str, Any] = {"updatedAt": to_iso(now)}
+    if item.get("cancellation"):
+        updates["cancellation.attentionRequired"] = True
+    change = session_change(
+        item,
+        f"mismatch:{provider_name}:{event.event_id}",
+        set=updates,
+        events=[
+            new_event(
+                "session.attention_required",
+                f"provider:{provider_name}",
+                now,
+                {"reason": match.value, **mismatch_data(transaction, item["currency"], event)},
+            )
+        ],
+        new_items=[_seen_item(provider_name, event, tx_id, now)],
+    )
+    try:
+        ctx.repository.apply(change)
+    except WriteConflict as conflict:
+        return conflict.part.startswith("item:PROVIDER_EVENT#")  # a resent event: already raised
+    count_transition("SessionAttentionRequired")
+    logger.warning(
+        "provider event disagrees with the recorded payment; nothing moved",
+        extra={"sessionId": item["sessionId"], "transactionId": tx_id, "reason": match.value},
     )
     return True
 
@@ -282,14 +337,17 @@ def _transaction_move(
         remove=remove,
         events=events,
         transactions=[
-            transaction_move(
-                tx_id,
-                previous,
-                target,
-                now,
-                expected_token=transaction.get("taskToken"),
-                check_token=True,
-                also_set=tx_fields,
+            replace(
+                transaction_move(
+                    tx_id,
+                    previous,
+                    target,
+                    now,
+                    expected_token=transaction.get("taskToken"),
+                    check_token=True,
+                    also_set=tx_fields,
+                ),
+                reference_unset="providerReference" in recorded,
             )
         ],
         new_items=[_seen_item(provider_name, event, tx_id, now)],
@@ -308,12 +366,28 @@ def reported_fields(transaction: dict[str, Any], event: ProviderReport) -> dict[
     return fields
 
 
-def record_provider_reference(ctx: Context, session_id: str, transaction_id: str, reference: str) -> None:
-    """The provider's id of an attempt still in flight, recorded once the call that created it answered."""
+def record_provider_reference(
+    ctx: Context,
+    session_id: str,
+    transaction_id: str,
+    reference: str,
+    amount: int | None = None,
+    currency: str | None = None,
+) -> None:
+    """The provider's id of an attempt still in flight, recorded once the call that created it answered
+    (or reconciliation found it), unless the provider holds it for another amount or currency."""
     for _ in attempts():
         item = ctx.repository.get_session(session_id)
         summary = ((item or {}).get("transactions") or {}).get(transaction_id)
         if item is None or summary is None or summary.get("providerReference"):
+            return
+        found = ProviderReport("", transaction_id, reference, None, amount=amount, currency=currency)
+        match = match_report(summary, item["currency"], found)
+        if match is not Match.MATCHES:
+            logger.warning(
+                "the provider's payment disagrees with the recorded attempt; its reference not recorded",
+                extra={"sessionId": session_id, "transactionId": transaction_id, "reason": match.value},
+            )
             return
         now = ctx.clock()
         change = session_change(
@@ -328,6 +402,7 @@ def record_provider_reference(ctx: Context, session_id: str, transaction_id: str
                     transaction_id=transaction_id,
                     expected_statuses=[summary["status"]],
                     set={"providerReference": reference, "updatedAt": to_iso(now)},
+                    reference_unset=True,
                 )
             ],
         )

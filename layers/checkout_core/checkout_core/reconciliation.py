@@ -75,8 +75,11 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
         ctx.repository.leave_reconciliation(transaction_id, now + ctx.settings.provider_reconcile_seconds)
         return False
     changed = False
-    if state.reference and not reference:
-        record_provider_reference(ctx, session_id, transaction_id, state.reference)
+    if state.reference and not reference and state.status == status:
+        # A move records the reference with it, once matched against the record (provider_events.py).
+        record_provider_reference(
+            ctx, session_id, transaction_id, state.reference, state.amount, state.currency
+        )
         changed = True
     if state.status != status:
         logger.info(
@@ -88,6 +91,8 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
             state.reference,
             state.status,
             failure_code=state.failure_code,
+            amount=state.amount,
+            currency=state.currency,
         )
         return apply_provider_event(ctx, transaction["provider"], report, actor=ACTOR).applied or changed
     ctx.repository.leave_reconciliation(transaction_id, now + ctx.settings.provider_reconcile_seconds)

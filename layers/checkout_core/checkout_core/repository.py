@@ -71,6 +71,8 @@ class TransactionChange:
     # With check_token, the item must carry exactly `expected_token` (None: no token at all).
     check_token: bool = False
     expected_token: str | None = None
+    # The provider's id is recorded once: the write holds only while the item has none.
+    reference_unset: bool = False
 
 
 @dataclass
@@ -430,6 +432,8 @@ class SessionRepository:
             condition += f" AND attribute_not_exists({expression.path('taskToken')})"
         elif change.check_token:
             condition += f" AND {expression.path('taskToken')} = {expression.value(change.expected_token)}"
+        if change.reference_unset:
+            condition += f" AND attribute_not_exists({expression.path('providerReference')})"
         return (
             {
                 "Update": {

@@ -34,17 +34,22 @@ class Attempt:
 
 @dataclass(frozen=True)
 class ProviderState:
-    """What the provider says of an attempt: its id there, its status, why it failed."""
+    """What the provider says of an attempt: its id there, its status, why it failed, and the amount
+    and currency it holds for it where its answer says."""
 
     reference: str | None
     status: TransactionStatus
     failure_code: str | None = None
+    amount: int | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
 class ProviderReport:
-    """A provider's webhook, verified and read: which attempt (ours, or the provider's id for it) and
-    its new state. `status` None: a type this service does not act on."""
+    """A provider's webhook, verified and read: which attempt (ours, and the provider's id for it) and
+    its new state, with the amount (minor units) and currency (ISO 4217, upper case) the provider holds
+    for it where the event says. `status` None: a type this service does not act on. Before it is
+    applied, the report is matched against the record (report_matching.py)."""
 
     event_id: str
     transaction_id: str | None
@@ -52,6 +57,8 @@ class ProviderReport:
     status: TransactionStatus | None
     failure_code: str | None = None
     refund_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
 
 
 class ProviderAdapter(Protocol):
@@ -86,7 +93,9 @@ class ProviderAdapter(Protocol):
     ) -> CancelOutcome: ...
 
     def refund(self, reference: str | None, transaction_id: str) -> str:
-        """The provider's refund id; raises when the refund could not be made (retried later)."""
+        """The provider's refund id; where the provider answers that the payment is refunded already,
+        the id of that refund (looked up), never a failure. Raises when no refund could be made (retried
+        later)."""
         ...
 
     def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:

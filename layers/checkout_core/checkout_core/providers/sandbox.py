@@ -46,7 +46,14 @@ class Sandbox:
 
         signatures.verify(self.webhook_secret, _header(headers, "Provider-Signature"), raw, now)
         event = ProviderEventRequest.model_validate_json(raw)
-        return ProviderReport(event.eventId, event.transactionId, None, event.status)
+        return ProviderReport(
+            event.eventId,
+            event.transactionId,
+            event.providerReference,
+            event.status,
+            amount=event.amount,
+            currency=event.currency,
+        )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

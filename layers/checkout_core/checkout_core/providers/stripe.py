@@ -40,6 +40,7 @@ _EVENT_STATUSES = {
     "payment_intent.canceled": TransactionStatus.CANCELLED,
 }
 _REFUSED_WHILE_PROCESSING = "payment_intent_unexpected_state"
+_ALREADY_REFUNDED = "charge_already_refunded"
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,34 @@ class StripeProvider:
         return CancelOutcome.CANCELLED
 
     def refund(self, reference: str | None, transaction_id: str) -> str:
+        import stripe
+
         if reference is None:
             raise ValueError("no PaymentIntent recorded for this attempt")
-        refund = self._stripe().v1.refunds.create(
-            params={"payment_intent": reference, "metadata": {"transactionId": transaction_id}},
-            options={"idempotency_key": f"refund-{transaction_id}"},
-        )
+        try:
+            refund = self._stripe().v1.refunds.create(
+                params={"payment_intent": reference, "metadata": {"transactionId": transaction_id}},
+                options={"idempotency_key": f"refund-{transaction_id}"},
+            )
+        except stripe.InvalidRequestError as refused:
+            if refused.code != _ALREADY_REFUNDED:
+                raise
+            # Refunded already: by an earlier call of ours whose answer was never recorded (its idempotency
+            # key forgotten after 24 h), or in the Dashboard. The refund made is the one to record.
+            return self._refund_made(reference, transaction_id)
         return str(refund.id)
+
+    def _refund_made(self, reference: str, transaction_id: str) -> str:
+        """The id of the refund Stripe already made of this PaymentIntent: ours (its metadata names the
+        attempt) where there is one, else the latest that is not failed or cancelled."""
+        found = self._stripe().v1.refunds.list(params={"payment_intent": reference, "limit": 100})
+        refunds = [refund.to_dict() for refund in found.data]
+        made = [refund for refund in refunds if refund.get("status") not in ("failed", "canceled")]
+        ours = [r for r in made if (r.get("metadata") or {}).get("transactionId") == transaction_id]
+        chosen = ours or made
+        if not chosen:
+            raise RuntimeError("Stripe says the payment is refunded but lists no refund of it")
+        return str(chosen[0]["id"])
 
     def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:
         client = self._stripe()
@@ -178,6 +200,7 @@ class StripeProvider:
                 obj.get("payment_intent"),
                 TransactionStatus.REFUNDED,
                 refund_id=refund_id,
+                **_money_of(obj),
             )
         status = _EVENT_STATUSES.get(event.type)
         if status is None:
@@ -190,8 +213,23 @@ class StripeProvider:
             else None
         )
         return ProviderReport(
-            event.id, metadata.get("transactionId"), obj.get("id"), status, failure_code=code
+            event.id,
+            metadata.get("transactionId"),
+            obj.get("id"),
+            status,
+            failure_code=code,
+            **_money_of(obj),
         )
+
+
+def _money_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """A PaymentIntent's or a Charge's amount and currency as a report carries them (Stripe writes
+    currencies in lower case)."""
+    amount, currency = obj.get("amount"), obj.get("currency")
+    return {
+        "amount": amount if isinstance(amount, int) else None,
+        "currency": currency.upper() if isinstance(currency, str) else None,
+    }
 
 
 def state_of(intent: Any) -> ProviderState:
@@ -202,7 +240,7 @@ def state_of(intent: Any) -> ProviderState:
     if status is TransactionStatus.FAILED:
         error = data.get("last_payment_error") or {}
         failure_code = error.get("decline_code") or error.get("code") or "payment_failed"
-    return ProviderState(str(data["id"]), status, failure_code)
+    return ProviderState(str(data["id"]), status, failure_code, **_money_of(data))
 
 
 def _intent_id_of(error: Any) -> str | None:
