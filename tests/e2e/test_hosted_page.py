@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import RunningRuntime, launch, stop_and_check
-from tests.e2e.helpers import Api
+from tests.e2e.helpers import Api, run_together
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -19,7 +19,10 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
 }
-_FORM_TOKEN = re.compile(r'name="form_token" value="([0-9a-f]+)"')
+_FORM_TOKEN = re.compile(
+    r'<form method="post" action="[^"]*/(?P<action>pay|cancel)">'
+    r'<input type="hidden" name="form_token" value="(?P<token>[0-9a-f]+)">'
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +49,15 @@ class Customer:
     def open(self) -> requests.Response:
         return self.http.get(self.url, timeout=30, allow_redirects=False)
 
-    def form_token(self) -> str:
-        found = _FORM_TOKEN.search(self.open().text)
+    def form_token(self, action: str = "cancel") -> str:
+        """The token of the page's form for `action`, from a fresh rendering of the page."""
+        return self.form_tokens()[action]
+
+    def form_tokens(self) -> dict[str, str]:
+        page = self.open()
+        found = {match["action"]: match["token"] for match in _FORM_TOKEN.finditer(page.text)}
         assert found, "the page has no form"
-        return found.group(1)
+        return found
 
     def post(self, action: str, **fields: str) -> requests.Response:
         return self.http.post(f"{self.url}/{action}", data=fields, timeout=30, allow_redirects=False)
@@ -149,7 +157,7 @@ def test_forms_without_the_anti_forgery_token_are_refused_and_change_nothing(api
 def test_paying_with_the_test_card_completes_and_sends_the_customer_back(api: Api) -> None:
     session = api.open_session(returnUrl="https://example.com/thanks")
     customer = Customer(session["url"])
-    token = customer.form_token()
+    token = customer.form_token("pay")
     paid = customer.post("pay", form_token=token, method="sandbox_card")
     assert paid.status_code == 303
     again = customer.post("pay", form_token=token, method="sandbox_card")  # a double click
@@ -167,7 +175,7 @@ def test_paying_with_the_test_card_completes_and_sends_the_customer_back(api: Ap
 def test_an_unknown_payment_method_is_refused(api: Api) -> None:
     session = api.open_session()
     customer = Customer(session["url"])
-    answer = customer.post("pay", form_token=customer.form_token(), method="cash")
+    answer = customer.post("pay", form_token=customer.form_token("pay"), method="cash")
     assert answer.status_code == 400 and api.get(session["sessionId"])["transactions"] == []
 
 
@@ -200,8 +208,10 @@ def test_hosted_test_payments_can_be_turned_off() -> None:
         customer = Customer(session["url"])
         page = customer.open()
         assert page.status_code == 200 and 'name="method"' not in page.text
-        refused = customer.post("pay", form_token=customer.form_token(), method="sandbox_card")
-        assert refused.status_code == 400
+        # With no pay form on the page there is no pay token: the cancel form's does not pay
+        refused = customer.post("pay", form_token=customer.form_token("cancel"), method="sandbox_card")
+        assert refused.status_code == 403
+        assert Api(runtime.base_url, "sk_test_demo").get(session["sessionId"])["transactions"] == []
     finally:
         stop_and_check(runtime)
 
@@ -210,10 +220,73 @@ def test_paying_with_stripes_test_visa_goes_through_the_stripe_provider(api: Api
     session = api.open_session(returnUrl="https://example.com/thanks")
     customer = Customer(session["url"])
     assert 'value="stripe_card_visa"' in customer.open().text
-    paid = customer.post("pay", form_token=customer.form_token(), method="stripe_card_visa")
+    paid = customer.post("pay", form_token=customer.form_token("pay"), method="stripe_card_visa")
     assert paid.status_code == 303
     read = api.get(session["sessionId"])
     [transaction] = read["transactions"]
     assert read["status"] == "COMPLETED"
     assert (transaction["provider"], transaction["status"]) == ("stripe", "SETTLED")
     assert transaction["providerReference"].startswith("pi_")
+
+
+def test_a_form_token_serves_only_the_action_it_was_rendered_for(api: Api) -> None:
+    # Given the page's two forms, each with its own token
+    session = api.open_session()
+    customer = Customer(session["url"])
+    tokens = customer.form_tokens()
+    assert set(tokens) == {"pay", "cancel"} and tokens["pay"] != tokens["cancel"]
+    before = api.get(session["sessionId"])
+    # When each token is posted to the other form's action
+    crossed = [
+        customer.post("pay", form_token=tokens["cancel"], method="sandbox_card"),
+        customer.post("cancel", form_token=tokens["pay"]),
+    ]
+    # Then both are refused and nothing changes
+    assert [answer.status_code for answer in crossed] == [403, 403]
+    assert api.get(session["sessionId"]) == before
+    # And a token of another checkout's page does not serve this one
+    other = Customer(api.open_session()["url"])
+    other_token = other.form_token("pay")
+    customer.http.cookies.update(other.http.cookies)
+    assert customer.post("pay", form_token=other_token, method="sandbox_card").status_code == 403
+    assert api.get(session["sessionId"]) == before
+
+
+def test_pay_is_refused_while_a_payment_is_in_flight_whatever_token_it_carries(api: Api) -> None:
+    # Given a page rendered with its pay form, then a payment that starts elsewhere and stays in flight
+    session = api.open_session()
+    customer = Customer(session["url"])
+    pay_token = customer.form_token("pay")
+    api.start_transaction(session["sessionId"], "sandbox_bank_transfer")
+    before = api.get(session["sessionId"])
+    # When the customer posts the pay form they still hold
+    refused = customer.post("pay", form_token=pay_token, method="sandbox_card")
+    # Then the page answers 409, says why, offers no pay button, and nothing changes
+    assert refused.status_code == 409 and "already being processed" in refused.text
+    assert 'name="method"' not in refused.text
+    assert api.get(session["sessionId"]) == before
+    # And so does a page rendered now: no pay form to post, and its cancel token does not pay
+    assert "pay" not in customer.form_tokens()
+    crossed = customer.post("pay", form_token=customer.form_token("cancel"), method="sandbox_card")
+    assert crossed.status_code in (403, 409)
+    assert api.get(session["sessionId"]) == before
+
+
+def test_two_pages_paying_at_once_make_one_payment(api: Api) -> None:
+    # Given the checkout open in three tabs (three renderings, three cookies), each with its pay form,
+    # rendered at once (so the page's function has an environment warm for each)
+    session = api.open_session(returnUrl="https://example.com/thanks")
+    tabs = [Customer(session["url"]) for _ in range(3)]
+    tokens = run_together([lambda tab=tab: tab.form_token("pay") for tab in tabs])
+    # When all are paid at the same instant, with Stripe's test card (in flight while Stripe answers)
+    answers = run_together(
+        [
+            lambda tab=tab, token=token: tab.post("pay", form_token=token, method="stripe_card_visa")
+            for tab, token in zip(tabs, tokens, strict=True)
+        ]
+    )
+    # Then one payment is made; the other tabs are told a payment is under way, or that it is paid
+    read = api.get(session["sessionId"])
+    assert len(read["transactions"]) == 1 and read["status"] == "COMPLETED"
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses[0] == 303 and set(statuses[1:]) <= {409, 410}

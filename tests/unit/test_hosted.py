@@ -16,6 +16,7 @@ from checkout_core.models import Session
 from checkout_core.transitions import SessionStatus
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+TOKENS = {"pay": "p" * 64, "cancel": "c" * 64}
 
 
 @pytest.mark.parametrize(
@@ -77,22 +78,25 @@ def test_the_way_back_keeps_the_merchants_query_and_says_how_it_ended() -> None:
     assert checkout.merchant_origins(session) == ["https://example.com", "https://shop.example"]
 
 
-def test_a_form_token_binds_the_cookie_nonce_to_the_page() -> None:
+def test_a_form_token_binds_the_cookie_nonce_to_the_page_and_the_action() -> None:
     nonce = checkout.new_form_nonce()
-    token = checkout.form_token("page-token-aaaaaaaaaaaa", nonce)
-    checkout.check_form("page-token-aaaaaaaaaaaa", nonce, {"form_token": token})
-    for page, sent_nonce, fields in [
-        ("page-token-bbbbbbbbbbbb", nonce, {"form_token": token}),  # another page's token
-        ("page-token-aaaaaaaaaaaa", checkout.new_form_nonce(), {"form_token": token}),  # another cookie
-        ("page-token-aaaaaaaaaaaa", None, {"form_token": token}),  # no cookie
-        ("page-token-aaaaaaaaaaaa", nonce, {}),  # no token
+    token = checkout.form_token("page-token-aaaaaaaaaaaa", nonce, "cancel")
+    checkout.check_form("page-token-aaaaaaaaaaaa", nonce, {"form_token": token}, "cancel")
+    for page, sent_nonce, fields, action in [
+        ("page-token-bbbbbbbbbbbb", nonce, {"form_token": token}, "cancel"),  # another page's token
+        ("page-token-aaaaaaaaaaaa", checkout.new_form_nonce(), {"form_token": token}, "cancel"),  # cookie
+        ("page-token-aaaaaaaaaaaa", None, {"form_token": token}, "cancel"),  # no cookie
+        ("page-token-aaaaaaaaaaaa", nonce, {}, "cancel"),  # no token
+        ("page-token-aaaaaaaaaaaa", nonce, {"form_token": token}, "pay"),  # the cancel form's token
     ]:
         with pytest.raises(checkout.FormRefused):
-            checkout.check_form(page, sent_nonce, fields)
+            checkout.check_form(page, sent_nonce, fields, action)
+    with pytest.raises(ValueError):
+        checkout.form_token("page-token-aaaaaaaaaaaa", nonce, "refund")
 
 
 def test_the_style_is_pinned_by_its_hash_and_nothing_else_may_load() -> None:
-    page = checkout_page(_session(), "tok", "f" * 64, [], NOW, ["https://example.com"])
+    page = checkout_page(_session(), "tok", TOKENS, [], NOW, ["https://example.com"])
     digest = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
     policy = page.headers()["Content-Security-Policy"]
     assert f"style-src 'sha256-{digest}'" in policy and policy.startswith("default-src 'none';")
@@ -101,7 +105,7 @@ def test_the_style_is_pinned_by_its_hash_and_nothing_else_may_load() -> None:
 
 def test_every_button_has_a_text_label_and_the_page_a_language() -> None:
     methods = list(checkout.TEST_METHODS[:1])
-    page = checkout_page(_session(), "tok", "f" * 64, methods, NOW, [])
+    page = checkout_page(_session(), "tok", TOKENS, methods, NOW, [])
     assert '<html lang="en">' in page.html
     labels = re.findall(r"<button[^>]*>([^<]+)</button>", page.html)
     assert labels == ["Pay $50.00 with Test card (sandbox)", "Cancel and return to the merchant"]

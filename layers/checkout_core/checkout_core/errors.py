@@ -96,6 +96,16 @@ class TransactionsInFlight(StateConflict):
         self.pending_transaction_ids = pending_transaction_ids
 
 
+class PaymentInFlight(TransactionsInFlight):
+    """A payment attempt that must be the only one in flight (the hosted page's) while another is."""
+
+    def __init__(self, in_flight_transaction_ids: list[str]) -> None:
+        StateConflict.__init__(
+            self, "A payment is already in flight on this session; nothing was changed.", "OPEN"
+        )
+        self.pending_transaction_ids = in_flight_transaction_ids
+
+
 class TransactionLimitReached(StateConflict):
     def __init__(self, limit: int) -> None:
         super().__init__(f"A session accepts at most {limit} transactions.", "OPEN")

@@ -19,6 +19,7 @@ from checkout_core.errors import (
     ConcurrentUpdate,
     InvalidRequest,
     PaymentDeclined,
+    PaymentInFlight,
     SessionNotOpen,
     TransactionLimitReached,
     WriteConflict,
@@ -48,10 +49,12 @@ def create_transaction(
     actor: str = "api",
     payment_method: str | None = None,
     capture_manually: bool = False,
+    alone: bool = False,
 ) -> Transaction:
     """Records the attempt first (PROCESSING; no provider reference yet where the provider names it),
     then asks the provider, then records its answer. A crash between the two leaves an attempt in flight
-    with no reference, which reconciliation finishes."""
+    with no reference, which reconciliation finishes. `alone`: made only while no other attempt is in
+    flight (the write's condition), else PaymentInFlight (the hosted page's pay)."""
     provider = ctx.providers.get(provider_name)
     if provider is None:
         raise InvalidRequest(f"Unknown provider; use one of {', '.join(ctx.providers.names())}.", "provider")
@@ -69,6 +72,14 @@ def create_transaction(
         require_open(item, now, SessionNotOpen)
         if item["txCount"] >= limit:
             raise TransactionLimitReached(limit)
+        if alone and item["inFlight"]:
+            raise PaymentInFlight(
+                [
+                    tx_id
+                    for tx_id, tx in (item.get("transactions") or {}).items()
+                    if transitions.is_in_flight(tx["status"])
+                ]
+            )
         transaction_id = uuid7()
         summary = {
             "transactionId": transaction_id,
@@ -82,6 +93,8 @@ def create_transaction(
         if known_reference is not None:
             summary["providerReference"] = known_reference
         guard = Guard.status_is(SessionStatus.OPEN).before_expiry(now).fewer_transactions_than(limit)
+        if alone:
+            guard = guard.nothing_in_flight()
         transaction_item = {
             **transaction_key(transaction_id),
             "entity": "TRANSACTION",

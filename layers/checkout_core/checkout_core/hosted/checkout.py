@@ -2,8 +2,10 @@
 
 The page is reached by a secret link, not an API key: the token names the session (stored only as
 its hash) and the session names its tenant. Every form carries an anti-forgery token: an HMAC, keyed
-by the pay token, of a nonce the browser holds in a SameSite=Strict cookie. Another site can neither
-read the cookie nor make the browser send it, so a post it forges is refused and changes nothing.
+by the pay token, of the form's action and a nonce the browser holds in a SameSite=Strict cookie, new
+with every rendering. Another site can neither read the cookie nor make the browser send it, so a post
+it forges is refused and changes nothing; a token serves only the action it was rendered for, on the
+checkout and the rendering it came with (the cancel form's token does not pay).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from checkout_core.views import session_view
 ACTOR = "customer"
 FORM_COOKIE_PREFIX = "checkout_form_"
 FORM_COOKIE_MAX_AGE_SECONDS = 3600
+
+
+ACTIONS = ("pay", "cancel")
 
 
 class FormRefused(Exception):
@@ -92,13 +97,16 @@ def new_form_nonce() -> str:
     return secrets.token_urlsafe(18)
 
 
-def form_token(token: str, nonce: str) -> str:
-    return hmac.new(token.encode(), nonce.encode(), hashlib.sha256).hexdigest()
+def form_token(token: str, nonce: str, action: str) -> str:
+    """The token of one form (`action`, one of ACTIONS) of one rendering (`nonce`) of one checkout."""
+    if action not in ACTIONS:
+        raise ValueError(f"no form posts to {action!r}")
+    return hmac.new(token.encode(), f"{action}\x00{nonce}".encode(), hashlib.sha256).hexdigest()
 
 
-def check_form(token: str, nonce: str | None, fields: dict[str, str]) -> None:
+def check_form(token: str, nonce: str | None, fields: dict[str, str], action: str) -> None:
     sent = fields.get("form_token", "")
-    if not nonce or not hmac.compare_digest(sent.encode(), form_token(token, nonce).encode()):
+    if not nonce or not hmac.compare_digest(sent.encode(), form_token(token, nonce, action).encode()):
         raise FormRefused("This page has expired; open the checkout link again.")
 
 
@@ -128,15 +136,22 @@ def cancel(ctx: Context, hosted: HostedSession) -> Session:
 
 
 def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str) -> None:
-    """Starts a test payment. The sandbox test card is approved at once, as a provider's test card is
-    on its own hosted form: the sandbox reports SETTLED through the same path a provider event takes."""
+    """Starts a test payment, only while no other is in flight (errors.PaymentInFlight). The sandbox
+    test card is approved at once, as a provider's test card is on its own hosted form: the sandbox
+    reports SETTLED through the same path a provider event takes."""
+    from checkout_core.errors import PaymentInFlight
     from checkout_core.payments import create_transaction
     from checkout_core.provider_events import apply_provider_event
 
     method = next((m for m in test_methods(ctx) if m.key == method_key), None)
     if method is None:
         raise FormRefused("This payment method is not offered here.")
-    # One attempt per rendered page: a double click, or a reload that re-posts, pays once.
+    if payment_in_flight(hosted.session):
+        raise PaymentInFlight(
+            [tx.transactionId for tx in hosted.session.transactions if transitions.is_in_flight(tx.status)]
+        )
+    # One attempt per rendered page: a double click, or a reload that re-posts, pays once; and none while
+    # another is in flight (the write's own condition, for two pages posting at once).
     transaction = create_transaction(
         ctx,
         _tenant(hosted),
@@ -145,6 +160,7 @@ def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str) -> Non
         idempotency_key=f"hosted-page {nonce}",
         actor=ACTOR,
         payment_method=method.payment_method,
+        alone=True,
     )
     if method.settles_at_once and transitions.is_in_flight(transaction.status):
         event = ProviderReport(

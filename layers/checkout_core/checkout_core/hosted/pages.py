@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
@@ -80,7 +81,7 @@ def time_left(expires_at: datetime, now: datetime) -> str:
 def checkout_page(
     session: Session,
     page_ref: str,
-    form_token: str,
+    form_tokens: Mapping[str, str],
     methods: list[TestMethod],
     now: datetime,
     merchant_origins: list[str],
@@ -90,7 +91,10 @@ def checkout_page(
 ) -> Page:
     amount = format_amount(session.amount, session.currency)
     expires_at = from_iso(session.expiresAt)
-    hidden = f'<input type="hidden" name="form_token" value="{escape(form_token)}">'
+
+    def hidden(action: str) -> str:
+        return f'<input type="hidden" name="form_token" value="{escape(form_tokens[action])}">'
+
     base = escape(page_ref)
     rows = [("Reference", escape(session.referenceId))]
     rows.append(
@@ -113,9 +117,9 @@ def checkout_page(
             f"Pay {escape(amount)} with {escape(m.label)}</button>"
             for m in methods
         )
-        pay_forms = f'<form method="post" action="{base}/pay">{hidden}{buttons}</form>'
+        pay_forms = f'<form method="post" action="{base}/pay">{hidden("pay")}{buttons}</form>'
     cancel_form = (
-        f'<form method="post" action="{base}/cancel">{hidden}'
+        f'<form method="post" action="{base}/cancel">{hidden("cancel")}'
         '<button class="cancel" type="submit">Cancel and return to the merchant</button></form>'
     )
     content = (

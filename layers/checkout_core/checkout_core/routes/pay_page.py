@@ -32,7 +32,10 @@ _FORM_RESPONSES: dict[int, Any] = {
     303: {"description": "Sent on: to the merchant's cancelUrl / returnUrl, or back to the page"},
     403: {"description": "No valid anti-forgery token: nothing changed", "content": _HTML},
     404: {"description": "No checkout for this link", "content": _HTML},
-    409: {"description": "A payment in flight cannot be cancelled; nothing changed", "content": _HTML},
+    409: {
+        "description": "A payment is in flight: it cannot be cancelled, nor another start; nothing changed",
+        "content": _HTML,
+    },
     410: {"description": "The session is no longer OPEN", "content": _HTML},
 }
 _NOT_FOUND = ("Checkout not found", "This checkout link is not valid. Ask the merchant for a new one.")
@@ -69,7 +72,7 @@ def show_page_headers(token: str) -> Response[str]:
     responses=_FORM_RESPONSES,
 )
 def cancel_from_page(token: str) -> Response[str]:
-    posted = _posted_form(token)
+    posted = _posted_form(token, "cancel")
     if isinstance(posted, Response):
         return posted
     hosted, _, _ = posted
@@ -93,7 +96,7 @@ def cancel_from_page(token: str) -> Response[str]:
     responses=_FORM_RESPONSES,
 )
 def pay_from_page(token: str) -> Response[str]:
-    posted = _posted_form(token)
+    posted = _posted_form(token, "pay")
     if isinstance(posted, Response):
         return posted
     hosted, fields, nonce = posted
@@ -101,21 +104,31 @@ def pay_from_page(token: str) -> Response[str]:
         checkout.pay(get_context(), hosted, fields.get("method", ""), nonce)
     except checkout.FormRefused as exc:
         return _answer(message_page(400, "Payment not started", str(exc), link=_page_link(token)))
+    except errors.PaymentInFlight:
+        # Whatever form was posted: one payment at a time, and this one is already under way.
+        current = checkout.find(get_context(), token) or hosted
+        if current.session.status is not SessionStatus.OPEN:
+            return _answer(_closed(current.session))
+        notice = "A payment is already being processed for this checkout. Nothing was changed."
+        return _render_open(token, current, _page_link(token)[0], notice=notice, status=409)
     except (errors.StateConflict, errors.ConcurrentUpdate, errors.ServiceUnavailable) as exc:
         return _refused_write(hosted, exc)
     return _see_other(_page_link(token)[0])
 
 
-def _posted_form(token: str) -> tuple[checkout.HostedSession, dict[str, str], str] | Response[str]:
-    """What every form post checks first: the checkout exists, the form is the page's own (anti-forgery),
-    and the session is still OPEN. Its session, fields and nonce; or the page that answers instead."""
+def _posted_form(
+    token: str, action: str
+) -> tuple[checkout.HostedSession, dict[str, str], str] | Response[str]:
+    """What every form post checks first: the checkout exists, the form is the page's own form for this
+    action (anti-forgery), and the session is still OPEN. Its session, fields and nonce; or the page that
+    answers instead."""
     hosted = checkout.find(get_context(), token)
     if hosted is None:
         return _answer(message_page(404, *_NOT_FOUND))
     nonce = _form_nonce(token)
     try:
         fields = checkout.parse_form(router.current_event.decoded_body or "")
-        checkout.check_form(token, nonce, fields)
+        checkout.check_form(token, nonce, fields, action)
     except checkout.FormRefused as exc:
         logger.warning("hosted page form refused: no valid anti-forgery token")
         return _answer(message_page(403, "This page has expired", str(exc), link=_page_link(token)))
@@ -145,7 +158,7 @@ def _render_open(
     page = checkout_page(
         hosted.session,
         page_ref,
-        checkout.form_token(token, nonce),
+        {action: checkout.form_token(token, nonce, action) for action in checkout.ACTIONS},
         checkout.test_methods(ctx),
         ctx.clock(),
         checkout.merchant_origins(hosted.session),
