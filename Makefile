@@ -73,8 +73,8 @@ demo: $(VENV)/.installed $(SWAGGER_UI) /usr/bin/jq  ## the README walk-through a
 openapi: $(VENV)/.installed
 	$(PY) -m local.openapi docs/openapi.json
 
-api-key: $(VENV)/.installed  ## make api-key TENANT=acme RETURN_HOSTS=shop.acme.com [TABLE=...]
-	$(PY) -m local.api_key --tenant "$(TENANT)" --return-hosts "$(RETURN_HOSTS)" $(if $(TABLE),--table "$(TABLE)")
+api-key: $(VENV)/.installed  ## make api-key TENANT=acme RETURN_HOSTS=shop.acme.com [MERCHANT_NAME="Acme Shop"] [TABLE=...]
+	$(PY) -m local.api_key --tenant "$(TENANT)" --return-hosts "$(RETURN_HOSTS)" $(if $(MERCHANT_NAME),--merchant-name "$(MERCHANT_NAME)") $(if $(TABLE),--table "$(TABLE)")
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Creates an API key for a tenant of a deployed stack and prints it once.
 
     python -m local.api_key --tenant acme --return-hosts shop.acme.com,acme.com
-        [--table NAME --usage-plan ID] [--region R]
+        [--merchant-name "Acme Shop"] [--table NAME --usage-plan ID] [--region R]
 
 Only the key's SHA-256 hash is stored (item `APIKEY#<hash>` / `APIKEY` in the sessions table, as in
 docs/data-model.md); the key itself is printed on standard output and nowhere else, so it cannot be shown
@@ -33,6 +33,7 @@ DEFAULT_STACK = "checkout-sessions"
 TABLE_OUTPUT = "SessionsTableName"
 USAGE_PLAN_OUTPUT = "UsagePlanId"
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MERCHANT_NAME_MAX = 100
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -56,6 +57,16 @@ def parse_return_hosts(text: str) -> list[str]:
     return hosts
 
 
+def parse_merchant_name(text: str | None) -> str | None:
+    """The display name, spaces trimmed: printable text of 1 to 100 characters, or None when not given."""
+    if text is None:
+        return None
+    name = " ".join(text.split())
+    if not 1 <= len(name) <= MERCHANT_NAME_MAX or not name.isprintable():
+        raise UsageError(f"not a display name: {text!r} (1-{MERCHANT_NAME_MAX} printable characters)")
+    return name
+
+
 def stack_output(cloudformation: Any, stack_name: str, key: str, option: str) -> str:
     """An output of a deployed stack (the sessions table, the usage plan)."""
     stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
@@ -73,10 +84,17 @@ def usage_plan_key(apigateway: Any, usage_plan_id: str, tenant: str) -> str:
 
 
 def api_key_item(
-    key_hash: str, tenant: str, return_hosts: Sequence[str], created_at: datetime, usage_key: str
+    key_hash: str,
+    tenant: str,
+    return_hosts: Sequence[str],
+    created_at: datetime,
+    usage_key: str,
+    merchant_name: str | None = None,
 ) -> dict[str, Any]:
     """The stored item, in DynamoDB's attribute-value form."""
+    merchant = {"merchantName": {"S": merchant_name}} if merchant_name else {}
     return {
+        **merchant,
         "pk": {"S": f"APIKEY#{key_hash}"},
         "sk": {"S": "APIKEY"},
         "entity": {"S": "APIKEY"},
@@ -96,12 +114,14 @@ def create_api_key(
     return_hosts: Sequence[str],
     usage_key: str,
     now: datetime | None = None,
+    merchant_name: str | None = None,
 ) -> str:
     """Stores the hash of a fresh key for `tenant` and returns the key (the only time it exists in clear)."""
     key = new_api_key()
+    created = now or datetime.now(UTC)
     dynamodb.put_item(
         TableName=table_name,
-        Item=api_key_item(hash_api_key(key), tenant, return_hosts, now or datetime.now(UTC), usage_key),
+        Item=api_key_item(hash_api_key(key), tenant, return_hosts, created, usage_key, merchant_name),
         ConditionExpression="attribute_not_exists(pk)",
     )
     return key
@@ -112,6 +132,9 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
     parser.add_argument("--tenant", required=True, help="tenant id the key authenticates as")
     parser.add_argument(
         "--return-hosts", required=True, help="comma-separated hosts allowed in returnUrl, e.g. shop.acme.com"
+    )
+    parser.add_argument(
+        "--merchant-name", help="the name the hosted page shows customers (1-100 characters, e.g. Acme Shop)"
     )
     parser.add_argument("--table", help="sessions table name (default: the stack's SessionsTableName output)")
     parser.add_argument(
@@ -128,6 +151,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         if not TENANT.match(tenant):
             raise UsageError(f"not a tenant id: {args.tenant!r} (1-64 of A-Z a-z 0-9 _ . -)")
         return_hosts = parse_return_hosts(args.return_hosts)
+        merchant_name = parse_merchant_name(args.merchant_name)
         if session is None:
             import boto3
 
@@ -136,7 +160,9 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
         table = args.table or stack_output(cloudformation, args.stack, TABLE_OUTPUT, "--table")
         plan = args.usage_plan or stack_output(cloudformation, args.stack, USAGE_PLAN_OUTPUT, "--usage-plan")
         usage_key = usage_plan_key(session.client("apigateway"), plan, tenant)
-        key = create_api_key(session.client("dynamodb"), table, tenant, return_hosts, usage_key)
+        key = create_api_key(
+            session.client("dynamodb"), table, tenant, return_hosts, usage_key, merchant_name=merchant_name
+        )
     except UsageError as exc:
         parser.error(str(exc))
     print(

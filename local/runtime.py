@@ -110,6 +110,7 @@ class Settings:
     hosted_test_payments: bool = True
     webhook_allow_private_urls: bool = True
     webhook_requeue_grace_seconds: int | None = None
+    merchant_name: str = "Demo Store"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -142,6 +143,7 @@ class Settings:
             api_keys=keys,
             return_hosts=hosts,
             sandbox_webhook_secret=env.get("SANDBOX_WEBHOOK_SECRET") or defaults.sandbox_webhook_secret,
+            merchant_name=" ".join(env.get("LOCAL_MERCHANT_NAME", "").split()) or defaults.merchant_name,
             sweep_interval_seconds=number(
                 "SWEEP_INTERVAL_SECONDS", defaults.sweep_interval_seconds, float, 0.01
             ),
@@ -687,6 +689,7 @@ class Runtime:
                     "tenant": {"S": tenant},
                     "usageKey": {"S": f"local-{tenant}"},
                     "returnHosts": {"L": [{"S": host} for host in self.settings.return_hosts]},
+                    "merchantName": {"S": self.settings.merchant_name},
                     "createdAt": {"S": now},
                 },
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +19,7 @@ from tests.e2e.helpers import Api
 
 pytestmark = pytest.mark.browser
 WAIT_SECONDS = 30
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
 @pytest.fixture
@@ -130,9 +132,32 @@ def test_a_closed_link_says_why_and_links_back(
     browser.get(session["url"])
     text = browser.find_element(By.TAG_NAME, "main").text
     assert "This checkout is closed" in text and "cancelled, and no payment was taken" in text
+    assert "$50.00" in text and session["referenceId"] in text  # still what it was for
     link = browser.find_element(By.LINK_TEXT, "Return to the merchant").get_attribute("href")
     assert link == f"{merchant.base_url}/thanks?sessionId={session['sessionId']}&status=CANCELLED"
     browser.save_screenshot(str(screenshots / "05-closed.png"))
+
+
+def test_the_readme_screenshots_show_the_page_as_it_is(
+    browser: webdriver.Chrome, api: Api, merchant: Merchant
+) -> None:
+    """docs/images/hosted-page*.png, which the README shows, are rewritten here from the running page."""
+    # Given a session as a merchant would make it
+    session = open_session(api, merchant, amount=129900, currency="JPY", referenceId="order-1042")
+    browser.set_window_size(1000, 640)
+    browser.get(session["url"])
+    # Then the page names the merchant (LOCAL_MERCHANT_NAME) above the order
+    assert browser.find_element(By.CSS_SELECTOR, ".merchant").text == "Demo Store"
+    # And no two buttons touch
+    boxes = [button.rect for button in browser.find_elements(By.CSS_SELECTOR, "button")]
+    assert len(boxes) >= 3  # two test methods and cancel
+    gaps = [lower["y"] - (upper["y"] + upper["height"]) for upper, lower in pairwise(boxes)]
+    assert min(gaps) >= 8, gaps
+    assert policy_violations(browser) == []
+    browser.save_screenshot(str(DOCS_IMAGES / "hosted-page.png"))
+    browser.set_window_size(390, 844)
+    browser.get(session["url"])
+    browser.save_screenshot(str(DOCS_IMAGES / "hosted-page-phone.png"))
 
 
 @pytest.mark.parametrize("path", ["/v1/docs", "/v1/docs/"])

@@ -28,7 +28,11 @@ _FORM_TOKEN = re.compile(
 @pytest.fixture(scope="module")
 def running() -> Iterator[RunningRuntime]:
     runtime = launch(
-        {"LOCAL_API_KEYS": "demo:sk_test_demo", "LOCAL_RETURN_HOSTS": "example.com,shop.example"}
+        {
+            "LOCAL_API_KEYS": "demo:sk_test_demo",
+            "LOCAL_RETURN_HOSTS": "example.com,shop.example",
+            "LOCAL_MERCHANT_NAME": "Blue & Co",
+        }
     )
     yield runtime
     stop_and_check(runtime)
@@ -68,6 +72,7 @@ def test_the_page_shows_what_the_customer_pays_for(api: Api) -> None:
     page = requests.get(session["url"], timeout=30)
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     assert "¥129,900" in page.text and "Blue mug" in page.text and "order-77" in page.text
+    assert '<p class="merchant">Blue &amp; Co</p>' in page.text  # LOCAL_MERCHANT_NAME
     assert "Time left" in page.text and re.search(r"\d+ minutes", page.text)
     for name, value in SECURITY_HEADERS.items():
         assert page.headers[name] == value
@@ -116,9 +121,12 @@ def test_cancel_goes_through_the_api_cancel_and_back_to_the_cancel_url(api: Api)
     assert read["status"] == "CANCELLED" and read["cancellation"]["reasonType"] == "CUSTOMER_REQUESTED"
     cancelled = [event for event in api.events(session["sessionId"]) if event["type"] == "session.cancelled"]
     assert [event["actor"] for event in cancelled] == ["customer"]
-    # And the page is now closed, saying why
+    # And the page is now closed, saying why, and still what it was for
     closed = customer.open()
     assert closed.status_code == 410 and "cancelled" in closed.text
+    assert (
+        "$50.00" in closed.text and session["referenceId"] in closed.text and "Blue &amp; Co" in closed.text
+    )
     assert "https://shop.example/cancelled" not in closed.text  # the way back is the return URL
 
 
@@ -159,14 +167,18 @@ def test_paying_with_the_test_card_completes_and_sends_the_customer_back(api: Ap
     customer = Customer(session["url"])
     token = customer.form_token("pay")
     paid = customer.post("pay", form_token=token, method="sandbox_card")
-    assert paid.status_code == 303
+    # Paid at once: straight on to the return URL, not through the closed page's 410
+    back = f"https://example.com/thanks?sessionId={session['sessionId']}&status=COMPLETED"
+    assert paid.status_code == 303 and paid.headers["Location"] == back
     again = customer.post("pay", form_token=token, method="sandbox_card")  # a double click
-    assert again.status_code == 410
+    assert again.status_code == 410 and "Payment received" in again.text
     read = api.get(session["sessionId"])
     assert read["status"] == "COMPLETED" and [tx["status"] for tx in read["transactions"]] == ["SETTLED"]
+    # And the link, opened again, reads as paid, with what was paid for, and sends the customer on
     page = customer.open()
-    back = f"https://example.com/thanks?sessionId={session['sessionId']}&amp;status=COMPLETED"
-    assert page.status_code == 410 and f'content="0; url={back}"' in page.text
+    assert page.status_code == 410 and "<h1>Payment received</h1>" in page.text
+    assert "$50.00" in page.text and session["referenceId"] in page.text
+    assert f'content="0; url={back.replace("&", "&amp;")}"' in page.text
     actors = {event["type"]: event["actor"] for event in api.events(session["sessionId"])}
     assert actors["transaction.created"] == "customer"
     assert actors["session.completed"] == "provider:sandbox_card"
@@ -221,7 +233,7 @@ def test_paying_with_stripes_test_visa_goes_through_the_stripe_provider(api: Api
     customer = Customer(session["url"])
     assert 'value="stripe_card_visa"' in customer.open().text
     paid = customer.post("pay", form_token=customer.form_token("pay"), method="stripe_card_visa")
-    assert paid.status_code == 303
+    assert paid.status_code == 303 and paid.headers["Location"].startswith("https://example.com/thanks?")
     read = api.get(session["sessionId"])
     [transaction] = read["transactions"]
     assert read["status"] == "COMPLETED"

@@ -93,13 +93,15 @@ def test_the_new_key_authorizes_its_tenant(session: Any, capsys: pytest.CaptureF
     from checkout_core.authorizer import authorize
     from checkout_core.repository import SessionRepository
 
-    # Given a key created with the CLI
+    # Given a key created with the CLI, with the name the hosted page shows
     api_key.main(
         [
             "--tenant",
             "acme",
             "--return-hosts",
             "shop.acme.com",
+            "--merchant-name",
+            "  Acme   Shop ",
             "--table",
             TABLE,
             "--usage-plan",
@@ -119,9 +121,13 @@ def test_the_new_key_authorizes_its_tenant(session: Any, capsys: pytest.CaptureF
 
     answer = authorize(APIGatewayAuthorizerRequestEvent(event), repository=repository)
 
-    # Then the request is allowed as tenant acme with its return hosts
+    # Then the request is allowed as tenant acme with its return hosts and its display name
     assert answer["principalId"] == "acme"
-    assert answer["context"] == {"tenantId": "acme", "returnHosts": "shop.acme.com"}
+    assert answer["context"] == {
+        "tenantId": "acme",
+        "returnHosts": "shop.acme.com",
+        "merchantName": "Acme Shop",
+    }
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     # And API Gateway is told which usage plan key to throttle the request on
     [plan_key] = session.client("apigateway").get_usage_plan_keys(usagePlanId=session.usage_plan_id)["items"]
@@ -196,6 +202,28 @@ def test_bad_arguments_store_nothing(session: Any, tenant: str, hosts: str) -> N
                 tenant,
                 "--return-hosts",
                 hosts,
+                "--table",
+                TABLE,
+                "--usage-plan",
+                session.usage_plan_id,
+            ],
+            session=session,
+        )
+    assert exit_info.value.code == 2
+    assert stored_items(session) == []
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101, "Acme\x07Shop"])
+def test_a_bad_merchant_name_stores_nothing(session: Any, name: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        api_key.main(
+            [
+                "--tenant",
+                "acme",
+                "--return-hosts",
+                "acme.com",
+                "--merchant-name",
+                name,
                 "--table",
                 TABLE,
                 "--usage-plan",

@@ -11,7 +11,7 @@ import pytest
 
 from checkout_core.hosted import checkout
 from checkout_core.hosted.money import format_amount
-from checkout_core.hosted.pages import STYLE, checkout_page, time_left
+from checkout_core.hosted.pages import STYLE, checkout_page, closed_page, time_left
 from checkout_core.models import Session
 from checkout_core.transitions import SessionStatus
 
@@ -109,3 +109,27 @@ def test_every_button_has_a_text_label_and_the_page_a_language() -> None:
     assert '<html lang="en">' in page.html
     labels = re.findall(r"<button[^>]*>([^<]+)</button>", page.html)
     assert labels == ["Pay $50.00 with Test card (sandbox)", "Cancel and return to the merchant"]
+
+
+def test_the_page_names_the_merchant_escaped_and_only_when_known() -> None:
+    page = checkout_page(_session(), "tok", TOKENS, [], NOW, [], merchant="Ben & Jerry's <Shop>")
+    assert '<p class="merchant">Ben &amp; Jerry&#x27;s &lt;Shop&gt;</p>' in page.html
+    assert 'class="merchant"' not in checkout_page(_session(), "tok", TOKENS, [], NOW, []).html
+
+
+@pytest.mark.parametrize(
+    ("status", "heading", "refresh"),
+    [
+        (SessionStatus.COMPLETED, "Payment received", True),
+        (SessionStatus.CANCELLED, "This checkout is closed", False),
+    ],
+)
+def test_a_closed_page_keeps_what_it_was_for(status: SessionStatus, heading: str, refresh: bool) -> None:
+    session = _session(status=status, referenceId="order-77", amount=129900, currency="JPY")
+    page = closed_page(
+        session, heading, "why", "https://example.com/back", go_back_now=refresh, merchant="Demo"
+    )
+    assert page.status == 410
+    assert f"<h1>{heading}</h1>" in page.html and f"<title>{heading}</title>" in page.html
+    assert "¥129,900" in page.html and "order-77" in page.html and "Demo" in page.html
+    assert ('http-equiv="refresh"' in page.html) is refresh

@@ -33,13 +33,16 @@ def authorize(
         logger.info("authorization refused: unknown key")
         raise Unauthorized()
     arn = event.parsed_arn
+    context = {"tenantId": record["tenant"], "returnHosts": ",".join(record.get("returnHosts", []))}
+    if record.get("merchantName"):
+        context["merchantName"] = record["merchantName"]
     response = APIGatewayAuthorizerResponse(
         principal_id=record["tenant"],
         region=arn.region,
         aws_account_id=arn.aws_account_id,
         api_id=arn.api_id,
         stage=arn.stage,
-        context={"tenantId": record["tenant"], "returnHosts": ",".join(record.get("returnHosts", []))},
+        context=context,
         # The tenant's key in the API's usage plan: API Gateway throttles each tenant on its own allowance.
         usage_identifier_key=record.get("usageKey"),
     )

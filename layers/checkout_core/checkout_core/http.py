@@ -164,7 +164,9 @@ def tenant_of(app: Any) -> Tenant:
         raise errors.InvalidApiKey()
     hosts = authorizer.get("returnHosts") or ""
     return Tenant(
-        tenant_id=tenant_id, return_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h)
+        tenant_id=tenant_id,
+        return_hosts=frozenset(h.strip().lower() for h in hosts.split(",") if h),
+        merchant_name=authorizer.get("merchantName") or None,
     )
 
 

@@ -46,6 +46,7 @@ class Tenant:
 
     tenant_id: str
     return_hosts: frozenset[str]
+    merchant_name: str | None = None  # the display name the hosted page shows its customers
 
 
 class Model(BaseModel):

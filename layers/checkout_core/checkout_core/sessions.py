@@ -119,6 +119,8 @@ def create_session(
         item["description"] = request.description
     if request.cancelUrl is not None:
         item["cancelUrl"] = request.cancelUrl
+    if tenant.merchant_name:
+        item["merchantName"] = tenant.merchant_name  # as the hosted page names the merchant
     event = new_event(
         "session.created",
         "api",

@@ -64,6 +64,7 @@ TEST_METHODS = (
 class HostedSession:
     session: Session
     tenant_id: str
+    merchant_name: str | None = None  # the tenant's display name when the session was created
 
 
 def find(ctx: Context, token: str) -> HostedSession | None:
@@ -76,7 +77,7 @@ def find(ctx: Context, token: str) -> HostedSession | None:
     item = ctx.repository.get_session(pointer["sessionId"])
     if item is None:
         return None
-    return HostedSession(session_view(item, ctx.clock()), item["tenantId"])
+    return HostedSession(session_view(item, ctx.clock()), item["tenantId"], item.get("merchantName"))
 
 
 def test_methods(ctx: Context) -> list[TestMethod]:

@@ -20,11 +20,12 @@ color:#1a1a1a;background:#f4f5f7}
 body{margin:0;padding:1rem;display:flex;justify-content:center}
 main{background:#fff;max-width:28rem;width:100%;padding:1.5rem;border-radius:.75rem;
 box-shadow:0 1px 4px #0002}
+.merchant{font-weight:600;color:#4a4a4a;margin:0 0 .5rem;overflow-wrap:anywhere}
 h1{font-size:1.25rem;margin:0 0 1rem}
 .amount{font-size:2.25rem;font-weight:700;margin:.25rem 0 1rem}
 dl{display:grid;grid-template-columns:auto 1fr;gap:.4rem 1rem;margin:0 0 1.5rem}
 dt{color:#4a4a4a}dd{margin:0;overflow-wrap:anywhere}
-form{margin:.75rem 0}
+form{margin:.75rem 0;display:grid;gap:.75rem}
 button{width:100%;font:inherit;font-weight:600;padding:.8rem 1rem;border-radius:.5rem;cursor:pointer;
 border:2px solid #0b57a4}
 button.pay{background:#0b57a4;color:#fff}
@@ -88,6 +89,7 @@ def checkout_page(
     notice: str | None = None,
     status: int = 200,
     in_flight: bool = False,
+    merchant: str | None = None,
 ) -> Page:
     amount = format_amount(session.amount, session.currency)
     expires_at = from_iso(session.expiresAt)
@@ -123,7 +125,7 @@ def checkout_page(
         '<button class="cancel" type="submit">Cancel and return to the merchant</button></form>'
     )
     content = (
-        f"<h1>{escape(session.description or 'Your order')}</h1>"
+        f"{_merchant(merchant)}<h1>{escape(session.description or 'Your order')}</h1>"
         f'<p class="amount" aria-label="Amount due">{escape(amount)}</p>'
         f"{notice_html}<dl>{details}</dl>{pay_forms}{cancel_form}"
     )
@@ -131,13 +133,28 @@ def checkout_page(
     return Page(status, _document(f"Pay {amount}", content, refresh), merchant_origins)
 
 
-def closed_page(why: str, back_url: str, go_back_now: bool) -> Page:
+def closed_page(
+    session: Session,
+    heading: str,
+    why: str,
+    back_url: str,
+    go_back_now: bool,
+    merchant: str | None = None,
+) -> Page:
+    """A checkout no longer open: what it was for (amount, reference), why it is closed, the way back."""
+    amount = format_amount(session.amount, session.currency)
     content = (
-        f"<h1>This checkout is closed</h1><p>{escape(why)}</p>"
+        f"{_merchant(merchant)}<h1>{escape(heading)}</h1>"
+        f'<p class="amount" aria-label="Amount">{escape(amount)}</p>'
+        f"<dl><dt>Reference</dt><dd>{escape(session.referenceId)}</dd></dl><p>{escape(why)}</p>"
         f'<p><a href="{escape(back_url)}">Return to the merchant</a></p>'
     )
     refresh = f"0; url={back_url}" if go_back_now else None
-    return Page(410, _document("Checkout closed", content, refresh))
+    return Page(410, _document(heading, content, refresh))
+
+
+def _merchant(name: str | None) -> str:
+    return f'<p class="merchant">{escape(name)}</p>' if name else ""
 
 
 def message_page(status: int, title: str, text: str, link: tuple[str, str] | None = None) -> Page:

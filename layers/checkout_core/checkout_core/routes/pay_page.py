@@ -5,6 +5,7 @@ The pay token is a secret in the path: it is never logged, and never written any
 
 from __future__ import annotations
 
+from dataclasses import replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
@@ -15,7 +16,6 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from checkout_core import errors
 from checkout_core.hosted import checkout
 from checkout_core.hosted.pages import Page, checkout_page, closed_page, message_page
-from checkout_core.models import Session
 from checkout_core.observability import logger
 from checkout_core.routes import get_context
 from checkout_core.transitions import SessionStatus
@@ -51,7 +51,7 @@ def show_page(token: str) -> Response[str]:
     if hosted is None:
         return _answer(message_page(404, *_NOT_FOUND))
     if hosted.session.status is not SessionStatus.OPEN:
-        return _answer(_closed(hosted.session))
+        return _answer(_closed(hosted))
     return _render_open(token, hosted, page_ref=token)
 
 
@@ -100,19 +100,24 @@ def pay_from_page(token: str) -> Response[str]:
     if isinstance(posted, Response):
         return posted
     hosted, fields, nonce = posted
+    ctx = get_context()
     try:
-        checkout.pay(get_context(), hosted, fields.get("method", ""), nonce)
+        checkout.pay(ctx, hosted, fields.get("method", ""), nonce)
     except checkout.FormRefused as exc:
         return _answer(message_page(400, "Payment not started", str(exc), link=_page_link(token)))
     except errors.PaymentInFlight:
         # Whatever form was posted: one payment at a time, and this one is already under way.
-        current = checkout.find(get_context(), token) or hosted
+        current = checkout.find(ctx, token) or hosted
         if current.session.status is not SessionStatus.OPEN:
-            return _answer(_closed(current.session))
+            return _answer(_closed(current))
         notice = "A payment is already being processed for this checkout. Nothing was changed."
         return _render_open(token, current, _page_link(token)[0], notice=notice, status=409)
     except (errors.StateConflict, errors.ConcurrentUpdate, errors.ServiceUnavailable) as exc:
         return _refused_write(hosted, exc)
+    paid = checkout.find(ctx, token)
+    if paid is not None and paid.session.status is SessionStatus.COMPLETED:
+        # Paid at once: straight on to the merchant, not through the closed page.
+        return _see_other(checkout.back_to_merchant(paid.session, SessionStatus.COMPLETED))
     return _see_other(_page_link(token)[0])
 
 
@@ -133,7 +138,7 @@ def _posted_form(
         logger.warning("hosted page form refused: no valid anti-forgery token")
         return _answer(message_page(403, "This page has expired", str(exc), link=_page_link(token)))
     if hosted.session.status is not SessionStatus.OPEN:
-        return _answer(_closed(hosted.session))
+        return _answer(_closed(hosted))
     return hosted, fields, nonce or ""
 
 
@@ -141,7 +146,7 @@ def _refused_write(hosted: checkout.HostedSession, exc: errors.DomainError) -> R
     """The session moved on meanwhile (its status is in the refusal), or the write could not be made."""
     if isinstance(exc, errors.StateConflict):
         moved_on = hosted.session.model_copy(update={"status": SessionStatus(exc.current_status)})
-        return _answer(_closed(moved_on))
+        return _answer(_closed(replace(hosted, session=moved_on)))
     return _answer(message_page(503, *_BUSY))
 
 
@@ -162,6 +167,7 @@ def _render_open(
         checkout.test_methods(ctx),
         ctx.clock(),
         checkout.merchant_origins(hosted.session),
+        merchant=hosted.merchant_name,
         notice=notice,
         status=status,
         in_flight=checkout.payment_in_flight(hosted.session),
@@ -177,11 +183,21 @@ def _render_open(
     return _answer(page, cookies=[cookie])
 
 
-def _closed(session: Session) -> Page:
-    """Why the checkout is closed, with a way back; a paid one sends the customer back at once."""
+def _closed(hosted: checkout.HostedSession) -> Page:
+    """Why the checkout is closed, with what it was for and a way back; a paid one sends the customer
+    back at once."""
+    session = hosted.session
     back = checkout.back_to_merchant(session, session.status)
     paid = session.status is SessionStatus.COMPLETED
-    return closed_page(checkout.describe_closed(session), back, go_back_now=paid)
+    heading = "Payment received" if paid else "This checkout is closed"
+    return closed_page(
+        session,
+        heading,
+        checkout.describe_closed(session),
+        back,
+        go_back_now=paid,
+        merchant=hosted.merchant_name,
+    )
 
 
 def _form_nonce(token: str) -> str | None:
