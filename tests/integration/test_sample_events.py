@@ -130,7 +130,8 @@ def test_pay_page_samples_cancel_a_real_session(aws: Any) -> None:
     assert page.status == 200
     cookie = page.raw["multiValueHeaders"]["Set-Cookie"][0]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    form_token = page.body.split('name="form_token" value="', 1)[1].split('"', 1)[0]
+    cancel_form = page.body.split('/cancel"><input type="hidden" name="form_token" value="', 1)[1]
+    form_token = cancel_form.split('"', 1)[0]  # each form's token serves its own action only
     # When the cancel form is posted with the page's cookie and token
     cancel_event = json.loads(json.dumps(sample_event("pay_page_cancel")).replace(PAGE_TOKEN, token))
     cancel_event["headers"]["Cookie"] = cookie.split(";", 1)[0]
