@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
+from checkout_core.context import Context
 from checkout_core.errors import WriteConflict
 from checkout_core.observability import logger
+from checkout_core.providers import ProviderRegistry, ProviderState
+from checkout_core.providers.sandbox import Sandbox, sandboxes
+from checkout_core.reconciliation import reconcile_transaction
 from checkout_core.repository import SessionRepository, TransactionChange
+from checkout_core.settings import get_settings
 from checkout_core.transitions import TransactionStatus
 from tests.integration.flows import cancel, create_session, events, get, provider_event, transaction
 
@@ -168,3 +175,56 @@ def test_the_reference_is_written_only_while_the_transaction_has_none(aws: Any) 
     with pytest.raises(WriteConflict):
         repository.apply(change)
     assert repository.get_transaction(tx)["providerReference"] == reference_of(tx)
+
+
+@dataclass(frozen=True)
+class Answering(Sandbox):
+    """The sandbox card, made one that can be asked (`status`) and answers `found` (a fake passed in)."""
+
+    reconciles: bool = True
+    found: ProviderState | None = None
+
+    def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:
+        return self.found
+
+
+def asking(found: ProviderState) -> Context:
+    card = next(s for s in sandboxes("whsec_sandbox") if s.name == "sandbox_card")
+    adapter = Answering(
+        card.name, card.cancel_in_flight, card.cancel_outcome, card.webhook_secret, found=found
+    )
+    settings = replace(get_settings(), provider_reconcile_seconds=60)
+    return Context(providers=ProviderRegistry([adapter]), settings=settings)
+
+
+def test_reconciliation_matches_what_it_finds_before_it_records_anything(aws: Any) -> None:
+    # Given an attempt in flight, and a provider that, asked, reports it settled for another amount
+    session_id = create_session(amount=5000, currency="USD")["sessionId"]
+    tx = transaction(session_id)
+    found = ProviderState(reference_of(tx), TransactionStatus.SETTLED, amount=1, currency="USD")
+    ctx = asking(found)
+    # When reconciliation asks, twice
+    before = int(time.time())
+    assert reconcile_transaction(ctx, tx) is False
+    assert reconcile_transaction(ctx, tx) is False
+    # Then nothing moves, attention is raised once, and the attempt is asked again later, not every run
+    assert get(session_id)["transactions"][0]["status"] == "PROCESSING"
+    assert [event["data"]["reason"] for event in attention(session_id)] == ["AMOUNT_MISMATCH"]
+    due = SessionRepository(aws.table_name).get_transaction(tx)["reconcileAt"]
+    assert before + 60 <= due <= int(time.time()) + 60
+
+
+def test_reconciliation_does_not_take_a_reference_for_another_amount(aws: Any) -> None:
+    # Given an attempt whose reference was never recorded, and a provider holding a payment of another
+    # amount under our transaction id, still processing
+    session_id = create_session(amount=5000, currency="USD")["sessionId"]
+    tx = transaction(session_id)
+    forget_reference(aws, session_id, tx)
+    ctx = asking(ProviderState("sbx_theirs", TransactionStatus.PROCESSING, amount=1, currency="USD"))
+    # When reconciliation finds it
+    reconcile_transaction(ctx, tx)
+    # Then its reference is not taken for ours
+    assert get(session_id)["transactions"][0]["providerReference"] is None
+    # And a payment that matches is
+    reconcile_transaction(asking(ProviderState("sbx_ours", TransactionStatus.PROCESSING, amount=5000)), tx)
+    assert get(session_id)["transactions"][0]["providerReference"] == "sbx_ours"

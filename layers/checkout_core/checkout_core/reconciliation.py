@@ -94,6 +94,10 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
             amount=state.amount,
             currency=state.currency,
         )
-        return apply_provider_event(ctx, transaction["provider"], report, actor=ACTOR).applied or changed
+        if apply_provider_event(ctx, transaction["provider"], report, actor=ACTOR).applied:
+            return True
+        # Not obeyed (the provider's payment disagrees with the record): asked again later, not every run.
+        ctx.repository.leave_reconciliation(transaction_id, now + ctx.settings.provider_reconcile_seconds)
+        return changed
     ctx.repository.leave_reconciliation(transaction_id, now + ctx.settings.provider_reconcile_seconds)
     return changed
