@@ -90,10 +90,12 @@ def first_message(delivery: dict[str, Any], endpoint_version: int) -> Message:
     )
 
 
-def message_again(delivery: dict[str, Any], reason: str) -> Message:
-    """A message for a delivery already tried or queued: its attempt reads the delivery first."""
+def message_again(delivery: dict[str, Any], reason: str, own_group: bool = False) -> Message:
+    """A message for a delivery already tried or queued: its attempt reads the delivery first. In a group
+    of its own it does not wait behind a message of its group hidden until a later retry (the attempt's
+    check still keeps the session's order)."""
     return Message(
-        group=delivery["groupKey"],
+        group=f"{delivery['groupKey']}#{reason}" if own_group else delivery["groupKey"],
         deduplication_id=f"{delivery['deliveryId']}.{reason}",
         body={
             "tenantId": delivery["tenant"],
@@ -140,9 +142,11 @@ def list_deliveries(
     return DeliveryList(data=[delivery_view(item) for item in items], nextCursor=next_cursor)
 
 
-def queue_again(services: WebhookServices, delivery: dict[str, Any], reason: str) -> dict[str, Any]:
+def queue_again(
+    services: WebhookServices, delivery: dict[str, Any], reason: str, own_group: bool = False
+) -> dict[str, Any]:
     """Marks a delivery PENDING for one more attempt (no automatic retries after it) and sends its message.
-    The message waits behind the session's earlier deliveries to the endpoint, as every message does."""
+    It is sent only after the session's earlier deliveries to the endpoint, as every delivery is."""
     now = services.now
     changes = {
         "status": DeliveryStatus.PENDING.value,
@@ -151,8 +155,8 @@ def queue_again(services: WebhookServices, delivery: dict[str, Any], reason: str
         "deliveryShard": delivery_shard(delivery["deliveryId"]),
         "checkAt": now + services.settings.webhook_requeue_grace_seconds,
     }
-    services.db.update_delivery(delivery, changes)
-    services.messages.send([message_again(delivery, f"{reason}{now}")])
+    services.db.update_delivery(delivery, changes, waiting=True)
+    services.messages.send([message_again(delivery, f"{reason}{now}", own_group)])
     return {**delivery, **changes}
 
 
@@ -165,7 +169,7 @@ def resend(services: WebhookServices, tenant: Tenant, endpoint_id: str, delivery
         if delivery is None or delivery.get("tenant") != tenant.tenant_id:
             raise DeliveryNotFound(delivery_id)
         try:
-            return delivery_view(queue_again(services, delivery, "resend"))
+            return delivery_view(queue_again(services, delivery, "resend", own_group=True))
         except Stale:
             continue
     raise ConcurrentUpdate()
