@@ -263,3 +263,58 @@ def test_a_resend_goes_now_not_behind_its_own_message_hidden_until_the_retry(wor
     world.make_visible()  # the old message comes back, finds it done, and sends nothing
     world.work()
     assert world.merchant.answers == [500, 200]
+
+
+def test_the_safety_net_fans_out_a_session_whose_last_event_never_reached_the_fan_out(world: World) -> None:
+    from checkout_core.webhooks.safety_net import catch_up_lagging
+
+    hook = endpoint(world)
+    session = create_session()["sessionId"]
+    world.fan_out(session)  # session.created reaches the fan-out
+    cancel(session)  # session.cancelled never does (its message went to a dead-letter queue)
+    while world.work():
+        pass
+    assert [json.loads(body)["sequence"] for body, _ in world.merchant.got] == [1]
+    assert catch_up_lagging(world.services) == 0  # not due yet
+    world.clock.advance(get_settings().webhook_requeue_grace_seconds + 1)
+    assert catch_up_lagging(world.services) == 1
+    while world.work():
+        pass
+    assert [json.loads(body)["sequence"] for body, _ in world.merchant.got] == [1, 2]
+    assert len(world.delivery_log(hook["endpointId"])) == 2
+    # Caught up: it is looked at again later, less and less often, and then no more
+    looks = 0
+    while world.services.db.due_watermarks(2**40, 10):
+        world.clock.advance(3600)
+        assert catch_up_lagging(world.services) == 0
+        looks += 1
+        assert looks < 24 * 8
+    assert len(world.merchant.got) == 2
+
+
+def test_the_safety_net_drains_the_dead_letter_queues_from_the_table(world: World) -> None:
+    import dataclasses
+
+    from checkout_core.webhooks.safety_net import drain_dead_letters
+
+    endpoint(world)
+    dead = world.sqs.create_queue(QueueName="events-dlq-it.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    world.services.settings = dataclasses.replace(
+        world.services.settings, webhook_events_dead_letter_url=dead
+    )
+    session = create_session()["sessionId"]
+    cancel(session)
+    for event in events(session):  # both of the session's events failed to fan out, ten times each
+        world.sqs.send_message(
+            QueueUrl=dead,
+            MessageBody=json.dumps({"detail": event}),
+            MessageGroupId="events",
+            MessageDeduplicationId=event["eventId"],
+        )
+    assert drain_dead_letters(world.services) == 2
+    while world.work():
+        pass
+    assert [json.loads(body)["sequence"] for body, _ in world.merchant.got] == [1, 2]
+    assert world.sqs.receive_message(QueueUrl=dead).get("Messages", []) == []

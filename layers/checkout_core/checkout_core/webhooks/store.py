@@ -56,6 +56,10 @@ def waiting_attribute(endpoint_id: str) -> str:
     return f"waiting#{endpoint_id}"
 
 
+def catch_up_shard(session_id: str) -> str:
+    return f"FANOUT#{int(session_id.replace('-', '')[-8:], 16) % DELIVERY_SHARDS}"
+
+
 def delivery_shard(delivery_id: str) -> str:
     return f"DELIVERY#{int(delivery_id.replace('-', '')[-8:], 16) % DELIVERY_SHARDS}"
 
@@ -391,13 +395,14 @@ class WebhookStore:
         tenant_id: str,
         sequence: int,
         endpoints_version: int | None,
+        check_at: tuple[int, int],
     ) -> None:
         """Writes an event's deliveries and moves its session's watermark from `sequence - 1` to
         `sequence`, in one transaction that also checks the tenant's endpoints are still at
         `endpoints_version` (what the deliveries were chosen from). WatermarkMoved (with where it is) when
         the watermark is elsewhere; EndpointsChanged when the endpoints are."""
         items = [
-            self._watermark_move(session_id, tenant_id, sequence, sequence, deliveries),
+            self._watermark_move(session_id, tenant_id, sequence, sequence, deliveries, check_at),
             self._endpoints_check(tenant_id, endpoints_version),
             *(self._put_new(delivery) for delivery in deliveries),
         ]
@@ -415,13 +420,14 @@ class WebhookStore:
         self,
         writes: Sequence[tuple[str, str, int, int, Sequence[dict[str, Any]]]],
         endpoints_versions: dict[str, int | None],
+        check_at: tuple[int, int],
     ) -> bool:
         """Several sessions' events in one transaction: per (session, tenant, first, last, deliveries) the
         watermark moves from `first - 1` to `last`; each tenant's endpoints version is checked. False when
         it does not fit in one transaction or a condition fails (nothing is written then)."""
         items = [self._endpoints_check(tenant, version) for tenant, version in endpoints_versions.items()]
         for session_id, tenant_id, first, last, deliveries in writes:
-            items.append(self._watermark_move(session_id, tenant_id, first, last, deliveries))
+            items.append(self._watermark_move(session_id, tenant_id, first, last, deliveries, check_at))
             items += [self._put_new(delivery) for delivery in deliveries]
         if len(items) > MAX_TRANSACTION_ITEMS:
             return False
@@ -431,12 +437,32 @@ class WebhookStore:
             return False
 
     def _watermark_move(
-        self, session_id: str, tenant_id: str, first: int, last: int, deliveries: Sequence[dict[str, Any]]
+        self,
+        session_id: str,
+        tenant_id: str,
+        first: int,
+        last: int,
+        deliveries: Sequence[dict[str, Any]],
+        check_at: tuple[int, int],
     ) -> dict[str, Any]:
         """The session's watermark from `first - 1` (absent for 1) to `last`; the sequences of the
-        deliveries that wait for a message join their group's waiting set."""
-        values: dict[str, Any] = {":n": last, ":tenant": tenant_id}
-        names = {"#f": "fannedOut"}
+        deliveries that wait for a message join their group's waiting set; `check_at` is (now, when the
+        safety net looks at the session again: index byFanOutCheck)."""
+        values: dict[str, Any] = {
+            ":n": last,
+            ":tenant": tenant_id,
+            ":shard": catch_up_shard(session_id),
+            ":check": check_at[1],
+            ":moved": check_at[0],
+            ":zero": 0,
+        }
+        names = {
+            "#f": "fannedOut",
+            "#cs": "catchUpShard",
+            "#ca": "catchUpAt",
+            "#cc": "catchUpChecks",
+            "#m": "movedAt",
+        }
         if first != 1:
             values[":previous"] = first - 1
         waiting: dict[str, set[int]] = {}
@@ -452,7 +478,8 @@ class WebhookStore:
             "Update": {
                 "TableName": self.table_name,
                 "Key": self._serialize(watermark_key(session_id)),
-                "UpdateExpression": "SET #f = :n, tenant = :tenant"
+                "UpdateExpression": "SET #f = :n, tenant = :tenant, "
+                "#cs = :shard, #ca = :check, #cc = :zero, #m = :moved"
                 + (" ADD " + ", ".join(additions) if additions else ""),
                 "ConditionExpression": "attribute_not_exists(#f)" if first == 1 else "#f = :previous",
                 "ExpressionAttributeNames": names,
@@ -716,6 +743,71 @@ class WebhookStore:
                 ExpressionAttributeValues=self._serialize({":shard": f"DELIVERY#{shard}", ":now": now}),
                 Limit=page_size,
             )
+
+    def due_watermarks(self, now: int, limit: int) -> list[dict[str, Any]]:
+        """At most `limit` watermarks the safety net should look at by now (byFanOutCheck), shard by shard."""
+        found: list[dict[str, Any]] = []
+        for shard in range(DELIVERY_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": "byFanOutCheck",
+                "KeyConditionExpression": "catchUpShard = :shard AND catchUpAt <= :now",
+                "ExpressionAttributeValues": self._serialize({":shard": f"FANOUT#{shard}", ":now": now}),
+                "Limit": limit - len(found),
+            }
+            answer = self._call("query", **kwargs)
+            found += [item_from_dynamo(item) for item in answer.get("Items", [])]
+            if len(found) >= limit:
+                break
+        return found
+
+    def next_watermark_check(self, watermark: dict[str, Any], check_at: int | None) -> None:
+        """The watermark's next look by the safety net (None: no more), if nothing moved it meanwhile."""
+        key = {"pk": watermark["pk"], "sk": watermark["sk"]}
+        condition = {"#seen_f": "fannedOut", "#seen_c": "catchUpAt"}
+        values = {":seen_f": watermark.get("fannedOut", 0), ":seen_c": watermark["catchUpAt"]}
+        try:
+            if check_at is None:
+                self._update(
+                    key,
+                    {},
+                    remove=["catchUpShard", "catchUpAt", "catchUpChecks"],
+                    condition="#seen_f = :seen_f AND #seen_c = :seen_c",
+                    condition_values={**condition, **values},
+                )
+            else:
+                self._update(
+                    key,
+                    {"catchUpAt": check_at},
+                    condition="#seen_f = :seen_f AND #seen_c = :seen_c",
+                    condition_values={**condition, **values},
+                    add={"catchUpChecks": 1},
+                )
+        except Stale:
+            pass  # the fan-out moved it: it set its own next look
+
+    def session_sequences(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """sessionId -> the sequence of its last event, in one BatchGetItem per 100 sessions."""
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(session_ids))
+        for start in range(0, len(unique), 100):
+            keys = [
+                self._serialize({"pk": f"SESSION#{s}", "sk": "SESSION"}) for s in unique[start : start + 100]
+            ]
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": keys,
+                    "ProjectionExpression": "sessionId, seq",
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                answer = self._call("batch_get_item", RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self.table_name, []):
+                    item = item_from_dynamo(raw)
+                    found[item["sessionId"]] = int(item.get("seq", 0))
+                request = answer.get("UnprocessedKeys") or {}
+        return found
 
     # -- sessions, as the fan-out needs them ----------------------------------------------------------
 
