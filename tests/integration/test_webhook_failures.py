@@ -318,3 +318,44 @@ def test_the_safety_net_drains_the_dead_letter_queues_from_the_table(world: Worl
         pass
     assert [json.loads(body)["sequence"] for body, _ in world.merchant.got] == [1, 2]
     assert world.sqs.receive_message(QueueUrl=dead).get("Messages", []) == []
+
+
+def test_during_a_backlog_the_requeue_job_sends_a_group_again_a_few_times_not_every_few_minutes(
+    world: World,
+) -> None:
+    endpoint(world)
+    session = create_session()["sessionId"]
+    world.fan_out(session)  # its message sits in a queue nobody reads for an hour (a backlog)
+    sent = 0
+    for _ in range(60):
+        world.clock.advance(60)
+        sent += requeue_due(world.services)
+    assert 1 <= sent <= 4  # at about 5, 10, 20 and 40 minutes; every 5 minutes would be 11
+    while world.work():
+        pass
+    assert len(world.merchant.got) == 1  # the duplicates found it done
+
+
+def test_the_requeue_job_and_recover_do_a_bounded_amount_of_work_per_call(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from checkout_core.webhooks import deliveries
+    from checkout_core.webhooks.deliveries import recover
+
+    hook = endpoint(world)
+    sessions = [create_session()["sessionId"] for _ in range(3)]
+    for session in sessions:
+        world.fan_out(session)
+    world.sqs.purge_queue(QueueUrl=world.queue_url)
+    world.clock.advance(get_settings().webhook_requeue_grace_seconds + 10)
+    assert requeue_due(world.services, groups_per_run=2) == 2
+    assert requeue_due(world.services, groups_per_run=2) == 1  # the third, the next run
+    world.merchant.status = 500
+    while world.work():
+        pass
+    assert all(d["status"] == "FAILED" for d in world.delivery_log(hook["endpointId"]))
+    world.merchant.status = 200
+    monkeypatch.setattr(deliveries, "RECOVER_PER_CALL", 2)
+    since = (world.clock.now.replace(year=2000)).isoformat()
+    assert recover(world.services, TENANT, hook["endpointId"], since).recovered == 2
+    assert recover(world.services, TENANT, hook["endpointId"], since).recovered == 1

@@ -181,13 +181,15 @@ class WebhookStore:
                 raise Stale() from exc
             raise
 
-    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def _query(self, max_pages: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         kwargs["TableName"] = self.table_name
+        pages = 0
         while True:
             answer = self._call("query", **kwargs)
+            pages += 1
             for item in answer.get("Items", []):
                 yield item_from_dynamo(item)
-            if "LastEvaluatedKey" not in answer:
+            if "LastEvaluatedKey" not in answer or (max_pages is not None and pages >= max_pages):
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
@@ -706,9 +708,13 @@ class WebhookStore:
         kwargs["ExpressionAttributeValues"] = self._serialize(kwargs["ExpressionAttributeValues"])
         return self._page(kwargs, limit, cursor, ("pk", "sk"), f"ENDPOINT#{endpoint_id}")
 
-    def failed_deliveries_since(self, endpoint_id: str, lowest_delivery_id: str) -> Iterator[dict[str, Any]]:
-        """FAILED and EXHAUSTED deliveries whose id sorts at or after `lowest_delivery_id`, oldest first."""
-        return self._query(
+    def failed_deliveries_since(
+        self, endpoint_id: str, lowest_delivery_id: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """The oldest `limit` FAILED and EXHAUSTED deliveries whose id sorts at or after
+        `lowest_delivery_id` (at most 20 pages of 1 MB are read)."""
+        found: list[dict[str, Any]] = []
+        for item in self._query(
             KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
             FilterExpression="#st IN (:failed, :exhausted)",
             ExpressionAttributeNames={"#st": "status"},
@@ -722,7 +728,12 @@ class WebhookStore:
                 }
             ),
             ConsistentRead=True,
-        )
+            max_pages=20,
+        ):
+            found.append(item)
+            if len(found) == limit:
+                break
+        return found
 
     def group_members(self, group_key: str) -> list[dict[str, Any]]:
         """The deliveries of one endpoint + session, in sequence order (index byDeliveryGroup)."""
@@ -734,15 +745,23 @@ class WebhookStore:
             )
         )
 
-    def due_deliveries(self, now: int, page_size: int) -> Iterator[dict[str, Any]]:
-        """Deliveries whose message should have been handled by now (byDeliveryCheck), shard by shard."""
+    def due_deliveries(self, now: int, limit: int) -> list[dict[str, Any]]:
+        """At most `limit` deliveries whose message should have been handled by now (byDeliveryCheck),
+        the most overdue of each shard first, shard by shard."""
+        found: list[dict[str, Any]] = []
         for shard in range(DELIVERY_SHARDS):
-            yield from self._query(
+            answer = self._call(
+                "query",
+                TableName=self.table_name,
                 IndexName="byDeliveryCheck",
                 KeyConditionExpression="deliveryShard = :shard AND checkAt <= :now",
                 ExpressionAttributeValues=self._serialize({":shard": f"DELIVERY#{shard}", ":now": now}),
-                Limit=page_size,
+                Limit=limit - len(found),
             )
+            found += [item_from_dynamo(item) for item in answer.get("Items", [])]
+            if len(found) >= limit:
+                break
+        return found
 
     def due_watermarks(self, now: int, limit: int) -> list[dict[str, Any]]:
         """At most `limit` watermarks the safety net should look at by now (byFanOutCheck), shard by shard."""
