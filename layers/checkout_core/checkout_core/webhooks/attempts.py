@@ -22,7 +22,7 @@ from checkout_core.models import DeliveryStatus
 from checkout_core.observability import logger
 from checkout_core.webhooks import schedule
 from checkout_core.webhooks.deliveries import NOT_SENT_WHILE_DISABLED
-from checkout_core.webhooks.endpoints import signing_secrets
+from checkout_core.webhooks.endpoints import expired_secrets, signing_secrets, without_expired_secrets
 from checkout_core.webhooks.services import WebhookServices
 from checkout_core.webhooks.signing import headers
 from checkout_core.webhooks.store import EndpointMoved, GroupBlocked, Stale
@@ -192,23 +192,29 @@ def _record(
 def _endpoint_health(
     services: WebhookServices, endpoint: dict[str, Any], outcome: schedule.Outcome, now: int
 ) -> None:
-    """410 disables at once; five days of nothing but failures disables; a success ends a failing streak."""
+    """410 disables at once; five days of nothing but failures disables; a success ends a failing streak.
+    A secret rotated out more than 24 h ago is dropped in the same write (or alone, if nothing else)."""
     tenant_id, endpoint_id = endpoint["tenantId"], endpoint["endpointId"]
     changes: dict[str, Any] = {}
     remove: list[str] = []
     if outcome is schedule.Outcome.SUCCEEDED:
-        if "failingSince" not in endpoint:
-            return
-        remove = ["failingSince"]
+        if "failingSince" in endpoint:
+            remove = ["failingSince"]
     elif outcome is schedule.Outcome.GONE:
         changes = {"status": "DISABLED", "disabledReason": "GONE"}
     elif "failingSince" not in endpoint:
         changes = {"failingSince": now}
     elif schedule.should_disable_failing(int(endpoint["failingSince"]), now):
         changes = {"status": "DISABLED", "disabledReason": "FAILING"}
-    else:
-        return
     if endpoint["status"] != "ENABLED" and "status" in changes:
+        changes = {}
+    if expired_secrets(endpoint, now):
+        kept = without_expired_secrets(endpoint, now)
+        if kept:
+            changes["previousSecrets"] = kept
+        else:
+            remove.append("previousSecrets")
+    if not changes and not remove:
         return
     try:
         updated = services.db.update_endpoint(

@@ -90,6 +90,17 @@ class WatermarkMoved(Exception):
     fanned_out: int
 
 
+FAN_OUT_FIELDS = (
+    "pk",
+    "sk",
+    "tenantId",
+    "endpointId",
+    "eventTypes",
+    "status",
+    "version",
+    "createdAt",
+    "endpointsVersion",
+)
 GROUP_CHECK_DEPTH = 100  # a session has far fewer events; the condition stays well within 4 KB
 _AS_READ = "#st = :status AND #at = :attempts"
 
@@ -290,14 +301,17 @@ class WebhookStore:
         return item_from_dynamo(answer["Item"]) if "Item" in answer else None
 
     def endpoints_of(self, tenant_id: str) -> tuple[int | None, list[dict[str, Any]]]:
-        """Every endpoint of a tenant (at most 16) and the tenant's endpoints version (None: never set),
-        in one Query: the count item (`ENDPOINTS`) sorts with the endpoints (`ENDPOINT#...`)."""
+        """Every endpoint of a tenant (at most 16), without its secrets, and the tenant's endpoints version
+        (None: never set), in one Query: the count item (`ENDPOINTS`) sorts with the endpoints."""
         items = list(
             self._query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues=self._serialize(
                     {":pk": f"TENANT#{tenant_id}", ":prefix": "ENDPOINT"}
                 ),
+                # What the fan-out chooses by; never the secrets.
+                ProjectionExpression=", ".join(f"#p{i}" for i in range(len(FAN_OUT_FIELDS))),
+                ExpressionAttributeNames={f"#p{i}": name for i, name in enumerate(FAN_OUT_FIELDS)},
                 ConsistentRead=True,
             )
         )
