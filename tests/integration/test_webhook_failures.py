@@ -359,3 +359,40 @@ def test_the_requeue_job_and_recover_do_a_bounded_amount_of_work_per_call(
     since = (world.clock.now.replace(year=2000)).isoformat()
     assert recover(world.services, TENANT, hook["endpointId"], since).recovered == 2
     assert recover(world.services, TENANT, hook["endpointId"], since).recovered == 1
+
+
+def test_a_slow_endpoint_holds_only_its_own_group_and_only_its_message_is_reported(world: World) -> None:
+    import threading
+
+    from checkout_core.webhooks.consumers import deliver_batch
+
+    slow = create_endpoint(world.services, TENANT, CreateEndpointRequest(url="https://slow.example.com/x"))
+    endpoint(world)  # https://hooks.example.com/x, quick
+    quick_answered = threading.Event()
+    saw_quick_while_slow: list[bool] = []
+
+    def send(url: str, headers: dict[str, str], body: str, allow_private: bool) -> Answer:
+        if url.startswith("https://slow."):
+            # The slow endpoint's attempt is still running when the other group's request is answered
+            saw_quick_while_slow.append(quick_answered.wait(10))
+            return Answer(None, error="no complete answer within 15 s")
+        quick_answered.set()
+        return Answer(200)
+
+    world.services.send = send
+    world.fan_out(create_session()["sessionId"])
+    messages = world.receive()
+    assert len({m["Attributes"]["MessageGroupId"] for m in messages}) == 2
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m["Attributes"],
+        }
+        for m in messages
+    ]
+    answer = deliver_batch(world.services, records, None)
+    assert saw_quick_while_slow == [True]
+    slow_ids = [m["MessageId"] for m in messages if json.loads(m["Body"])["endpointId"] == slow.endpointId]
+    assert [f["itemIdentifier"] for f in answer["batchItemFailures"]] == slow_ids
