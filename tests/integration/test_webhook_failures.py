@@ -292,6 +292,20 @@ def test_the_safety_net_fans_out_a_session_whose_last_event_never_reached_the_fa
     assert len(world.merchant.got) == 2
 
 
+def test_a_session_the_safety_net_cannot_catch_up_is_not_looked_at_every_run(world: World) -> None:
+    from checkout_core.webhooks.safety_net import catch_up_lagging
+
+    hook = endpoint(world)
+    session = create_session()["sessionId"]
+    world.fan_out(session)
+    cancel(session)  # never reaches the fan-out
+    delete_endpoint(world.services, TENANT, hook["endpointId"])  # and nothing is left to deliver it to
+    world.clock.advance(get_settings().webhook_requeue_grace_seconds + 1)
+    assert catch_up_lagging(world.services) == 1
+    world.clock.advance(60)
+    assert catch_up_lagging(world.services) == 0  # its next look is later, not the next run
+
+
 def test_the_safety_net_drains_the_dead_letter_queues_from_the_table(world: World) -> None:
     import dataclasses
 

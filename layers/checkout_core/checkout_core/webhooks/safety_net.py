@@ -43,11 +43,12 @@ def catch_up_lagging(services: WebhookServices, limit: int = WATERMARKS_PER_RUN)
         if sequences.get(session_id, 0) > int(watermark.get("fannedOut", 0)):
             lagging += 1
             try:
-                catch_up(services, session_id)  # moves the watermark, which sets its next look
+                catch_up(services, session_id)  # a move of the watermark sets its own next look
             except Exception:
                 logger.exception("safety net: fan-out failed", extra={"sessionId": session_id})
-            continue
-        # Caught up: look again later, at doubling intervals, until the session has been quiet a week.
+        # Look again later, at doubling intervals, until the session has been quiet a week. Conditioned on
+        # the watermark as read: a catch-up that moved it wins; one that could not (the tenant has no
+        # endpoints any more, a failure) does not bring the session back every run.
         checks = int(watermark.get("catchUpChecks", 0))
         interval = min(grace * 2 ** (checks + 1), MAX_CHECK_INTERVAL_SECONDS)
         quiet = now - int(watermark.get("movedAt", 0)) >= QUIET_SECONDS
