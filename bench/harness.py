@@ -32,6 +32,7 @@ ENVIRONMENT = {
     "AWS_SESSION_TOKEN": "testing",
     "TABLE_NAME": "bench-sessions",
     "IDEMPOTENCY_TABLE_NAME": "bench-idempotency",
+    "SERVER_KEY": "be" * 32,
     "CANCELLATION_RECHECK_SECONDS": "3600",
     "POWERTOOLS_SERVICE_NAME": "checkout-sessions",
     "POWERTOOLS_METRICS_NAMESPACE": "CheckoutSessions",

@@ -56,7 +56,7 @@ from local.queues import (
     queue_name,
 )
 from local.scheduler import Scheduler, schedules
-from local.state import JOURNAL, SNAPSHOT, StateStore
+from local.state import JOURNAL, SNAPSHOT, StateStore, server_key_hex
 from local.streams import StreamPublisher, pipe_config
 
 log = logging.getLogger("local.runtime")
@@ -70,7 +70,7 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 # Template variables that stay unset locally: with no PROVIDER_SECRETS_NAME the handlers read the sandbox
 # providers' secret from SANDBOX_WEBHOOK_SECRET.
-LOCALLY_UNSET = ("PROVIDER_SECRETS_NAME",)
+LOCALLY_UNSET = ("PROVIDER_SECRETS_NAME", "SERVER_KEY_SECRET_NAME", "ENDPOINT_SECRETS_KMS_KEY_ID")
 DROPPED_WEBHOOKS_URL = "http://127.0.0.1:9/dropped"  # the discard port: nothing listens
 FAN_OUT_FUNCTION = "WebhookFanoutFunction"  # one batch at a time: its queue has one message group
 QUEUE_WORKERS = 4
@@ -218,6 +218,8 @@ class Settings:
             "SANDBOX_WEBHOOK_SECRET": self.sandbox_webhook_secret,
             "HOSTED_TEST_PAYMENTS": "true" if self.hosted_test_payments else "false",
             "WEBHOOK_ALLOW_PRIVATE_URLS": "true" if self.webhook_allow_private_urls else "false",
+            # Stands for the deployed Secrets Manager secret and KMS key: a file beside the kept state.
+            "SERVER_KEY": server_key_hex(Path(self.state_dir) if self.state_dir else None),
             **(
                 {"WEBHOOK_REQUEUE_GRACE_SECONDS": str(self.webhook_requeue_grace_seconds)}
                 if self.webhook_requeue_grace_seconds

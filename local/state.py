@@ -185,16 +185,15 @@ class StateStore:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(aside, target)
+            # The rename is durable only once the directory is: before that, a power loss (not a kill) can
+            # bring back the old snapshot, and the journal must still hold what it lacks.
+            _fsync_directory(self.directory)
             if self._journal is not None:
                 self._journal.truncate(0)
                 self._journal.seek(0)
+                os.fsync(self._journal.fileno())
             else:
                 (self.directory / JOURNAL).write_text("")
-            directory = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
 
     def close(self) -> None:
         """The last snapshot: called once requests have stopped."""
@@ -204,6 +203,49 @@ class StateStore:
             if self._journal is not None:
                 self._journal.close()
                 self._journal = None
+
+
+def _fsync_directory(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+SERVER_KEY_FILE = "server.key"
+
+
+def server_key_hex(directory: Path | None) -> str:
+    """The local server key (hex): kept in `directory` (made on first use, readable by its owner only), or,
+    with no directory, one for this process. Locally it stands for the deployed Secrets Manager secret and
+    KMS key: the snapshot and journal beside it hold endpoint secrets and idempotency seals that open only
+    with it."""
+    if directory is None:
+        return _process_key
+    path = directory / SERVER_KEY_FILE
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    made = _new_key()
+    try:
+        os.write(handle, made.encode("ascii"))
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+    _fsync_directory(directory)
+    return made
+
+
+def _new_key() -> str:
+    import secrets
+
+    return secrets.token_hex(32)
+
+
+_process_key = _new_key()
 
 
 def _attribute(value: dict[str, Any]) -> Any:

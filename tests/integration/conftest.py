@@ -26,6 +26,7 @@ os.environ.update(
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "PUBLIC_BASE_URL": "https://pay.example.test",
         "SANDBOX_WEBHOOK_SECRET": "whsec_sandbox",
+        "SERVER_KEY": "5e" * 32,
     }
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)

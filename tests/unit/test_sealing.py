@@ -1,6 +1,25 @@
+from collections.abc import Iterator
+
 import pytest
 
+from checkout_core import server_key
 from checkout_core.sealing import SealBroken, open_sealed, seal
+
+
+@pytest.fixture(autouse=True)
+def a_server_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("SERVER_KEY", "ab" * 32)
+    server_key.server_key.cache_clear()
+    yield
+    server_key.server_key.cache_clear()
+
+
+def test_the_seal_takes_the_server_key_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    sealed = seal("payload", "demo /v1/sessions key-1")
+    monkeypatch.setenv("SERVER_KEY", "cd" * 32)
+    server_key.server_key.cache_clear()
+    with pytest.raises(SealBroken):
+        open_sealed(sealed, "demo /v1/sessions key-1")
 
 
 def test_what_is_sealed_opens_with_the_same_key_only() -> None:

@@ -78,3 +78,25 @@ def test_the_address_connected_to_must_be_public(address: str, public: bool) -> 
         with pytest.raises(UnsafeUrl):
             check_connected_peer(address, allow_private=False)
         check_connected_peer(address, allow_private=True)
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254, the metadata service
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("64:ff9b::5db8:d70e", True),  # NAT64 of a public address
+        ("64:ff9b:1::a00:1", False),  # a local-use NAT64 prefix
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:c0a8:101::1", False),  # 6to4 of 192.168.1.1
+        ("2002:5db8:d70e::1", True),  # 6to4 of a public address
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("::a9fe:a9fe", False),
+        ("::ffff:0:a00:1", False),  # SIIT (IPv4-translated) of 10.0.0.1
+        ("::ffff:10.0.0.1", False),  # IPv4-mapped
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo whose client is 10.0.0.1
+        ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", True),
+    ],
+)
+def test_an_ipv6_address_is_judged_by_the_ipv4_address_it_embeds(address: str, public: bool) -> None:
+    assert is_public(address) is public

@@ -5,6 +5,7 @@ when checked, and connects to loopback)."""
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -102,12 +103,73 @@ def test_nothing_is_sent_when_the_connected_address_is_not_public(servers: list[
         allow_private=False,
         resolve=lambda host, port: ["93.184.216.34"],
     )
-    assert got.status is None and "non-public address (127.0.0.1)" in (got.error or "")
+    assert got.status is None and "non-public address" in (got.error or "")
+    assert "127.0.0.1" not in (got.error or "") and str(server.port) not in (got.error or "")
     assert server.requests == []
 
 
 def test_refused_connections_and_unsafe_urls_are_failures_not_errors() -> None:
     got = post("http://127.0.0.1:9/hook", {}, "{}", allow_private=True)
-    assert got.status is None and got.error
+    assert (got.status, got.error) == (None, "connection refused")  # no address, no port
     got = post("http://127.0.0.1:9/hook", {}, "{}", allow_private=False)
     assert got.status is None and "https" in (got.error or "")
+
+
+class Trickler:
+    """A TCP server that answers one byte at a time, `pause` apart, never finishing within the limit; or
+    says nothing at all (a TLS handshake that never completes). Counts the bytes it got out."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Slow: " + b"x" * 200 + b"\r\n\r\n"
+
+    def __init__(self, pause: float, silent: bool = False) -> None:
+        self.pause, self.silent = pause, silent
+        self.sent = 0
+        self.closed = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.listener.getsockname()[1])
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        try:
+            if self.silent:
+                connection.recv(65536)
+                self.closed.wait(30)
+                return
+            connection.recv(65536)
+            for byte in self.ANSWER:
+                connection.sendall(bytes([byte]))
+                self.sent += 1
+                time.sleep(self.pause)
+        except OSError:
+            pass
+        finally:
+            self.closed.set()
+            connection.close()
+            self.listener.close()
+
+
+def test_an_endpoint_trickling_its_answer_is_cut_off_at_the_limit() -> None:
+    # Given an endpoint that sends a header byte every 0.05 s: each read is quick, the answer takes 11 s
+    slow = Trickler(pause=0.05)
+    # When the attempt's limit is 1 s
+    got = post(f"http://127.0.0.1:{slow.port}/", {}, "{}", allow_private=True, timeout=1.0)
+    # Then it ended before the endpoint had sent a quarter of its answer, and counts as no answer
+    assert got.status is None and "within 1 s" in (got.error or "")
+    assert slow.sent < len(Trickler.ANSWER) // 4
+    assert slow.closed.wait(5)  # and the connection was shut, not left to run on
+
+
+def test_a_tls_handshake_that_never_completes_is_cut_off_at_the_limit() -> None:
+    silent = Trickler(pause=0, silent=True)
+    finished = threading.Event()
+
+    def attempt() -> None:
+        post(f"https://localhost:{silent.port}/", {}, "{}", allow_private=True, timeout=0.5)
+        finished.set()
+
+    threading.Thread(target=attempt, daemon=True).start()
+    assert finished.wait(5)

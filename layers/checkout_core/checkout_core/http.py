@@ -319,8 +319,11 @@ def _resolve_idempotently(
         parsed_body: Any = json.loads(body) if body else None
     except ValueError:
         parsed_body = body
+    from checkout_core.server_key import keyed_digest
+
+    # Powertools names the record after a digest of `scope`: keyed, so a key cannot be guessed and checked.
     request = {
-        "scope": f"{tenant} {event.get('resource')} {key}",
+        "scope": keyed_digest("idempotency record", f"{tenant} {event.get('resource')} {key}"),
         "fingerprint": {"path": event.get("path"), "body": parsed_body},
     }
 
@@ -330,7 +333,7 @@ def _resolve_idempotently(
         response = app.resolve(event, context)
         if response["statusCode"] >= 500:
             raise _DoNotStore(response)
-        # What the store keeps is sealed under the Idempotency-Key itself (see sealing.py).
+        # What the store keeps is sealed under the Idempotency-Key and the server key (see sealing.py).
         return {**response, "body": seal(response.get("body") or "", material), "sealed": True}
 
     resolve_once: Callable[..., dict[str, Any]] = idempotent_function(

@@ -1,8 +1,10 @@
 """Sealing what the idempotency store keeps: a create's answer holds the pay link, a secret that must never
 rest in clear, yet a replay must return it (the client retried because it never saw it).
 
-The key is derived from the raw Idempotency-Key, which is never stored (the store keeps a digest of it), so
-only a caller holding the key can open what was sealed with it. Encrypt-then-MAC from the standard library:
+The key is derived, with the server key (server_key.py), from the raw Idempotency-Key, which is never stored
+(the store's record id is a keyed digest of it too): opening what was sealed takes both the caller's key and
+the server's, so neither a copy of the table nor guessing Idempotency-Keys opens it. Encrypt-then-MAC from
+the standard library:
 a SHAKE-256 keystream over (key, random nonce) and an HMAC-SHA256 tag over nonce and ciphertext. No AEAD
 library is in the Lambda layer (the usual one would take most of its 15 MB budget), and this construction
 needs none.
@@ -24,7 +26,13 @@ class SealBroken(Exception):
 
 
 def _keys(material: str) -> tuple[bytes, bytes]:
-    root = hashlib.sha256(b"checkout-sessions idempotency seal\x00" + material.encode()).digest()
+    from checkout_core.server_key import derived_key
+
+    root = hmac.new(derived_key("idempotency seal"), material.encode(), hashlib.sha256).digest()
+    return _split(root)
+
+
+def _split(root: bytes) -> tuple[bytes, bytes]:
     return hashlib.sha256(b"encrypt" + root).digest(), hashlib.sha256(b"authenticate" + root).digest()
 
 
@@ -33,7 +41,12 @@ def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
 
 
 def seal(plaintext: str, material: str) -> str:
-    encrypt_key, mac_key = _keys(material)
+    return seal_with_key(plaintext, _keys(material))
+
+
+def seal_with_key(plaintext: str, keys: tuple[bytes, bytes] | bytes) -> str:
+    """Seals under a key of 32 bytes (or its (encrypt, authenticate) pair)."""
+    encrypt_key, mac_key = _split(keys) if isinstance(keys, bytes) else keys
     nonce = secrets.token_bytes(NONCE_BYTES)
     data = plaintext.encode()
     ciphertext = bytes(a ^ b for a, b in zip(data, _keystream(encrypt_key, nonce, len(data)), strict=True))
@@ -42,7 +55,11 @@ def seal(plaintext: str, material: str) -> str:
 
 
 def open_sealed(sealed: str, material: str) -> str:
-    encrypt_key, mac_key = _keys(material)
+    return open_with_key(sealed, _keys(material))
+
+
+def open_with_key(sealed: str, keys: tuple[bytes, bytes] | bytes) -> str:
+    encrypt_key, mac_key = _split(keys) if isinstance(keys, bytes) else keys
     try:
         raw = base64.b64decode(sealed, validate=True)
     except ValueError as exc:

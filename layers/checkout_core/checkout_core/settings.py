@@ -37,6 +37,8 @@ class Settings:
     webhook_queue_url: str = ""
     webhook_allow_private_urls: bool = False
     webhook_requeue_grace_seconds: int = 300
+    webhook_events_dead_letter_url: str = ""
+    webhook_delivery_dead_letter_url: str = ""
 
 
 @cache
@@ -66,4 +68,6 @@ def get_settings() -> Settings:
         webhook_allow_private_urls=os.environ.get("WEBHOOK_ALLOW_PRIVATE_URLS", "false").strip().lower()
         == "true",
         webhook_requeue_grace_seconds=_int("WEBHOOK_REQUEUE_GRACE_SECONDS", 300),
+        webhook_events_dead_letter_url=os.environ.get("WEBHOOK_EVENTS_DLQ_URL", ""),
+        webhook_delivery_dead_letter_url=os.environ.get("WEBHOOK_DELIVERY_DLQ_URL", ""),
     )

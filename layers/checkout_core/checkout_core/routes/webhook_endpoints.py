@@ -113,7 +113,7 @@ def delete_endpoint(endpointId: EndpointId) -> Response[str]:
 @router.post(
     "/v1/webhook-endpoints/<endpointId>/rotate-secret",
     operation_id="rotateWebhookSecret",
-    summary="A new secret (shown once); the old one keeps signing alongside for 24 h",
+    summary="A new secret (shown once); each one rotated out keeps signing alongside for 24 h",
     responses={**success(WebhookEndpointWithSecret), **error_responses(400, 401, 404, 409, 422, 503)},
 )
 def rotate_secret(endpointId: EndpointId) -> WebhookEndpointWithSecret:
@@ -171,7 +171,7 @@ def resend(endpointId: EndpointId, deliveryId: DeliveryId) -> Response[str]:
 @router.post(
     "/v1/webhook-endpoints/<endpointId>/recover",
     operation_id="recoverWebhookDeliveries",
-    summary="Send again every FAILED or EXHAUSTED delivery since a time",
+    summary="Send again the FAILED or EXHAUSTED deliveries since a time, the oldest 100 per call",
     responses={**success(RecoverResponse, 202, "Accepted"), **error_responses(400, 401, 404, 409, 422, 503)},
 )
 def recover(endpointId: EndpointId, body: RecoverRequest) -> Response[str]:

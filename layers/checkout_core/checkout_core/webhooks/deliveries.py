@@ -19,6 +19,7 @@ from checkout_core.webhooks.services import WebhookServices
 from checkout_core.webhooks.store import Stale, delivery_key, delivery_shard
 
 RETENTION_SECONDS = 30 * 24 * 3600
+RECOVER_PER_CALL = 100  # the oldest ones; a second call recovers the next
 NOT_SENT_WHILE_DISABLED = "endpoint disabled; recorded, not sent"
 
 
@@ -90,10 +91,12 @@ def first_message(delivery: dict[str, Any], endpoint_version: int) -> Message:
     )
 
 
-def message_again(delivery: dict[str, Any], reason: str) -> Message:
-    """A message for a delivery already tried or queued: its attempt reads the delivery first."""
+def message_again(delivery: dict[str, Any], reason: str, own_group: bool = False) -> Message:
+    """A message for a delivery already tried or queued: its attempt reads the delivery first. In a group
+    of its own it does not wait behind a message of its group hidden until a later retry (the attempt's
+    check still keeps the session's order)."""
     return Message(
-        group=delivery["groupKey"],
+        group=f"{delivery['groupKey']}#{reason}" if own_group else delivery["groupKey"],
         deduplication_id=f"{delivery['deliveryId']}.{reason}",
         body={
             "tenantId": delivery["tenant"],
@@ -140,9 +143,20 @@ def list_deliveries(
     return DeliveryList(data=[delivery_view(item) for item in items], nextCursor=next_cursor)
 
 
-def queue_again(services: WebhookServices, delivery: dict[str, Any], reason: str) -> dict[str, Any]:
+def queue_again(
+    services: WebhookServices, delivery: dict[str, Any], reason: str, own_group: bool = False
+) -> dict[str, Any]:
     """Marks a delivery PENDING for one more attempt (no automatic retries after it) and sends its message.
-    The message waits behind the session's earlier deliveries to the endpoint, as every message does."""
+    It is sent only after the session's earlier deliveries to the endpoint, as every delivery is."""
+    queued, message = mark_pending(services, delivery, reason, own_group)
+    services.messages.send([message])
+    return queued
+
+
+def mark_pending(
+    services: WebhookServices, delivery: dict[str, Any], reason: str, own_group: bool = False
+) -> tuple[dict[str, Any], Message]:
+    """The delivery marked PENDING for one more attempt, and the message to send for it."""
     now = services.now
     changes = {
         "status": DeliveryStatus.PENDING.value,
@@ -151,9 +165,8 @@ def queue_again(services: WebhookServices, delivery: dict[str, Any], reason: str
         "deliveryShard": delivery_shard(delivery["deliveryId"]),
         "checkAt": now + services.settings.webhook_requeue_grace_seconds,
     }
-    services.db.update_delivery(delivery, changes)
-    services.messages.send([message_again(delivery, f"{reason}{now}")])
-    return {**delivery, **changes}
+    services.db.update_delivery(delivery, changes, waiting=True)
+    return {**delivery, **changes}, message_again(delivery, f"{reason}{now}", own_group)
 
 
 def resend(services: WebhookServices, tenant: Tenant, endpoint_id: str, delivery_id: str) -> Delivery:
@@ -165,15 +178,16 @@ def resend(services: WebhookServices, tenant: Tenant, endpoint_id: str, delivery
         if delivery is None or delivery.get("tenant") != tenant.tenant_id:
             raise DeliveryNotFound(delivery_id)
         try:
-            return delivery_view(queue_again(services, delivery, "resend"))
+            return delivery_view(queue_again(services, delivery, "resend", own_group=True))
         except Stale:
             continue
     raise ConcurrentUpdate()
 
 
 def recover(services: WebhookServices, tenant: Tenant, endpoint_id: str, since: str) -> RecoverResponse:
-    """Sends again every FAILED or EXHAUSTED delivery created since `since` (at most 30 days ago), oldest
-    first, so each session's events go out in their order."""
+    """Sends again the FAILED or EXHAUSTED deliveries created since `since` (at most 30 days ago), oldest
+    first, so each session's events go out in their order: at most RECOVER_PER_CALL of them (the answer's
+    `recovered` says how many; a second call takes the next ones, as those are PENDING now)."""
     from checkout_core.webhooks.endpoints import owned_endpoint
 
     try:
@@ -185,17 +199,17 @@ def recover(services: WebhookServices, tenant: Tenant, endpoint_id: str, since: 
     owned_endpoint(services, tenant, endpoint_id)
     lowest = uuid7_from(int(moment.timestamp() * 1000), bytes(10))
     failed = sorted(
-        services.db.failed_deliveries_since(endpoint_id, lowest),
+        services.db.failed_deliveries_since(endpoint_id, lowest, RECOVER_PER_CALL),
         key=lambda item: (item["groupKey"], item["sequence"], item["deliveryId"]),
     )
-    recovered = 0
+    messages = []
     for delivery in failed:
         try:
-            queue_again(services, delivery, "recover")
-            recovered += 1
+            messages.append(mark_pending(services, delivery, "recover")[1])
         except Stale:
             continue  # changed meanwhile (an attempt, a resend): it is not waiting to be recovered any more
-    return RecoverResponse(endpointId=endpoint_id, since=to_iso(moment), recovered=recovered)
+    services.messages.send(messages)  # ten to a call, in order
+    return RecoverResponse(endpointId=endpoint_id, since=to_iso(moment), recovered=len(messages))
 
 
 def body_of(event: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
-"""A tenant's webhook endpoints (at most 16): create (the secret shown once), list, read, update, delete,
-rotate the secret (the old one signs alongside for 24 h) and send a test ping."""
+"""A tenant's webhook endpoints (at most 16): create (the secret shown once, kept only sealed: secret_box.py),
+list, read, update, delete, rotate the secret (each one rotated out signs alongside for 24 h) and send a
+test ping."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from checkout_core.models import (
 )
 from checkout_core.webhooks.addresses import UnsafeUrl, check_endpoint_url
 from checkout_core.webhooks.deliveries import body_of, delivery_view, first_message, new_delivery
+from checkout_core.webhooks.secret_box import open_secret, seal_secret
 from checkout_core.webhooks.services import WebhookServices
 from checkout_core.webhooks.signing import new_secret
 from checkout_core.webhooks.store import Stale, endpoint_key
@@ -40,11 +42,22 @@ def endpoint_view(item: dict[str, Any]) -> WebhookEndpoint:
 
 
 def signing_secrets(endpoint: dict[str, Any], now: int) -> list[str]:
-    """The current secret, and the previous one while its 24 h last."""
-    secrets = [endpoint["secret"]]
-    if endpoint.get("previousSecret") and int(endpoint.get("previousSecretUntil", 0)) > now:
-        secrets.append(endpoint["previousSecret"])
+    """The current secret, and each one rotated out in the last 24 h (each for 24 h from its rotation)."""
+    endpoint_id = endpoint["endpointId"]
+    secrets = [open_secret(endpoint["secret"], endpoint_id)]
+    for previous in endpoint.get("previousSecrets") or []:
+        if int(previous["until"]) > now:
+            secrets.append(open_secret(previous["secret"], endpoint_id))
     return secrets
+
+
+def expired_secrets(endpoint: dict[str, Any], now: int) -> bool:
+    """Whether the endpoint still keeps a rotated-out secret whose 24 h are over."""
+    return any(int(previous["until"]) <= now for previous in endpoint.get("previousSecrets") or [])
+
+
+def without_expired_secrets(endpoint: dict[str, Any], now: int) -> list[dict[str, Any]]:
+    return [p for p in endpoint.get("previousSecrets") or [] if int(p["until"]) > now]
 
 
 def _checked_url(services: WebhookServices, url: str) -> str:
@@ -77,15 +90,16 @@ def create_endpoint(
         "url": url,
         "eventTypes": [event_type.value for event_type in request.eventTypes],
         "status": "ENABLED",
-        "secret": new_secret(),
         "version": 1,
         "createdAt": now,
         "updatedAt": now,
     }
     if request.description is not None:
         item["description"] = request.description
+    secret = new_secret()
+    item["secret"] = seal_secret(secret, endpoint_id)  # shown once, here; kept only sealed
     services.db.create_endpoint(item)
-    return WebhookEndpointWithSecret(**endpoint_view(item).model_dump(), secret=str(item["secret"]))
+    return WebhookEndpointWithSecret(**endpoint_view(item).model_dump(), secret=secret)
 
 
 def get_endpoint(services: WebhookServices, tenant: Tenant, endpoint_id: str) -> WebhookEndpoint:
@@ -147,13 +161,13 @@ def delete_endpoint(services: WebhookServices, tenant: Tenant, endpoint_id: str)
 
 def rotate_secret(services: WebhookServices, tenant: Tenant, endpoint_id: str) -> WebhookEndpointWithSecret:
     secret = new_secret()
+    sealed = seal_secret(secret, endpoint_id)
 
     def decide(item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        return {
-            "secret": secret,
-            "previousSecret": item["secret"],
-            "previousSecretUntil": services.now + ROTATION_OVERLAP_SECONDS,
-        }, []
+        # Every secret rotated out signs for its own 24 h, however many rotations follow; older ones go.
+        now = services.now
+        rotated_out = {"secret": item["secret"], "until": now + ROTATION_OVERLAP_SECONDS}
+        return {"secret": sealed, "previousSecrets": [*without_expired_secrets(item, now), rotated_out]}, []
 
     item = _change(services, tenant, endpoint_id, decide)
     return WebhookEndpointWithSecret(**endpoint_view(item).model_dump(), secret=secret)

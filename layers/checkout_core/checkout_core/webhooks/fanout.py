@@ -70,6 +70,11 @@ class FanOut:
             _endpoints_of_tenant.pop(tenant_id, None)
         return found
 
+    def _check_at(self) -> tuple[int, int]:
+        """Now, and when the safety net looks at a session again after this fan-out moved its watermark."""
+        now = self.services.now
+        return now, now + self.services.settings.webhook_requeue_grace_seconds
+
     def tenants(self, session_ids: list[str]) -> dict[str, str]:
         return _tenants(self.services, session_ids)
 
@@ -120,7 +125,7 @@ class FanOut:
                 for delivery in deliveries
                 if "checkAt" in delivery
             ]
-        if writes and not self.services.db.fan_out_together(writes, versions):
+        if writes and not self.services.db.fan_out_together(writes, versions, self._check_at()):
             return False
         self.messages += messages
         return True
@@ -148,7 +153,7 @@ class FanOut:
             ]
             try:
                 self.services.db.fan_out(
-                    deliveries, event["sessionId"], tenant_id, event["sequence"], version
+                    deliveries, event["sessionId"], tenant_id, event["sequence"], version, self._check_at()
                 )
                 break
             except EndpointsChanged:

@@ -6,18 +6,25 @@ talks to DynamoDB.
 | endpoint | `TENANT#<tenantId>` | `ENDPOINT#<endpointId>`: version, secrets, failingSince |
 | endpoint count | `TENANT#<tenantId>` | `ENDPOINTS`: at most 16 |
 | delivery | `ENDPOINT#<endpointId>` | `DELIVERY#<deliveryId>`: UUIDv7, newest first by key; TTL 30 days |
-| fan-out watermark | `WEBHOOKS#<sessionId>` | `FANOUT`: `fannedOut`, the session's events fanned out so far |
+| fan-out watermark | `WEBHOOKS#<sessionId>` | `FANOUT`: `fannedOut` (events done), `waiting#<endpointId>` |
+
+`waiting#<endpointId>` holds the sequences of the session's deliveries to that endpoint still waiting.
 
 A delivery that expects a message carries `deliveryShard` and `checkAt` (sparse index `byDeliveryCheck`):
 when `checkAt` passes and nothing has touched the delivery, its message is gone and the scheduled job sends
 another. `groupKey` (endpoint + session) and `sequence` (index `byDeliveryGroup`) put a session's
-deliveries to one endpoint in order."""
+deliveries to one endpoint in order: a delivery is sent only when no lower sequence of its group is in the
+watermark's `waiting#<endpointId>` set, checked in the transaction that records the attempt as started.
+
+Every transaction carries a ClientRequestToken: botocore's retry of one that committed is answered as the
+first was, instead of running it twice."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +51,15 @@ def watermark_key(session_id: str) -> dict[str, str]:
     return {"pk": f"WEBHOOKS#{session_id}", "sk": "FANOUT"}
 
 
+def waiting_attribute(endpoint_id: str) -> str:
+    """The watermark's set of the sequences of a session's deliveries to one endpoint still waiting."""
+    return f"waiting#{endpoint_id}"
+
+
+def catch_up_shard(session_id: str) -> str:
+    return f"FANOUT#{int(session_id.replace('-', '')[-8:], 16) % DELIVERY_SHARDS}"
+
+
 def delivery_shard(delivery_id: str) -> str:
     return f"DELIVERY#{int(delivery_id.replace('-', '')[-8:], 16) % DELIVERY_SHARDS}"
 
@@ -56,11 +72,46 @@ class EndpointsChanged(Exception):
     """The tenant's endpoints changed since they were read: read them again."""
 
 
+class GroupBlocked(Exception):
+    """A lower sequence of the delivery's group (endpoint + session) still waits: it goes first."""
+
+
+@dataclass(frozen=True)
+class EndpointMoved(Exception):
+    """The endpoint is not at the version the attempt knew: `endpoint` is it as it is now (None: deleted)."""
+
+    endpoint: dict[str, Any] | None
+
+
 @dataclass(frozen=True)
 class WatermarkMoved(Exception):
     """The session's fan-out watermark is not where this event needs it: `fanned_out` events are done."""
 
     fanned_out: int
+
+
+FAN_OUT_FIELDS = (
+    "pk",
+    "sk",
+    "tenantId",
+    "endpointId",
+    "eventTypes",
+    "status",
+    "version",
+    "createdAt",
+    "endpointsVersion",
+)
+GROUP_CHECK_DEPTH = 100  # a session has far fewer events; the condition stays well within 4 KB
+_AS_READ = "#st = :status AND #at = :attempts"
+
+
+def _as_read_values(delivery: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "#st": "status",
+        "#at": "attempts",
+        ":status": delivery["status"],
+        ":attempts": delivery["attempts"],
+    }
 
 
 class WebhookStore:
@@ -141,13 +192,15 @@ class WebhookStore:
                 raise Stale() from exc
             raise
 
-    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def _query(self, max_pages: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         kwargs["TableName"] = self.table_name
+        pages = 0
         while True:
             answer = self._call("query", **kwargs)
+            pages += 1
             for item in answer.get("Items", []):
                 yield item_from_dynamo(item)
-            if "LastEvaluatedKey" not in answer:
+            if "LastEvaluatedKey" not in answer or (max_pages is not None and pages >= max_pages):
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
@@ -176,7 +229,8 @@ class WebhookStore:
         from botocore.exceptions import ClientError
 
         try:
-            self._call("transact_write_items", TransactItems=items)
+            # One token per logical write: botocore's retries of this call reuse it.
+            self._call("transact_write_items", TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
         except ClientError as exc:
             error = exc.response.get("Error", {})
             if error.get("Code") == "TransactionConflictException":
@@ -247,14 +301,17 @@ class WebhookStore:
         return item_from_dynamo(answer["Item"]) if "Item" in answer else None
 
     def endpoints_of(self, tenant_id: str) -> tuple[int | None, list[dict[str, Any]]]:
-        """Every endpoint of a tenant (at most 16) and the tenant's endpoints version (None: never set),
-        in one Query: the count item (`ENDPOINTS`) sorts with the endpoints (`ENDPOINT#...`)."""
+        """Every endpoint of a tenant (at most 16), without its secrets, and the tenant's endpoints version
+        (None: never set), in one Query: the count item (`ENDPOINTS`) sorts with the endpoints."""
         items = list(
             self._query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues=self._serialize(
                     {":pk": f"TENANT#{tenant_id}", ":prefix": "ENDPOINT"}
                 ),
+                # What the fan-out chooses by; never the secrets.
+                ProjectionExpression=", ".join(f"#p{i}" for i in range(len(FAN_OUT_FIELDS))),
+                ExpressionAttributeNames={f"#p{i}": name for i, name in enumerate(FAN_OUT_FIELDS)},
                 ConsistentRead=True,
             )
         )
@@ -354,13 +411,14 @@ class WebhookStore:
         tenant_id: str,
         sequence: int,
         endpoints_version: int | None,
+        check_at: tuple[int, int],
     ) -> None:
         """Writes an event's deliveries and moves its session's watermark from `sequence - 1` to
         `sequence`, in one transaction that also checks the tenant's endpoints are still at
         `endpoints_version` (what the deliveries were chosen from). WatermarkMoved (with where it is) when
         the watermark is elsewhere; EndpointsChanged when the endpoints are."""
         items = [
-            self._watermark_move(session_id, tenant_id, sequence, sequence),
+            self._watermark_move(session_id, tenant_id, sequence, sequence, deliveries, check_at),
             self._endpoints_check(tenant_id, endpoints_version),
             *(self._put_new(delivery) for delivery in deliveries),
         ]
@@ -378,13 +436,14 @@ class WebhookStore:
         self,
         writes: Sequence[tuple[str, str, int, int, Sequence[dict[str, Any]]]],
         endpoints_versions: dict[str, int | None],
+        check_at: tuple[int, int],
     ) -> bool:
         """Several sessions' events in one transaction: per (session, tenant, first, last, deliveries) the
         watermark moves from `first - 1` to `last`; each tenant's endpoints version is checked. False when
         it does not fit in one transaction or a condition fails (nothing is written then)."""
         items = [self._endpoints_check(tenant, version) for tenant, version in endpoints_versions.items()]
         for session_id, tenant_id, first, last, deliveries in writes:
-            items.append(self._watermark_move(session_id, tenant_id, first, last))
+            items.append(self._watermark_move(session_id, tenant_id, first, last, deliveries, check_at))
             items += [self._put_new(delivery) for delivery in deliveries]
         if len(items) > MAX_TRANSACTION_ITEMS:
             return False
@@ -393,18 +452,53 @@ class WebhookStore:
         except ServiceUnavailable:
             return False
 
-    def _watermark_move(self, session_id: str, tenant_id: str, first: int, last: int) -> dict[str, Any]:
-        """The session's watermark from `first - 1` (absent for 1) to `last`."""
-        values: dict[str, Any] = {":n": last, ":tenant": tenant_id}
+    def _watermark_move(
+        self,
+        session_id: str,
+        tenant_id: str,
+        first: int,
+        last: int,
+        deliveries: Sequence[dict[str, Any]],
+        check_at: tuple[int, int],
+    ) -> dict[str, Any]:
+        """The session's watermark from `first - 1` (absent for 1) to `last`; the sequences of the
+        deliveries that wait for a message join their group's waiting set; `check_at` is (now, when the
+        safety net looks at the session again: index byFanOutCheck)."""
+        values: dict[str, Any] = {
+            ":n": last,
+            ":tenant": tenant_id,
+            ":shard": catch_up_shard(session_id),
+            ":check": check_at[1],
+            ":moved": check_at[0],
+            ":zero": 0,
+        }
+        names = {
+            "#f": "fannedOut",
+            "#cs": "catchUpShard",
+            "#ca": "catchUpAt",
+            "#cc": "catchUpChecks",
+            "#m": "movedAt",
+        }
         if first != 1:
             values[":previous"] = first - 1
+        waiting: dict[str, set[int]] = {}
+        for delivery in deliveries:
+            if "checkAt" in delivery:
+                waiting.setdefault(delivery["endpointId"], set()).add(int(delivery["sequence"]))
+        additions = []
+        for index, (endpoint_id, sequences) in enumerate(waiting.items()):
+            names[f"#w{index}"] = waiting_attribute(endpoint_id)
+            values[f":w{index}"] = sequences
+            additions.append(f"#w{index} :w{index}")
         return {
             "Update": {
                 "TableName": self.table_name,
                 "Key": self._serialize(watermark_key(session_id)),
-                "UpdateExpression": "SET #f = :n, tenant = :tenant",
+                "UpdateExpression": "SET #f = :n, tenant = :tenant, "
+                "#cs = :shard, #ca = :check, #cc = :zero, #m = :moved"
+                + (" ADD " + ", ".join(additions) if additions else ""),
                 "ConditionExpression": "attribute_not_exists(#f)" if first == 1 else "#f = :previous",
-                "ExpressionAttributeNames": {"#f": "fannedOut"},
+                "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": self._serialize(values),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -477,20 +571,131 @@ class WebhookStore:
         delivery: dict[str, Any],
         set_values: dict[str, Any],
         remove: Sequence[str] = (),
+        waiting: bool | None = None,
     ) -> None:
-        """Changes a delivery as it was read (same status and attempts); Stale otherwise."""
-        self._update(
-            delivery_key(delivery["endpointId"], delivery["deliveryId"]),
-            set_values,
-            remove,
-            condition="#st = :status AND #at = :attempts",
-            condition_values={
-                "#st": "status",
-                "#at": "attempts",
-                ":status": delivery["status"],
-                ":attempts": delivery["attempts"],
+        """Changes a delivery as it was read (same status and attempts); Stale otherwise. `waiting` True
+        puts its sequence in its group's waiting set, False takes it out, in the same transaction."""
+        update = self._delivery_update(delivery, set_values, remove)
+        group = self._group_change(delivery, waiting)
+        if group is None:
+            self._update(
+                delivery_key(delivery["endpointId"], delivery["deliveryId"]),
+                set_values,
+                remove,
+                condition=_AS_READ,
+                condition_values=_as_read_values(delivery),
+            )
+            return
+        if self._transact([update, group]) is not None:
+            raise Stale()
+
+    def start_attempt(
+        self,
+        delivery: dict[str, Any],
+        set_values: dict[str, Any],
+        remove: Sequence[str],
+        endpoint: dict[str, Any],
+        still_waiting: bool,
+    ) -> None:
+        """Records an attempt as started (what it leaves if it never finishes), in one transaction that
+        proves the endpoint is still at the version read and that no lower sequence of the delivery's group
+        still waits. Stale: the delivery moved on; EndpointMoved: the endpoint changed (with it as it is
+        now); GroupBlocked: an earlier delivery of its group goes first."""
+        items = [
+            self._delivery_update(delivery, set_values, remove, "attribute_exists(#check)"),
+            {
+                "ConditionCheck": {
+                    "TableName": self.table_name,
+                    "Key": self._serialize(endpoint_key(endpoint["tenantId"], endpoint["endpointId"])),
+                    "ConditionExpression": "#version = :version",
+                    "ExpressionAttributeNames": {"#version": "version"},
+                    "ExpressionAttributeValues": self._serialize({":version": endpoint["version"]}),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
             },
-        )
+        ]
+        group = self._group_check(delivery, remove_from_waiting=not still_waiting)
+        if group is not None:
+            items.append(group)
+        reasons = self._transact(items)
+        if reasons is None:
+            return
+        if reasons[0].get("Code") == "ConditionalCheckFailed":
+            raise Stale()
+        if reasons[1].get("Code") == "ConditionalCheckFailed":
+            now = reasons[1].get("Item")
+            raise EndpointMoved(item_from_dynamo(now) if now else None)
+        raise GroupBlocked()
+
+    def _delivery_update(
+        self, delivery: dict[str, Any], set_values: dict[str, Any], remove: Sequence[str], extra: str = ""
+    ) -> dict[str, Any]:
+        names = {"#st": "status", "#at": "attempts"}
+        values: dict[str, Any] = {":status": delivery["status"], ":attempts": delivery["attempts"]}
+        assignments = []
+        for index, (name, value) in enumerate(set_values.items()):
+            names[f"#s{index}"] = name
+            values[f":s{index}"] = value
+            assignments.append(f"#s{index} = :s{index}")
+        expression = "SET " + ", ".join(assignments)
+        if remove:
+            names.update({f"#r{index}": name for index, name in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(remove)))
+        condition = _AS_READ
+        if extra:
+            names["#check"] = "checkAt"
+            condition += f" AND {extra}"
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self._serialize(delivery_key(delivery["endpointId"], delivery["deliveryId"])),
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": self._serialize(values),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def _group_change(self, delivery: dict[str, Any], waiting: bool | None) -> dict[str, Any] | None:
+        """The delivery's sequence into (True) or out of (False) its group's waiting set."""
+        if waiting is None or not delivery.get("sessionId"):
+            return None
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self._serialize(watermark_key(delivery["sessionId"])),
+                "UpdateExpression": ("ADD" if waiting else "DELETE") + " #w :sequence",
+                "ExpressionAttributeNames": {"#w": waiting_attribute(delivery["endpointId"])},
+                "ExpressionAttributeValues": self._serialize({":sequence": {int(delivery["sequence"])}}),
+            }
+        }
+
+    def _group_check(self, delivery: dict[str, Any], remove_from_waiting: bool) -> dict[str, Any] | None:
+        """No lower sequence of the group waits (the last GROUP_CHECK_DEPTH of them are looked at); with
+        `remove_from_waiting`, the delivery's own sequence leaves the set in the same write."""
+        sequence = int(delivery.get("sequence") or 0)
+        if not delivery.get("sessionId"):
+            return None
+        lower = list(range(max(1, sequence - GROUP_CHECK_DEPTH), sequence))
+        if not lower and not remove_from_waiting:
+            return None
+        names = {"#w": waiting_attribute(delivery["endpointId"])}
+        values: dict[str, Any] = {f":p{n}": n for n in lower}
+        check: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": self._serialize(watermark_key(delivery["sessionId"])),
+            "ExpressionAttributeNames": names,
+        }
+        if lower:
+            check["ConditionExpression"] = " AND ".join(f"NOT contains(#w, :p{n})" for n in lower)
+        if not remove_from_waiting:
+            check["ExpressionAttributeValues"] = self._serialize(values)
+            return {"ConditionCheck": check}
+        values[":own"] = {sequence}
+        check["ExpressionAttributeValues"] = self._serialize(values)
+        check["UpdateExpression"] = "DELETE #w :own"
+        return {"Update": check}
 
     def move_check(self, key: dict[str, str], seen: int, check_at: int) -> None:
         """The delivery's next check, if it is still at `seen` (nothing touched it meanwhile)."""
@@ -517,9 +722,13 @@ class WebhookStore:
         kwargs["ExpressionAttributeValues"] = self._serialize(kwargs["ExpressionAttributeValues"])
         return self._page(kwargs, limit, cursor, ("pk", "sk"), f"ENDPOINT#{endpoint_id}")
 
-    def failed_deliveries_since(self, endpoint_id: str, lowest_delivery_id: str) -> Iterator[dict[str, Any]]:
-        """FAILED and EXHAUSTED deliveries whose id sorts at or after `lowest_delivery_id`, oldest first."""
-        return self._query(
+    def failed_deliveries_since(
+        self, endpoint_id: str, lowest_delivery_id: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """The oldest `limit` FAILED and EXHAUSTED deliveries whose id sorts at or after
+        `lowest_delivery_id` (at most 20 pages of 1 MB are read)."""
+        found: list[dict[str, Any]] = []
+        for item in self._query(
             KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
             FilterExpression="#st IN (:failed, :exhausted)",
             ExpressionAttributeNames={"#st": "status"},
@@ -533,7 +742,12 @@ class WebhookStore:
                 }
             ),
             ConsistentRead=True,
-        )
+            max_pages=20,
+        ):
+            found.append(item)
+            if len(found) == limit:
+                break
+        return found
 
     def group_members(self, group_key: str) -> list[dict[str, Any]]:
         """The deliveries of one endpoint + session, in sequence order (index byDeliveryGroup)."""
@@ -545,15 +759,88 @@ class WebhookStore:
             )
         )
 
-    def due_deliveries(self, now: int, page_size: int) -> Iterator[dict[str, Any]]:
-        """Deliveries whose message should have been handled by now (byDeliveryCheck), shard by shard."""
+    def due_deliveries(self, now: int, limit: int) -> list[dict[str, Any]]:
+        """At most `limit` deliveries whose message should have been handled by now (byDeliveryCheck),
+        the most overdue of each shard first, shard by shard."""
+        found: list[dict[str, Any]] = []
         for shard in range(DELIVERY_SHARDS):
-            yield from self._query(
+            answer = self._call(
+                "query",
+                TableName=self.table_name,
                 IndexName="byDeliveryCheck",
                 KeyConditionExpression="deliveryShard = :shard AND checkAt <= :now",
                 ExpressionAttributeValues=self._serialize({":shard": f"DELIVERY#{shard}", ":now": now}),
-                Limit=page_size,
+                Limit=limit - len(found),
             )
+            found += [item_from_dynamo(item) for item in answer.get("Items", [])]
+            if len(found) >= limit:
+                break
+        return found
+
+    def due_watermarks(self, now: int, limit: int) -> list[dict[str, Any]]:
+        """At most `limit` watermarks the safety net should look at by now (byFanOutCheck), shard by shard."""
+        found: list[dict[str, Any]] = []
+        for shard in range(DELIVERY_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": "byFanOutCheck",
+                "KeyConditionExpression": "catchUpShard = :shard AND catchUpAt <= :now",
+                "ExpressionAttributeValues": self._serialize({":shard": f"FANOUT#{shard}", ":now": now}),
+                "Limit": limit - len(found),
+            }
+            answer = self._call("query", **kwargs)
+            found += [item_from_dynamo(item) for item in answer.get("Items", [])]
+            if len(found) >= limit:
+                break
+        return found
+
+    def next_watermark_check(self, watermark: dict[str, Any], check_at: int | None) -> None:
+        """The watermark's next look by the safety net (None: no more), if nothing moved it meanwhile."""
+        key = {"pk": watermark["pk"], "sk": watermark["sk"]}
+        condition = {"#seen_f": "fannedOut", "#seen_c": "catchUpAt"}
+        values = {":seen_f": watermark.get("fannedOut", 0), ":seen_c": watermark["catchUpAt"]}
+        try:
+            if check_at is None:
+                self._update(
+                    key,
+                    {},
+                    remove=["catchUpShard", "catchUpAt", "catchUpChecks"],
+                    condition="#seen_f = :seen_f AND #seen_c = :seen_c",
+                    condition_values={**condition, **values},
+                )
+            else:
+                self._update(
+                    key,
+                    {"catchUpAt": check_at},
+                    condition="#seen_f = :seen_f AND #seen_c = :seen_c",
+                    condition_values={**condition, **values},
+                    add={"catchUpChecks": 1},
+                )
+        except Stale:
+            pass  # the fan-out moved it: it set its own next look
+
+    def session_sequences(self, session_ids: Sequence[str]) -> dict[str, int]:
+        """sessionId -> the sequence of its last event, in one BatchGetItem per 100 sessions."""
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(session_ids))
+        for start in range(0, len(unique), 100):
+            keys = [
+                self._serialize({"pk": f"SESSION#{s}", "sk": "SESSION"}) for s in unique[start : start + 100]
+            ]
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": keys,
+                    "ProjectionExpression": "sessionId, seq",
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                answer = self._call("batch_get_item", RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self.table_name, []):
+                    item = item_from_dynamo(raw)
+                    found[item["sessionId"]] = int(item.get("seq", 0))
+                request = answer.get("UnprocessedKeys") or {}
+        return found
 
     # -- sessions, as the fan-out needs them ----------------------------------------------------------
 
