@@ -252,7 +252,7 @@ def _webhook_rows(webhooks: dict[str, Any]) -> list[Row]:
             f"fan-out and delivery handlers in process against moto (DynamoDB + SQS), {webhooks['sessions']} "
             f"sessions, {webhooks['events']} events, each event alone in its fan-out batch (the least "
             "favourable); every DynamoDB and SQS call of their cached clients counted; the event source "
-            f"mapping's receive/delete and the rule's send are AWS's, not counted. Calls: {calls}",
+            f"mapping's receive/delete and the pipe's send are AWS's, not counted. Calls: {calls}",
             "<= 4",
             f"{webhooks['aws_calls_per_first_attempt']} ({webhooks['calls_total']} / {webhooks['events']})",
             webhooks["aws_calls_per_first_attempt"] <= 4,
