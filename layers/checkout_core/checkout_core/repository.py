@@ -25,6 +25,7 @@ EVENT_SORT_BASE = 100_000_000
 EXPIRY_SHARDS = 10
 LIST_PAGES_PER_REQUEST = 10
 TENANT_INDEX = "byTenantKeys"
+BATCH_GET_ATTEMPTS = 4
 PROVIDER_EVENT_RETENTION_SECONDS = 7 * 24 * 3600
 MAX_REQUEST_TOKEN_LENGTH = 36
 _THROTTLING = frozenset(
@@ -295,16 +296,20 @@ class SessionRepository:
         return found, encode_cursor({"tenantId": tenant_id, "sessionId": last_read})
 
     def _sessions(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The session items of `keys` (at most 100), by session id, in one BatchGetItem (and another for
-        what DynamoDB leaves unprocessed)."""
+        """The session items of `keys` (at most 100), by session id, in one BatchGetItem (and a few more for
+        what a throttled DynamoDB leaves unprocessed)."""
         wanted = [self._serialize(session_key(key["sessionId"])) for key in keys]
         found: dict[str, dict[str, Any]] = {}
-        while wanted:
+        for _ in range(BATCH_GET_ATTEMPTS):
+            if not wanted:
+                return found
             response = self._call("batch_get_item", RequestItems={self.table_name: {"Keys": wanted}})
             for raw in response.get("Responses", {}).get(self.table_name, []):
                 item = self._deserialize(raw)
                 found[item["sessionId"]] = item
             wanted = response.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+        if wanted:
+            raise ServiceUnavailable()
         return found
 
     def due_keys(
