@@ -27,6 +27,8 @@ FULL = {
     "runtime_sample": 200,
     "stripe_runs": 5,
     "webhook_sessions_per_client": 10,
+    "capacity_one_tenant_sessions": 200,
+    "capacity_sessions": 1000,
 }
 FAST = {
     "expiry_n": 200,
@@ -37,6 +39,8 @@ FAST = {
     "runtime_sample": 20,
     "stripe_runs": 1,
     "webhook_sessions_per_client": 1,
+    "capacity_one_tenant_sessions": 10,
+    "capacity_sessions": 100,
 }
 
 
@@ -45,7 +49,18 @@ def machine() -> str:
 
 
 def run(settings: dict[str, int]) -> dict[str, Any]:
-    from bench import ddb_calls, expiry, imports, layer, overhead, runtime, stripe, transitions, webhooks
+    from bench import (
+        capacity,
+        ddb_calls,
+        expiry,
+        imports,
+        layer,
+        overhead,
+        runtime,
+        stripe,
+        transitions,
+        webhooks,
+    )
 
     measures: dict[str, Any] = {}
     started = time.monotonic()
@@ -69,6 +84,10 @@ def run(settings: dict[str, int]) -> dict[str, Any]:
     measures["stripe"] = stripe.measure(settings["stripe_runs"])
     step("webhooks: calls per first attempt, and the local delivery path")
     measures["webhooks"] = webhooks.measure(settings["webhook_sessions_per_client"])
+    step("capacity: partition keys and message groups at contract rates")
+    measures["capacity"] = capacity.measure(
+        settings["capacity_one_tenant_sessions"], settings["capacity_sessions"]
+    )
     step("the embedded runtime over HTTP")
     measures["runtime"] = runtime.measure(settings["runtime_sessions"], settings["runtime_sample"])
     step("done")

@@ -48,11 +48,20 @@ def results_json(measures: dict[str, Any], machine: str) -> dict[str, Any]:
             "provider_wall_ratio_25_vs_1": measures["stripe"]["provider_wall_ratio_25_vs_1"],
         },
         "webhooks": {key: measures["webhooks"][key] for key in WEBHOOK_KEYS},
+        "capacity": {key: measures["capacity"][key] for key in CAPACITY_KEYS},
         "machine": machine,
     }
 
 
 WEBHOOK_KEYS = ("aws_calls_per_first_attempt", "deliveries_per_second", "first_attempt_p50_ms")
+CAPACITY_KEYS = (
+    "max_writes_per_key_share_1_tenant",
+    "max_messages_per_group_share",
+    "fanout_groups_used",
+    "max_writes_per_key_per_second_1_tenant",
+    "max_reads_per_key_per_second_1_tenant",
+    "max_messages_per_group_per_second",
+)
 RUNTIME_KEYS = (
     "create_p50_ms_empty",
     "create_p50_ms_10k",
@@ -178,7 +187,57 @@ def rows(measures: dict[str, Any]) -> list[Row]:
     table.extend(_runtime_rows(measures["runtime"]))
     table.extend(_stripe_rows(measures["stripe"]))
     table.extend(_webhook_rows(measures["webhooks"]))
+    table.extend(_capacity_rows(measures["capacity"]))
     return table
+
+
+def _capacity_rows(capacity: dict[str, Any]) -> list[Row]:
+    one, every = capacity["one_tenant"], capacity["all_tenants"]
+    how = (
+        "bench/capacity.py: the real handlers in process against moto, each session created, paid, "
+        "completed or cancelled, its webhooks fanned out and delivered; botocore hooks record every "
+        "partition key read or written (index writes derived from each item before and after) and every "
+        "message's group; rates = count / sessions x the rate"
+    )
+    over = capacity["over_limits"]
+    return [
+        Row(
+            "Capacity: hottest key's share of writes, one tenant",
+            f"{how}; {one['sessions']} sessions of one tenant",
+            "recorded",
+            f"{capacity['max_writes_per_key_share_1_tenant']} ({pattern_of(one['hottest_write']['key'])})",
+            None,
+        ),
+        Row(
+            "Capacity: hottest key, one tenant at 300 sessions/s",
+            f"{how}; limits 1,000 writes and 3,000 reads a second per partition key",
+            "<= 1,000 writes/s and <= 3,000 reads/s on every key",
+            f"{capacity['max_writes_per_key_per_second_1_tenant']} writes/s, "
+            f"{capacity['max_reads_per_key_per_second_1_tenant']} reads/s; over: {', '.join(over) or 'none'}",
+            not over,
+        ),
+        Row(
+            "Capacity: message groups of the webhook fan-out",
+            f"{how}; {every['sessions']} sessions over {capacity['tenants']} tenants",
+            ">= 16",
+            str(capacity["fanout_groups_used"]),
+            capacity["fanout_groups_used"] >= 16,
+        ),
+        Row(
+            "Capacity: hottest message group at 1,000 sessions/s",
+            f"{how}; share of all messages (fan-out and delivery queues) in the busiest group, and its rate",
+            "<= 300 messages/s",
+            f"{capacity['max_messages_per_group_per_second']} messages/s "
+            f"(share {capacity['max_messages_per_group_share']})",
+            capacity["max_messages_per_group_per_second"] <= 300,
+        ),
+    ]
+
+
+def pattern_of(key: str) -> str:
+    from bench.capacity import pattern
+
+    return pattern(key)
 
 
 def _webhook_rows(webhooks: dict[str, Any]) -> list[Row]:
@@ -193,7 +252,7 @@ def _webhook_rows(webhooks: dict[str, Any]) -> list[Row]:
             f"fan-out and delivery handlers in process against moto (DynamoDB + SQS), {webhooks['sessions']} "
             f"sessions, {webhooks['events']} events, each event alone in its fan-out batch (the least "
             "favourable); every DynamoDB and SQS call of their cached clients counted; the event source "
-            f"mapping's receive/delete and the rule's send are AWS's, not counted. Calls: {calls}",
+            f"mapping's receive/delete and the pipe's send are AWS's, not counted. Calls: {calls}",
             "<= 4",
             f"{webhooks['aws_calls_per_first_attempt']} ({webhooks['calls_total']} / {webhooks['events']})",
             webhooks["aws_calls_per_first_attempt"] <= 4,

@@ -3,7 +3,7 @@ the local delivery path's throughput and latency (the runtime over HTTP, 8 sessi
 receiver on loopback).
 
 Counted: every DynamoDB and SQS call the fan-out and the delivery function make, through hooks on the
-cached clients their code uses. Not counted: what AWS does around them (the rule's send to the events
+cached clients their code uses. Not counted: what AWS does around them (the pipe's send to the events
 queue, the event source mapping's receive and delete, batched ten messages per call)."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def count_calls() -> dict[str, Any]:
         for client in (aws.client("dynamodb"), aws.client("sqs")):
             client.meta.events.register("before-call.*.*", hook, unique_id="bench-webhooks")
         for event in timeline:  # one bus event per fan-out invocation: the least favourable batching
-            fan_out_batch(services, [_sqs_record({"detail": event}, "events")])
+            fan_out_batch(services, [_sqs_record({"detail": event}, event["sessionId"])])
             answer = platform.receive_message(
                 QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
             )

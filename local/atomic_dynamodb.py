@@ -105,9 +105,9 @@ def exclusive() -> Iterator[None]:
 
 
 def trim_stream(table: Any, through_sequence: str) -> None:
-    """Drops a table's stream records up to `through_sequence`, once its only reader has handled them, and
+    """Drops a table's stream records up to `through_sequence`, once every reader has handled them, and
     the iterators handed out so far: moto keeps both forever, so memory grew with every write, not with
-    the data. DynamoDB Streams trims after 24 h; locally the one consumer is the runtime's publisher."""
+    the data. DynamoDB Streams trims after 24 h; locally the consumers are the runtime's pipe readers."""
     from moto.dynamodbstreams.models import dynamodbstreams_backends
 
     with _lock:

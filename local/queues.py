@@ -10,6 +10,12 @@ invocation that fails leaves the whole batch. Several pollers share a FIFO queue
 to one of them at a time, so each group stays in order while groups proceed side by side. (moto decides
 which groups are taken when a ReceiveMessage starts, so two calls at once could split a group: the pollers
 of one queue take turns to receive, and invoke side by side.)
+
+A poller waits as a long poll does, without its fixed wait: moto's own long poll keeps the message groups
+that were in flight when it started, so a group freed meanwhile waited out the whole poll. Here the queues
+of moto's server (in this process) tell their pollers of every send, delete and visibility change; an empty
+poller sleeps until then (or WAIT_SECONDS, for messages whose visibility or delay just ended) and receives
+again at once.
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ log = logging.getLogger("local.queues")
 
 QUEUE_TYPE = "AWS::SQS::Queue"
 WAIT_SECONDS = 1
-_PASSED_ATTRIBUTES = ("FifoQueue", "ContentBasedDeduplication", "VisibilityTimeout", "MessageRetentionPeriod")
+_PASSED_ATTRIBUTES = (
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+)
 
 
 def queue_name(local_name: str, properties: dict[str, Any]) -> str:
@@ -104,6 +117,65 @@ def create_rules(events: Any, template: dict[str, Any], resolver: cfn.Resolver, 
     return created
 
 
+class _Changes:
+    """A counter per queue name, moved by every send, delete and visibility change in moto's queues."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._counts: dict[str, int] = {}
+
+    def moved(self, queue_name: str) -> None:
+        with self._condition:
+            self._counts[queue_name] = self._counts.get(queue_name, 0) + 1
+            self._condition.notify_all()
+
+    def count(self, queue_name: str) -> int:
+        with self._condition:
+            return self._counts.get(queue_name, 0)
+
+    def wait(self, queue_name: str, seen: int, timeout: float, stop: threading.Event) -> None:
+        """Until the queue changed after `seen`, `stop` is set, or `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self._counts.get(queue_name, 0) == seen and not stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._condition.wait(min(left, 0.25))  # a stop is noticed within a quarter second
+
+
+CHANGES = _Changes()
+_installed = False
+
+
+def install_wake_ups() -> None:
+    """Makes moto's queues report their changes to CHANGES (once per process)."""
+    global _installed
+    if _installed:
+        return
+    from moto.sqs.models import Queue, SQSBackend
+
+    add_message, delete_message = Queue.add_message, Queue.delete_message
+    change_visibility = SQSBackend.change_message_visibility
+
+    def added(self: Any, message: Any) -> None:
+        add_message(self, message)
+        CHANGES.moved(self.name)
+
+    def deleted(self: Any, receipt_handle: str) -> None:
+        delete_message(self, receipt_handle)
+        CHANGES.moved(self.name)
+
+    def changed(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> None:
+        change_visibility(self, queue_name, *args, **kwargs)
+        CHANGES.moved(queue_name)
+
+    Queue.add_message = added  # type: ignore[method-assign]
+    Queue.delete_message = deleted  # type: ignore[method-assign]
+    SQSBackend.change_message_visibility = changed  # type: ignore[method-assign]
+    _installed = True
+
+
 @dataclass(frozen=True)
 class EventSource:
     function_id: str
@@ -147,7 +219,8 @@ class QueuePoller:
         self.sqs = sqs
         self.source = source
         self.queue_url = queue_url
-        self.arn = queue_arn(queue_url.rsplit("/", 1)[-1])
+        self.name = queue_url.rsplit("/", 1)[-1]
+        self.arn = queue_arn(self.name)
         self.invoke = invoke
         self.workers = workers
         self._stop = threading.Event()
@@ -172,6 +245,7 @@ class QueuePoller:
     def signal_stop(self) -> None:
         """Asks every worker to stop after its current receive or invocation."""
         self._stop.set()
+        CHANGES.moved(self.name)  # wakes the workers that wait for a message
 
     def stop(self, timeout: float = WAIT_SECONDS + 2.0) -> None:
         self._stop.set()
@@ -194,15 +268,17 @@ class QueuePoller:
 
     def poll_once(self) -> int:
         with self._receiving:
+            seen = CHANGES.count(self.name)
             answer = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(10, self.source.batch_size),
-                WaitTimeSeconds=WAIT_SECONDS,
+                WaitTimeSeconds=0,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             )
         messages = answer.get("Messages", [])
         if not messages:
+            CHANGES.wait(self.name, seen, WAIT_SECONDS, self._stop)
             return 0
         records = [self._record(message) for message in messages]
         try:

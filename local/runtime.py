@@ -52,12 +52,13 @@ from local.queues import (
     create_queues,
     create_rules,
     event_sources,
+    install_wake_ups,
     queue_arn,
     queue_name,
 )
 from local.scheduler import Scheduler, schedules
 from local.state import JOURNAL, SNAPSHOT, StateStore, server_key_hex
-from local.streams import StreamPublisher, pipe_config
+from local.streams import StreamPublisher, pipe_configs
 
 log = logging.getLogger("local.runtime")
 
@@ -72,7 +73,6 @@ _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOK
 # providers' secret from SANDBOX_WEBHOOK_SECRET.
 LOCALLY_UNSET = ("PROVIDER_SECRETS_NAME", "SERVER_KEY_SECRET_NAME", "ENDPOINT_SECRETS_KMS_KEY_ID")
 DROPPED_WEBHOOKS_URL = "http://127.0.0.1:9/dropped"  # the discard port: nothing listens
-FAN_OUT_FUNCTION = "WebhookFanoutFunction"  # one batch at a time: its queue has one message group
 QUEUE_WORKERS = 4
 WEBHOOK_EVENTS_QUEUE = "WebhookEventsQueue"
 CATCH_UP_SECONDS = 3 * 24 * 3600
@@ -366,7 +366,9 @@ class Runtime:
         self._http: GatewayHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self._scheduler: Scheduler | None = None
-        self._publisher: StreamPublisher | None = None
+        self._publishers: list[StreamPublisher] = []
+        self._stream_positions: dict[str, int] = {}
+        self._stream_read_lock = threading.Lock()
         self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._invoker: Invoker | None = None
@@ -422,10 +424,11 @@ class Runtime:
             self._scheduler = Scheduler(
                 schedules(specs), invoker.invoke, self.settings.sweep_interval_seconds
             )
-            self._publisher = self._stream_publisher(specs, resolver, invoker)
+            self._publishers = self._stream_publishers(specs, resolver, invoker)
             self._pollers = self._queue_pollers(specs, resolver, invoker)
             self._scheduler.start()
-            self._publisher.start()
+            for publisher in self._publishers:
+                publisher.start()
             for poller in self._pollers:
                 poller.start()
             if restored:
@@ -466,6 +469,7 @@ class Runtime:
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         atomic_dynamodb.install()
+        install_wake_ups()  # moto's queues, in this process, tell the pollers of their changes
         self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         self._moto.start()
         port = self._moto.get_host_and_port()[1]
@@ -579,7 +583,7 @@ class Runtime:
                         {
                             "Id": str(index),
                             "MessageBody": json.dumps({"catchUp": session_id}),
-                            "MessageGroupId": "events",
+                            "MessageGroupId": session_id,  # the pipe's group: one per session
                             "MessageDeduplicationId": f"catch-up-{session_id}-{seq}",
                         }
                         for index, (session_id, seq) in enumerate(lagging[start : start + 10])
@@ -696,23 +700,35 @@ class Runtime:
                 },
             )
 
-    def _stream_publisher(
+    def _stream_publishers(
         self, specs: dict[str, FunctionSpec], resolver: cfn.Resolver, invoker: Invoker
-    ) -> StreamPublisher:
+    ) -> list[StreamPublisher]:
+        """One reader per Pipe of the table's stream (to the bus, to the webhook fan-out's queue)."""
         stream_arn = resolver.attributes[f"{SESSIONS_TABLE}.StreamArn"]
-        config = pipe_config(stream_arn, specs, resolver, self.template)
         bus_names = [resolver.refs[b] for b in cfn.resources("AWS::Events::EventBus", self.template)]
         if len(bus_names) != 1:
             raise RuntimeError(f"expected one event bus in the template, found {len(bus_names)}")
-        return StreamPublisher(
-            self.client("dynamodbstreams"),
-            self.client("events"),
-            stream_arn,
-            bus_names[0],
-            config,
-            lambda function_id, records: invoker.invoke(function_id, records),
-            consumed=self._trim_stream,
-        )
+        publishers = []
+        for config in pipe_configs(stream_arn, specs, resolver, self.template):
+            self._stream_positions[config.name] = 0
+
+            def consumed(sequence: str, name: str = config.name) -> None:
+                self._trim_stream(name, sequence)
+
+            publishers.append(
+                StreamPublisher(
+                    self.client("dynamodbstreams"),
+                    self.client("events"),
+                    stream_arn,
+                    bus_names[0],
+                    config,
+                    lambda function_id, records: invoker.invoke(function_id, records),
+                    consumed=consumed,
+                    sqs_client=self.client("sqs"),
+                    read_lock=self._stream_read_lock,
+                )
+            )
+        return publishers
 
     def _queue_pollers(
         self, specs: dict[str, FunctionSpec], resolver: cfn.Resolver, invoker: Invoker
@@ -722,7 +738,7 @@ class Runtime:
         pollers = []
         for source in event_sources(specs, resolver):
             url = self.queue_urls[source.queue_logical_id]
-            workers = QUEUE_WORKERS if url.endswith(".fifo") and source.function_id != FAN_OUT_FUNCTION else 1
+            workers = QUEUE_WORKERS if url.endswith(".fifo") else 1
             pollers.append(
                 QueuePoller(
                     self.client("sqs"),
@@ -734,12 +750,18 @@ class Runtime:
             )
         return pollers
 
-    def _trim_stream(self, through_sequence: str) -> None:
+    def _trim_stream(self, reader: str, through_sequence: str) -> None:
+        """Drops the stream records every reader has handled."""
         from moto.dynamodb.models import dynamodb_backends
 
+        self._stream_positions[reader] = max(self._stream_positions.get(reader, 0), int(through_sequence))
+        handled = min(self._stream_positions.values())
+        if handled == 0:
+            return
         table = dynamodb_backends[ACCOUNT_ID][REGION].tables.get(self.names[SESSIONS_TABLE])
         if table is not None:
-            atomic_dynamodb.trim_stream(table, through_sequence)
+            with self._stream_read_lock:
+                atomic_dynamodb.trim_stream(table, str(handled))
 
     # ------------------------------------------------------------------------------------------------ stop
 
@@ -755,9 +777,9 @@ class Runtime:
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
-        if self._publisher is not None:
-            self._publisher.stop()
-            self._publisher = None
+        for publisher in self._publishers:
+            publisher.stop()
+        self._publishers = []
         for poller in self._pollers:  # all at once: each may be in a long poll
             poller.signal_stop()
         for poller in self._pollers:

@@ -8,8 +8,11 @@ enrichment or PutEvents fails is retried, with backoff, before anything after it
 the Pipe's MaximumRetryAttempts it is dropped with an error line (where the Pipe uses its dead-letter
 queue). Without enrichment code the batch is skipped with a log line.
 
-When the template has an `AWS::Pipes::Pipe` reading this stream, its enrichment, filter patterns, batch size
-and EventBridge target `Source` / static `DetailType` are used instead of the defaults.
+When the template has `AWS::Pipes::Pipe`s reading this stream, each is run by its own reader (as each Pipe
+reads the stream on its own), with its enrichment, filter patterns and batch size, and its target: the event
+bus (`Source` / static `DetailType`) or an SQS queue, each Event sent as one message shaped by the target's
+`InputTemplate` (`<aws.pipes.event.json>`, `<$.path>`), with its `MessageGroupId` / `MessageDeduplicationId`
+static or a dynamic `$.path` of the Event.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -38,6 +42,26 @@ DEFAULT_FILTER = json.dumps({"eventName": ["INSERT"], "dynamodb": {"NewImage": {
 PUT_EVENTS_LIMIT = 10
 
 
+SEND_MESSAGE_BATCH_LIMIT = 10
+_TEMPLATE_VARIABLE = re.compile(r"<(aws\.pipes\.event\.json|aws\.pipes\.event|\$[^<>]*)>")
+
+
+def _path_value(event: dict[str, Any], path: str) -> Any:
+    """The value at a dot path (`$.a.b`) of the Event."""
+    value: Any = event
+    for part in path.removeprefix("$").strip(".").split("."):
+        if part:
+            value = value[part]
+    return value
+
+
+def _dynamic(value: str | None, event: dict[str, Any]) -> str | None:
+    """A target parameter: a whole-value JSON path (`$.sessionId`) is read from the Event, else static."""
+    if value is None:
+        return None
+    return str(_path_value(event, value)) if value.startswith("$.") else value
+
+
 @dataclass(frozen=True)
 class PipeConfig:
     enrichment_id: str | None
@@ -46,10 +70,37 @@ class PipeConfig:
     source: str = EVENT_SOURCE
     detail_type: str | None = None  # None: the Event's `type`
     max_retries: int = -1  # -1: until it succeeds
+    name: str = "EventsPipe"
+    queue_url: str | None = None  # an SQS target; None: the event bus
+    input_template: str | None = None
+    message_group: str | None = None
+    deduplication_id: str | None = None
 
     def matches(self, record: dict[str, Any]) -> bool:
         event: Any = record
         return any(EventPattern.load(pattern).matches_event(event) for pattern in self.filters)
+
+    def body(self, event: dict[str, Any]) -> str:
+        """The message an SQS target receives: the Event, or the target's InputTemplate filled with it."""
+        if self.input_template is None:
+            return json.dumps(event)
+
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            value = event if name.startswith("aws.pipes.event") else _path_value(event, name)
+            return value if isinstance(value, str) and name.startswith("$") else json.dumps(value)
+
+        return _TEMPLATE_VARIABLE.sub(fill, self.input_template)
+
+    def message(self, event: dict[str, Any], index: int) -> dict[str, Any]:
+        entry: dict[str, Any] = {"Id": str(index), "MessageBody": self.body(event)}
+        group = _dynamic(self.message_group, event)
+        deduplication = _dynamic(self.deduplication_id, event)
+        if group is not None:
+            entry["MessageGroupId"] = group
+        if deduplication is not None:
+            entry["MessageDeduplicationId"] = deduplication
+        return entry
 
     def entry(self, event: dict[str, Any], bus_name: str) -> dict[str, Any]:
         return {
@@ -60,14 +111,20 @@ class PipeConfig:
         }
 
 
-def pipe_config(
+def pipe_configs(
     stream_arn: str,
     specs: dict[str, FunctionSpec],
     resolver: cfn.Resolver,
     template: dict[str, Any] | None = None,
-) -> PipeConfig:
-    """The template's Pipe reading `stream_arn` (resolved through `resolver`), or the default one."""
+) -> list[PipeConfig]:
+    """The template's Pipes reading `stream_arn` (resolved through `resolver`), or the default one."""
     by_arn = {spec.arn: spec.logical_id for spec in specs.values()}
+    queue_by_arn = {
+        arn: resolver.refs[key.removesuffix(".Arn")]
+        for key, arn in resolver.attributes.items()
+        if key.endswith(".Arn") and str(arn).startswith("arn:aws:sqs:")
+    }
+    configs = []
     for logical_id, pipe in cfn.resources("AWS::Pipes::Pipe", template).items():
         properties = pipe.get("Properties", {})
         try:
@@ -85,17 +142,45 @@ def pipe_config(
             item["Pattern"] for item in source_parameters.get("FilterCriteria", {}).get("Filters", [])
         )
         stream_parameters = source_parameters.get("DynamoDBStreamParameters", {})
-        target = properties.get("TargetParameters", {}).get("EventBridgeEventBusParameters", {})
-        detail_type = target.get("DetailType")
-        return PipeConfig(
-            enrichment_id=enrichment_id,
-            filters=filters or ("{}",),
-            batch_size=int(stream_parameters.get("BatchSize", 1)),
-            source=str(target.get("Source", EVENT_SOURCE)),
-            detail_type=None if detail_type is None or str(detail_type).startswith("$") else str(detail_type),
-            max_retries=int(stream_parameters.get("MaximumRetryAttempts", -1)),
+        target_parameters = properties.get("TargetParameters", {})
+        bus = target_parameters.get("EventBridgeEventBusParameters", {})
+        sqs = target_parameters.get("SqsQueueParameters", {})
+        detail_type = bus.get("DetailType")
+        target = str(resolver.resolve(properties.get("Target")))
+        queue_url = queue_by_arn.get(target)
+        if target.startswith("arn:aws:sqs:") and queue_url is None:
+            raise ValueError(f"{logical_id}: target {target} is not a queue of the template")
+        configs.append(
+            PipeConfig(
+                enrichment_id=enrichment_id,
+                filters=filters or ("{}",),
+                batch_size=int(stream_parameters.get("BatchSize", 1)),
+                source=str(bus.get("Source", EVENT_SOURCE)),
+                detail_type=None
+                if detail_type is None or str(detail_type).startswith("$")
+                else str(detail_type),
+                max_retries=int(stream_parameters.get("MaximumRetryAttempts", -1)),
+                name=logical_id,
+                queue_url=queue_url,
+                input_template=target_parameters.get("InputTemplate"),
+                message_group=sqs.get("MessageGroupId"),
+                deduplication_id=sqs.get("MessageDeduplicationId"),
+            )
         )
-    return PipeConfig(enrichment_id=DEFAULT_ENRICHMENT if DEFAULT_ENRICHMENT in specs else None)
+    if configs:
+        return configs
+    return [PipeConfig(enrichment_id=DEFAULT_ENRICHMENT if DEFAULT_ENRICHMENT in specs else None)]
+
+
+def pipe_config(
+    stream_arn: str,
+    specs: dict[str, FunctionSpec],
+    resolver: cfn.Resolver,
+    template: dict[str, Any] | None = None,
+) -> PipeConfig:
+    """The Pipe that publishes `stream_arn` to the event bus."""
+    configs = pipe_configs(stream_arn, specs, resolver, template)
+    return next((config for config in configs if config.queue_url is None), configs[0])
 
 
 def pipe_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
@@ -123,11 +208,17 @@ class StreamPublisher:
         poll_interval: float = 0.1,
         max_backoff: float = 5.0,
         consumed: Callable[[str], None] | None = None,
+        sqs_client: Any = None,
+        read_lock: Any = None,
     ) -> None:
         """`enrich(function_logical_id, records)` invokes the enrichment function; `consumed(sequence)` is
-        told each time every record up to `sequence` has been handled (published or dropped)."""
+        told each time every record up to `sequence` has been handled (published or dropped).
+        `sqs_client` sends to the target of a Pipe whose target is a queue. Readers of one stream share a
+        `read_lock`, held while an iterator is made and read: trimming the stream (`consumed`) drops the
+        iterators handed out, so it takes the same lock."""
         self.streams = streams_client
         self.events = events_client
+        self.sqs = sqs_client
         self.stream_arn = stream_arn
         self.bus_name = bus_name
         self.config = config
@@ -146,15 +237,17 @@ class StreamPublisher:
         self._warned_missing = False
         self._failures = 0
         self._lock = threading.Lock()
+        self._read_lock = read_lock or threading.Lock()
 
     def start(self) -> None:
         self._shard_id = self._only_shard()
-        self._thread = threading.Thread(target=self._run, name="stream-publisher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"stream-{self.config.name}", daemon=True)
         self._thread.start()
         log.info(
-            "publishing %s to bus %s via %s",
+            "%s: %s to %s via %s",
+            self.config.name,
             self.stream_arn.rsplit("/stream/", 1)[0].rsplit("/", 1)[-1],
-            self.bus_name,
+            (self.config.queue_url or "").rsplit("/", 1)[-1] or f"bus {self.bus_name}",
             self.config.enrichment_id or "no enrichment",
         )
 
@@ -210,7 +303,8 @@ class StreamPublisher:
         Raises when the enrichment or PutEvents fails; the same records are tried again on the next call."""
         with self._lock:
             if not self._pending:
-                answer = self.streams.get_records(ShardIterator=self._iterator(), Limit=READ_LIMIT)
+                with self._read_lock:
+                    answer = self.streams.get_records(ShardIterator=self._iterator(), Limit=READ_LIMIT)
                 if answer["Records"]:
                     self._last_sequence = max(
                         (r["dynamodb"]["SequenceNumber"] for r in answer["Records"]), key=int
@@ -275,6 +369,9 @@ class StreamPublisher:
         events = [events] if isinstance(events, dict) else events
         if not isinstance(events, list) or not all(isinstance(event, dict) for event in events):
             raise RuntimeError("the enrichment must answer a list of Event objects")
+        if self.config.queue_url is not None:
+            self._send(events)
+            return
         entries = [self.config.entry(event, self.bus_name) for event in events]
         for start in range(0, len(entries), PUT_EVENTS_LIMIT):
             chunk = entries[start : start + PUT_EVENTS_LIMIT]
@@ -285,3 +382,16 @@ class StreamPublisher:
             self.published += len(chunk)
             for event in chunk:
                 log.debug("published %s %s", event["DetailType"], event["Detail"][:200])
+
+    def _send(self, events: list[dict[str, Any]]) -> None:
+        for start in range(0, len(events), SEND_MESSAGE_BATCH_LIMIT):
+            chunk = events[start : start + SEND_MESSAGE_BATCH_LIMIT]
+            answer = self.sqs.send_message_batch(
+                QueueUrl=self.config.queue_url,
+                Entries=[self.config.message(event, index) for index, event in enumerate(chunk)],
+            )
+            if answer.get("Failed"):
+                raise RuntimeError(
+                    f"SendMessageBatch failed for {len(answer['Failed'])} entries: {answer['Failed'][:1]}"
+                )
+            self.published += len(chunk)

@@ -61,6 +61,9 @@ def test_a_kill_loses_no_answered_write_and_leaves_no_torn_state(tmp_path: Path)
         for session_id in created:
             assert api.get(session_id)["status"] == "OPEN"
             assert [event["type"] for event in api.events(session_id)] == ["session.created"]
+        # And the restored sessions are listed, newest first (the tenant index is rebuilt from the items)
+        listed = api.request("GET", "/v1/sessions?limit=100")
+        assert [s["sessionId"] for s in listed.body["data"]] == list(reversed(created))
     finally:
         stop_and_check(second)
 

@@ -147,7 +147,7 @@ def test_the_repository_sends_one_token_per_logical_write_and_a_retry_repeats_it
 def _tenant_ids(aws: Any, tenant: str) -> list[str]:
     answer = aws.dynamodb.query(
         TableName=aws.table_name,
-        IndexName="byTenant",
+        IndexName="byTenantKeys",
         KeyConditionExpression="tenantId = :t",
         ExpressionAttributeValues={":t": {"S": tenant}},
     )
@@ -159,7 +159,7 @@ def test_an_index_query_reads_its_partition_only_and_follows_every_write(
 ) -> None:
     from moto.dynamodb.models.table import Table
 
-    # Given items of two tenants in the byTenant index, and a table that may not be read whole
+    # Given items of two tenants in the byTenantKeys index, and a table that may not be read whole
     for index in range(30):
         tenant = "a" if index < 3 else "b"
         aws.dynamodb.put_item(

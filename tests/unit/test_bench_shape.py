@@ -30,6 +30,14 @@ EXPECTED_KEYS = {
     },
     "stripe": {"ddb_calls_cancel_k", "provider_wall_ratio_25_vs_1"},
     "webhooks": {"aws_calls_per_first_attempt", "deliveries_per_second", "first_attempt_p50_ms"},
+    "capacity": {
+        "max_writes_per_key_share_1_tenant",
+        "max_messages_per_group_share",
+        "fanout_groups_used",
+        "max_writes_per_key_per_second_1_tenant",
+        "max_reads_per_key_per_second_1_tenant",
+        "max_messages_per_group_per_second",
+    },
     "machine": None,
 }
 
@@ -57,6 +65,9 @@ def _check_shape(results: dict[str, Any]) -> None:
     stripe = results["stripe"]
     assert set(stripe["ddb_calls_cancel_k"]) == {"1", "5", "25"}
     assert isinstance(stripe["provider_wall_ratio_25_vs_1"], float)
+    capacity = results["capacity"]
+    assert isinstance(capacity["fanout_groups_used"], int)
+    assert all(isinstance(value, int | float) for value in capacity.values())
     runtime = results["runtime"]
     assert isinstance(runtime["errors_5xx"], int)
     assert all(isinstance(value, int | float) for value in runtime.values())

@@ -332,7 +332,7 @@ def test_write_access_is_where_the_code_needs_it(template: Template) -> None:
     assert {"states:StartExecution", "states:DescribeExecution", "states:SendTaskSuccess"} <= granted(
         "ExpireSessionsFunction", "CancellationFinaliser"
     )
-    assert granted("ListSessionsFunction", "SessionsTable") == {"dynamodb:Query"}
+    assert granted("ListSessionsFunction", "SessionsTable") == {"dynamodb:Query", "dynamodb:BatchGetItem"}
     assert granted("ExpireSessionsFunction", "IdempotencyTable") == set()
 
 
@@ -514,8 +514,8 @@ def test_schedule_retries_then_dead_letters_and_failed_runs_land_in_a_queue(temp
 
 
 def test_pipe_publishes_new_timeline_events_to_the_bus(template: Template) -> None:
-    [pipe] = resources("AWS::Pipes::Pipe", template).values()
-    properties = pipe["Properties"]
+    assert set(resources("AWS::Pipes::Pipe", template)) == {"EventsPipe", "WebhookEventsPipe"}
+    properties = template["Resources"]["EventsPipe"]["Properties"]
     assert is_get_att(properties["Source"], "SessionsTable", "StreamArn")
     assert is_get_att(properties["Enrichment"], "PublishEventsFunction", "Arn")
     assert is_get_att(properties["Target"], "EventBus", "Arn")
@@ -529,6 +529,96 @@ def test_pipe_publishes_new_timeline_events_to_the_bus(template: Template) -> No
     assert pattern == {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"entity": {"S": ["EVENT"]}}}}
     bus = properties["TargetParameters"]["EventBridgeEventBusParameters"]
     assert bus == {"Source": "checkout.sessions", "DetailType": "$.type"}
+
+
+def fan_out_lane_problems(template: Template) -> list[str]:
+    """The webhook fan-out's queue is fed in one message group per session, never in one fixed group, and
+    both FIFO queues of the webhooks run in high-throughput mode (the quota is per group)."""
+    problems = []
+    for logical_id, rule in resources("AWS::Events::Rule", template).items():
+        for target in rule["Properties"].get("Targets", []):
+            if is_get_att(target["Arn"], "WebhookEventsQueue", "Arn"):
+                problems.append(f"{logical_id} sends every event to the fan-out in one message group")
+    feeds = [
+        pipe["Properties"]
+        for pipe in resources("AWS::Pipes::Pipe", template).values()
+        if is_get_att(pipe["Properties"]["Target"], "WebhookEventsQueue", "Arn")
+    ]
+    if not feeds:
+        problems.append("nothing feeds the fan-out's queue")
+    for properties in feeds:
+        group = properties["TargetParameters"]["SqsQueueParameters"]["MessageGroupId"]
+        if group != "$.sessionId":
+            problems.append(f"the fan-out's message group is {group!r}, not the session")
+    for queue in ("WebhookEventsQueue", "WebhookDeliveryQueue"):
+        queue_properties = template["Resources"][queue]["Properties"]
+        if queue_properties.get("FifoThroughputLimit") != "perMessageGroupId":
+            problems.append(f"{queue} is not a high-throughput FIFO queue")
+        if queue_properties.get("DeduplicationScope") != "messageGroup":
+            problems.append(f"{queue} deduplicates across the whole queue")
+    return problems
+
+
+def test_the_fan_out_has_no_single_lane(template: Template) -> None:
+    assert fan_out_lane_problems(template) == []
+    pipe = template["Resources"]["WebhookEventsPipe"]["Properties"]
+    assert is_get_att(pipe["Source"], "SessionsTable", "StreamArn")
+    assert is_get_att(pipe["Enrichment"], "PublishEventsFunction", "Arn")
+    assert pipe["TargetParameters"]["SqsQueueParameters"]["MessageDeduplicationId"] == "$.eventId"
+    assert pipe["TargetParameters"]["InputTemplate"] == '{"detail": <aws.pipes.event.json>}'
+    events_pipe = template["Resources"]["EventsPipe"]["Properties"]["SourceParameters"]
+    assert pipe["SourceParameters"]["FilterCriteria"] == events_pipe["FilterCriteria"]
+    stream = pipe["SourceParameters"]["DynamoDBStreamParameters"]
+    assert is_get_att(stream["DeadLetterConfig"]["Arn"], "EventsPipeDeadLetterQueue", "Arn")
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t["Resources"]["WebhookEventsPipe"]["Properties"]["TargetParameters"][
+            "SqsQueueParameters"
+        ].update(MessageGroupId="events"),
+        lambda t: t["Resources"].update(
+            Rule={
+                "Type": "AWS::Events::Rule",
+                "Properties": {
+                    "Targets": [
+                        {
+                            "Id": "x",
+                            "Arn": {"Fn::GetAtt": ["WebhookEventsQueue", "Arn"]},
+                            "SqsParameters": {"MessageGroupId": "events"},
+                        }
+                    ]
+                },
+            }
+        ),
+        lambda t: t["Resources"]["WebhookDeliveryQueue"]["Properties"].pop("FifoThroughputLimit"),
+        lambda t: t["Resources"].pop("WebhookEventsPipe"),
+    ],
+)
+def test_fan_out_lane_rule_catches(template: Template, mutate: Callable[[Template], None]) -> None:
+    mutate(template)
+    assert fan_out_lane_problems(template)
+
+
+def test_webhook_pipe_role_reads_the_stream_invokes_the_enricher_and_sends_to_the_fan_out(
+    template: Template,
+) -> None:
+    [policy] = template["Resources"]["WebhookEventsPipeRole"]["Properties"]["Policies"]
+    statements = policy["PolicyDocument"]["Statement"]
+
+    def granted(action: str, name: str, attribute: str) -> bool:
+        return any(
+            action in actions_of(statement) and is_get_att(statement["Resource"], name, attribute)
+            for statement in statements
+        )
+
+    for action in ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"):
+        assert granted(action, "SessionsTable", "StreamArn")
+    assert granted("lambda:InvokeFunction", "PublishEventsFunction", "Arn")
+    assert granted("sqs:SendMessage", "WebhookEventsQueue", "Arn")
+    assert granted("sqs:SendMessage", "EventsPipeDeadLetterQueue", "Arn")
+    assert not any(a.startswith("events:") for statement in statements for a in actions_of(statement))
 
 
 def test_pipe_filter_matches_the_sample_batch() -> None:

@@ -24,6 +24,8 @@ from checkout_core.settings import get_settings
 EVENT_SORT_BASE = 100_000_000
 EXPIRY_SHARDS = 10
 LIST_PAGES_PER_REQUEST = 10
+TENANT_INDEX = "byTenantKeys"
+BATCH_GET_ATTEMPTS = 4
 PROVIDER_EVENT_RETENTION_SECONDS = 7 * 24 * 3600
 MAX_REQUEST_TOKEN_LENGTH = 36
 _THROTTLING = frozenset(
@@ -255,38 +257,62 @@ class SessionRepository:
         tenant_id: str,
         limit: int,
         cursor: str | None,
-        status_filter: tuple[str, dict[str, Any]] | None,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first. `status_filter` is a condition text in `{attr}` / `:value` form."""
+        """Newest first: a page of the tenant's keys from `byTenantKeys`, then those sessions in one
+        BatchGetItem; `keep` (on the session item) filters. The index holds only keys, written when a session
+        is created and never rewritten by its updates, so a tenant's key takes one write per new session."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "IndexName": "byTenant",
+            "IndexName": TENANT_INDEX,
             "ScanIndexForward": False,
             "Limit": limit,
+            "KeyConditionExpression": "tenantId = :tenant",
+            "ExpressionAttributeValues": self._serialize({":tenant": tenant_id}),
         }
-        expression = _Expression()
-        key_condition = expression.condition("{tenantId} = :tenant", {":tenant": tenant_id})
-        if status_filter:
-            kwargs["FilterExpression"] = expression.condition(*status_filter)
-        kwargs["KeyConditionExpression"] = key_condition
-        kwargs["ExpressionAttributeNames"] = expression.names
-        kwargs["ExpressionAttributeValues"] = self._serialize(expression.values)
         if cursor:
-            kwargs["ExclusiveStartKey"] = self._serialize(_decode_cursor(cursor, tenant_id))
+            kwargs["KeyConditionExpression"] += " AND sessionId < :after"
+            kwargs["ExpressionAttributeValues"] = self._serialize(
+                {":tenant": tenant_id, ":after": _decode_cursor(cursor, tenant_id)}
+            )
         found: list[dict[str, Any]] = []
-        # A filter can match few of the items a page reads; a request reads a bounded number of pages
+        # A filter can match few of the sessions a page reads; a request reads a bounded number of pages
         # and hands back a cursor where it stopped, so its cost stays bounded however rare the status.
+        last_read = ""
         for _ in range(LIST_PAGES_PER_REQUEST):
             response = self._call("query", **kwargs)
-            for raw in response.get("Items", []):
-                found.append(self._deserialize(raw))
+            keys = [self._deserialize(raw) for raw in response.get("Items", [])]
+            sessions = self._sessions(keys)
+            for position, key in enumerate(keys):
+                last_read = key["sessionId"]
+                item = sessions.get(key["sessionId"])
+                if item is None or (keep is not None and not keep(item)):
+                    continue
+                found.append(item)
                 if len(found) == limit:
-                    more = raw is not response["Items"][-1] or "LastEvaluatedKey" in response
-                    return found, encode_cursor(found[-1]) if more else None
+                    more = position < len(keys) - 1 or "LastEvaluatedKey" in response
+                    return found, encode_cursor(item) if more else None
             if "LastEvaluatedKey" not in response:
                 return found, None
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return found, encode_cursor(self._deserialize(kwargs["ExclusiveStartKey"]))
+        return found, encode_cursor({"tenantId": tenant_id, "sessionId": last_read})
+
+    def _sessions(self, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The session items of `keys` (at most 100), by session id, in one BatchGetItem (and a few more for
+        what a throttled DynamoDB leaves unprocessed)."""
+        wanted = [self._serialize(session_key(key["sessionId"])) for key in keys]
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(BATCH_GET_ATTEMPTS):
+            if not wanted:
+                return found
+            response = self._call("batch_get_item", RequestItems={self.table_name: {"Keys": wanted}})
+            for raw in response.get("Responses", {}).get(self.table_name, []):
+                item = self._deserialize(raw)
+                found[item["sessionId"]] = item
+            wanted = response.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+        if wanted:
+            raise ServiceUnavailable()
+        return found
 
     def due_keys(
         self,
@@ -495,25 +521,26 @@ class SessionRepository:
 
 
 def encode_cursor(item: dict[str, Any]) -> str:
-    """The list cursor that resumes after `item` (a session item of the byTenant index)."""
-    key = {name: item[name] for name in ("pk", "sk", "tenantId", "sessionId")}
+    """The list cursor that resumes after `item` (a session, or its `byTenantKeys` entry)."""
+    key = {name: item[name] for name in ("tenantId", "sessionId")}
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, tenant_id: str) -> dict[str, str]:
+def _decode_cursor(cursor: str, tenant_id: str) -> str:
+    """The session id a cursor resumes after. Cursors of the former index (which also named the session's
+    table keys) still resume where they were."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("cursor is not a cursor this API returned.", "cursor") from exc
-    expected = {"pk", "sk", "tenantId", "sessionId"}
     if (
         not isinstance(key, dict)
-        or set(key) != expected
+        or set(key) not in ({"tenantId", "sessionId"}, {"pk", "sk", "tenantId", "sessionId"})
         or not all(isinstance(value, str) for value in key.values())
         or key["tenantId"] != tenant_id
-        or key["pk"] != f"SESSION#{key['sessionId']}"
-        or key["sk"] != "SESSION"
+        or key.get("pk", f"SESSION#{key['sessionId']}") != f"SESSION#{key['sessionId']}"
+        or key.get("sk", "SESSION") != "SESSION"
     ):
         raise InvalidRequest("cursor is not a cursor this API returned.", "cursor")
-    return key
+    return str(key["sessionId"])

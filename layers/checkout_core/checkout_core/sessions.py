@@ -17,7 +17,7 @@ from checkout_core.errors import InvalidRequest
 from checkout_core.models import CreateSessionRequest, Event, Session, SessionList, Tenant
 from checkout_core.observability import count_transition, logger
 from checkout_core.repository import encode_cursor, shard_of
-from checkout_core.transitions import SessionStatus
+from checkout_core.transitions import SessionStatus, effective_status
 from checkout_core.views import event_view, session_view
 
 # Lambda's answer limit is 6 MB; what is left is for headers and the page's own envelope.
@@ -31,23 +31,15 @@ def get_session(ctx: Context, tenant: Tenant, session_id: str) -> Session:
 def list_sessions(
     ctx: Context, tenant: Tenant, status: SessionStatus | None, limit: int, cursor: str | None
 ) -> SessionList:
-    now = epoch(ctx.clock())
-    status_filter: tuple[str, dict[str, Any]] | None = None
-    # The effective status: an OPEN session past expiresAt with nothing in flight is listed as EXPIRED.
-    if status is SessionStatus.OPEN:
-        status_filter = (
-            "{status} = :open AND ({expiresAt} > :now OR {inFlight} > :zero)",
-            {":open": "OPEN", ":now": now, ":zero": 0},
-        )
-    elif status is SessionStatus.EXPIRED:
-        status_filter = (
-            "{status} = :expired OR ({status} = :open AND {expiresAt} <= :now AND {inFlight} = :zero)",
-            {":expired": "EXPIRED", ":open": "OPEN", ":now": now, ":zero": 0},
-        )
-    elif status is not None:
-        status_filter = ("{status} = :wanted", {":wanted": status.value})
-    items, next_cursor = ctx.repository.list_sessions(tenant.tenant_id, limit, cursor, status_filter)
     moment = ctx.clock()
+    now = epoch(moment)
+
+    def has_status(item: dict[str, Any]) -> bool:
+        # The effective status: an OPEN session past expiresAt with nothing in flight is EXPIRED.
+        return effective_status(item["status"], item["expiresAt"], item.get("inFlight", 0), now) is status
+
+    keep = has_status if status is not None else None
+    items, next_cursor = ctx.repository.list_sessions(tenant.tenant_id, limit, cursor, keep)
     page: list[Session] = []
     size = 0
     for index, item in enumerate(items):

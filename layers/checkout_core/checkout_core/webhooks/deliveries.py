@@ -43,7 +43,7 @@ def new_delivery(
     item: dict[str, Any] = {
         **delivery_key(endpoint["endpointId"], delivery_id),
         "entity": "DELIVERY",
-        # `tenant`, not `tenantId`: with `sessionId` that would put it in the sessions' byTenant index
+        # `tenant`, not `tenantId`: with `sessionId` that would put it in the sessions' byTenantKeys index
         "tenant": tenant_id,
         "deliveryId": delivery_id,
         "endpointId": endpoint["endpointId"],
