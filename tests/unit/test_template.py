@@ -332,7 +332,7 @@ def test_write_access_is_where_the_code_needs_it(template: Template) -> None:
     assert {"states:StartExecution", "states:DescribeExecution", "states:SendTaskSuccess"} <= granted(
         "ExpireSessionsFunction", "CancellationFinaliser"
     )
-    assert granted("ListSessionsFunction", "SessionsTable") == {"dynamodb:Query"}
+    assert granted("ListSessionsFunction", "SessionsTable") == {"dynamodb:Query", "dynamodb:BatchGetItem"}
     assert granted("ExpireSessionsFunction", "IdempotencyTable") == set()
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from checkout_core import transitions
 from checkout_core.api_keys import hash_secret
 from checkout_core.changes import epoch, new_event, owned_session
 from checkout_core.clock import from_epoch, to_iso, uuid7
@@ -16,7 +18,7 @@ from checkout_core.context import Context
 from checkout_core.errors import InvalidRequest
 from checkout_core.models import CreateSessionRequest, Event, Session, SessionList, Tenant
 from checkout_core.observability import count_transition, logger
-from checkout_core.repository import encode_cursor, shard_of
+from checkout_core.repository import encode_cursor, reference_cursor, reference_partition, shard_of
 from checkout_core.transitions import SessionStatus
 from checkout_core.views import event_view, session_view
 
@@ -29,8 +31,17 @@ def get_session(ctx: Context, tenant: Tenant, session_id: str) -> Session:
 
 
 def list_sessions(
-    ctx: Context, tenant: Tenant, status: SessionStatus | None, limit: int, cursor: str | None
+    ctx: Context,
+    tenant: Tenant,
+    status: SessionStatus | None,
+    limit: int,
+    cursor: str | None,
+    reference_id: str | None = None,
 ) -> SessionList:
+    if reference_id is not None:
+        items, next_cursor = _by_reference(ctx, tenant, reference_id, status, limit, cursor)
+        partition = reference_partition(tenant.tenant_id, reference_id)
+        return _page_of(ctx, items, next_cursor, lambda item: reference_cursor(item, partition))
     now = epoch(ctx.clock())
     status_filter: tuple[str, dict[str, Any]] | None = None
     # The effective status: an OPEN session past expiresAt with nothing in flight is listed as EXPIRED.
@@ -47,6 +58,34 @@ def list_sessions(
     elif status is not None:
         status_filter = ("{status} = :wanted", {":wanted": status.value})
     items, next_cursor = ctx.repository.list_sessions(tenant.tenant_id, limit, cursor, status_filter)
+    return _page_of(ctx, items, next_cursor, encode_cursor)
+
+
+def _by_reference(
+    ctx: Context,
+    tenant: Tenant,
+    reference_id: str,
+    status: SessionStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Sessions with exactly this referenceId: few per reference, so the status (the effective one)
+    is checked on the sessions read rather than in the index."""
+    now = epoch(ctx.clock())
+
+    def wanted(item: dict[str, Any]) -> bool:
+        effective = transitions.effective_status(item["status"], item["expiresAt"], item["inFlight"], now)
+        return status is None or effective is status
+
+    return ctx.repository.list_sessions_by_reference(tenant.tenant_id, reference_id, limit, cursor, wanted)
+
+
+def _page_of(
+    ctx: Context,
+    items: list[dict[str, Any]],
+    next_cursor: str | None,
+    resume_after: Callable[[dict[str, Any]], str],
+) -> SessionList:
     moment = ctx.clock()
     page: list[Session] = []
     size = 0
@@ -55,7 +94,7 @@ def list_sessions(
         size += _answer_bytes(view)
         if page and size > LIST_ANSWER_BUDGET_BYTES:
             # Lambda refuses an answer over 6 MB: the page ends here and the cursor resumes after it.
-            return SessionList(data=page, nextCursor=encode_cursor(items[index - 1]))
+            return SessionList(data=page, nextCursor=resume_after(items[index - 1]))
         page.append(view)
     return SessionList(data=page, nextCursor=next_cursor)
 
@@ -112,6 +151,7 @@ def create_session(
         "txCount": 0,
         "transactions": {},
         "openShard": f"OPEN#{shard_of(session_id)}",
+        "tenantReference": reference_partition(tenant.tenant_id, request.referenceId),
     }
     if request.customerId is not None:
         item["customerId"] = request.customerId
