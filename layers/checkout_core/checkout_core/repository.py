@@ -366,6 +366,26 @@ class SessionRepository:
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return items
 
+    def count_index(self, index: str, shard_attribute: str, shard_prefix: str) -> int:
+        """How many items a sharded sparse index holds (Select COUNT over its keys, shard by shard)."""
+        total = 0
+        for shard in range(EXPIRY_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": index,
+                "KeyConditionExpression": "#shard = :shard",
+                "ExpressionAttributeNames": {"#shard": shard_attribute},
+                "ExpressionAttributeValues": self._serialize({":shard": f"{shard_prefix}#{shard}"}),
+                "Select": "COUNT",
+            }
+            while True:
+                response = self._call("query", **kwargs)
+                total += int(response.get("Count", 0))
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return total
+
     def watch_list(
         self, index: str, tenant_attribute: str, tenant_id: str, limit: int
     ) -> tuple[list[str], bool]:
