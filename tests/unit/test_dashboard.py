@@ -124,10 +124,10 @@ def test_provider_calls_publish_latency_and_errors_by_provider(
 
 
 def test_a_metric_that_cannot_be_published_never_fails_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aws_lambda_powertools.metrics as powertools_metrics
+
     from checkout_core.providers import ProviderRegistry
     from checkout_core.providers.sandbox import sandboxes
-
-    import aws_lambda_powertools.metrics as powertools_metrics
 
     def broken(**kwargs: Any) -> Any:
         raise ValueError("metric refused")
