@@ -27,6 +27,7 @@ FULL = {
     "runtime_sample": 200,
     "stripe_runs": 5,
     "webhook_sessions_per_client": 10,
+    "console_sessions": 1000,
 }
 FAST = {
     "expiry_n": 200,
@@ -37,6 +38,7 @@ FAST = {
     "runtime_sample": 20,
     "stripe_runs": 1,
     "webhook_sessions_per_client": 1,
+    "console_sessions": 20,
 }
 
 
@@ -45,7 +47,18 @@ def machine() -> str:
 
 
 def run(settings: dict[str, int]) -> dict[str, Any]:
-    from bench import ddb_calls, expiry, imports, layer, overhead, runtime, stripe, transitions, webhooks
+    from bench import (
+        console,
+        ddb_calls,
+        expiry,
+        imports,
+        layer,
+        overhead,
+        runtime,
+        stripe,
+        transitions,
+        webhooks,
+    )
 
     measures: dict[str, Any] = {}
     started = time.monotonic()
@@ -69,6 +82,8 @@ def run(settings: dict[str, int]) -> dict[str, Any]:
     measures["stripe"] = stripe.measure(settings["stripe_runs"])
     step("webhooks: calls per first attempt, and the local delivery path")
     measures["webhooks"] = webhooks.measure(settings["webhook_sessions_per_client"])
+    step("the console's overview page at N and 10N sessions")
+    measures["console"] = console.measure(settings["console_sessions"])
     step("the embedded runtime over HTTP")
     measures["runtime"] = runtime.measure(settings["runtime_sessions"], settings["runtime_sample"])
     step("done")

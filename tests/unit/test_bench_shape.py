@@ -30,6 +30,7 @@ EXPECTED_KEYS = {
     },
     "stripe": {"ddb_calls_cancel_k", "provider_wall_ratio_25_vs_1"},
     "webhooks": {"aws_calls_per_first_attempt", "deliveries_per_second", "first_attempt_p50_ms"},
+    "console": {"overview_calls_1k", "overview_calls_10k", "scans"},
     "machine": None,
 }
 
@@ -57,6 +58,10 @@ def _check_shape(results: dict[str, Any]) -> None:
     stripe = results["stripe"]
     assert set(stripe["ddb_calls_cancel_k"]) == {"1", "5", "25"}
     assert isinstance(stripe["provider_wall_ratio_25_vs_1"], float)
+    console = results["console"]
+    assert all(
+        isinstance(console[name], int) for name in ("overview_calls_1k", "overview_calls_10k", "scans")
+    )
     runtime = results["runtime"]
     assert isinstance(runtime["errors_5xx"], int)
     assert all(isinstance(value, int | float) for value in runtime.values())
