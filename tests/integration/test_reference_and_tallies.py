@@ -150,3 +150,28 @@ def test_watch_changes_follow_the_events() -> None:
     refunded = tallies.watch_changes("t", "s", [{"type": "transaction.refunded", "occurredAt": at}])
     assert refunded.set == {} and set(refunded.remove) == set(tallies.ATTENTION_KEYS)
     assert tallies.watch_changes("t", "s", [{"type": "transaction.created", "occurredAt": at}]).set == {}
+
+
+def test_a_create_that_meets_a_busy_counter_is_written_again_once(aws: Any, monkeypatch: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    original = SessionRepository._call
+    refused: list[str] = []
+
+    def conflict_once(self: Any, operation: str, **kwargs: Any) -> Any:
+        if operation == "transact_write_items" and not refused:
+            refused.append(kwargs["ClientRequestToken"])
+            reasons = [{"Code": "None"}] * (len(kwargs["TransactItems"]) - 1) + [
+                {"Code": "TransactionConflict"}
+            ]
+            error = {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"}}
+            raise ClientError({**error, "CancellationReasons": reasons}, "TransactWriteItems")
+        return original(self, operation, **kwargs)
+
+    # Given another write holding the session's counter item at the moment of the create
+    monkeypatch.setattr(SessionRepository, "_call", conflict_once)
+    # When the session is created
+    session_id = create("busy")
+    # Then it was written again, under another token, and counted once
+    assert refused and aws.session_item(session_id)["status"] == "OPEN"
+    assert _counts(aws)["created"] == 1

@@ -465,13 +465,17 @@ class SessionRepository:
         }
         self._call("put_item", TableName=self.table_name, Item=self._serialize(item))
 
-    def create_session(self, session: dict[str, Any], pay_token_hash: str, event: dict[str, Any]) -> None:
+    def create_session(
+        self, session: dict[str, Any], pay_token_hash: str, event: dict[str, Any], attempt: int = 0
+    ) -> None:
+        """`attempt` > 0: again after a transaction conflict on a counter item (that write was cancelled
+        whole), under a token of its own."""
         session_id = session["sessionId"]
         event_item = self._event_item(session_id, 1, event)
         self._transact(
             session_id,
             0,
-            "create_session",
+            f"create_session#{attempt}" if attempt else "create_session",
             [
                 self._put(session, "attribute_not_exists(pk)", f"item:{session['pk']}"),
                 self._put(

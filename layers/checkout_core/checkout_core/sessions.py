@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 from checkout_core import transitions
 from checkout_core.api_keys import hash_secret
-from checkout_core.changes import epoch, new_event, owned_session
+from checkout_core.changes import attempts, epoch, new_event, owned_session
 from checkout_core.clock import from_epoch, to_iso, uuid7
 from checkout_core.context import Context
-from checkout_core.errors import InvalidRequest
+from checkout_core.errors import ConcurrentUpdate, InvalidRequest, WriteConflict
 from checkout_core.models import CreateSessionRequest, Event, Session, SessionList, Tenant
 from checkout_core.observability import count_transition, logger
 from checkout_core.repository import encode_cursor, reference_cursor, reference_partition, shard_of
@@ -170,7 +170,17 @@ def create_session(
             "expiresAt": to_iso(from_epoch(expires_at)),
         },
     )
-    ctx.repository.create_session(item, hash_secret(token), event)
+    token_hash = hash_secret(token)
+    for attempt in attempts():
+        try:
+            ctx.repository.create_session(item, token_hash, event, attempt)
+            break
+        except WriteConflict as conflict:
+            # The session is new: only another write of the same counter item can have been in the way.
+            if not conflict.part.startswith("counter:"):
+                raise
+    else:
+        raise ConcurrentUpdate()
     count_transition("SessionCreated")
     logger.info("session created", extra={"sessionId": session_id, "tenantId": tenant.tenant_id})
     return session_view(item, now, url=f"{public_base_url.rstrip('/')}/pay/{token}")

@@ -15,6 +15,7 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl
 
 from checkout_core.api_keys import hash_api_key, hash_secret
+from checkout_core.console.store import ConsoleStore
 from checkout_core.context import Context
 from checkout_core.hosted.checkout import FormRefused, check_form, form_token, new_form_nonce
 from checkout_core.models import Tenant
@@ -42,9 +43,7 @@ class SignedIn:
         return form_token(self.cookie_value, _SIGNED_IN_PURPOSE)
 
 
-def _store(ctx: Context):  # type: ignore[no-untyped-def]
-    from checkout_core.console.store import ConsoleStore
-
+def _store(ctx: Context) -> ConsoleStore:
     return ConsoleStore(ctx.settings.table_name)
 
 

@@ -44,7 +44,7 @@ def _base() -> str:
     """The console's path as the browser sees it: behind API Gateway's stage prefix on its own host."""
     event = router.current_event
     host = event.headers.get("Host") or event.headers.get("host") or ""
-    stage = event.request_context.stage
+    stage = (event.raw_event.get("requestContext") or {}).get("stage")
     return (f"/{stage}" if stage and ".execute-api." in host else "") + "/console"
 
 
