@@ -175,3 +175,25 @@ def test_a_create_that_meets_a_busy_counter_is_written_again_once(aws: Any, monk
     # Then it was written again, under another token, and counted once
     assert refused and aws.session_item(session_id)["status"] == "OPEN"
     assert _counts(aws)["created"] == 1
+
+
+def test_the_workflows_finalisation_counts_the_cancel_and_leaves_the_watch_list(aws: Any) -> None:
+    from tests.integration.flows import events, provider_event, transaction
+    from tests.support import wait_until
+
+    # Given a cancellation pending on a bank transfer, its finaliser waiting on the provider
+    session_id = create("finalised-by-the-workflow")
+    bank = transaction(session_id, "sandbox_bank_transfer")
+    assert cancel(session_id).json()["status"] == "PENDING_CANCELLATION"
+    repository = SessionRepository(aws.table_name)
+    assert repository.watch_list("byTenantPending", "pendingTenant", "demo", 10)[0] == [session_id]
+    wait_until(lambda: "taskToken" in (repository.get_transaction(bank) or {}), what="the finaliser to wait")
+    # When the transfer fails at the provider and the workflow finalises the session
+    assert provider_event("sandbox_bank_transfer", bank, "FAILED").json()["applied"] is True
+    wait_until(lambda: aws.session_item(session_id)["status"] == "CANCELLED", what="CANCELLED")
+    wait_until(lambda: aws.executions()[0]["status"] == "SUCCEEDED", what="the execution to succeed")
+    # Then its own write counted the cancel, in the session's counter item, and left the watch list
+    assert events(session_id)[-1]["actor"] == "workflow"
+    assert _counts(aws) == {"created": 1, "completed": 0, "cancelled": 1, "expired": 0}
+    assert repository.watch_list("byTenantPending", "pendingTenant", "demo", 10) == ([], False)
+    assert "pendingTenant" not in aws.session_item(session_id)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from checkout_core import transitions
+from checkout_core import tallies, transitions
 from checkout_core.api_keys import hash_secret
 from checkout_core.changes import attempts, epoch, new_event, owned_session
 from checkout_core.clock import from_epoch, to_iso, uuid7
@@ -152,6 +152,8 @@ def create_session(
         "transactions": {},
         "openShard": f"OPEN#{shard_of(session_id)}",
         "tenantReference": reference_partition(tenant.tenant_id, request.referenceId),
+        # The counter item its outcomes move; the finaliser's own write reads it from here.
+        "statsKey": tallies.counter_pk(tenant.tenant_id, tallies.tally_shard(session_id)),
     }
     if request.customerId is not None:
         item["customerId"] = request.customerId

@@ -304,10 +304,11 @@ def cancel(sessionId: str) -> Response[str]:
 
 
 def _endpoints(tenant: Tenant) -> list[Any]:
-    from checkout_core.webhooks.endpoints import endpoint_view
+    """Every endpoint of the tenant (at most 16: one page of the API's own list)."""
+    from checkout_core.webhooks.endpoints import list_endpoints
+    from checkout_core.webhooks.store import MAX_ENDPOINTS
 
-    _, items = _services().db.endpoints_of(tenant.tenant_id)
-    return [endpoint_view(item) for item in sorted(items, key=lambda i: i["endpointId"], reverse=True)]
+    return list(list_endpoints(_services(), tenant, MAX_ENDPOINTS, None).data)
 
 
 def _endpoints_answer(
@@ -350,8 +351,6 @@ def create_endpoint() -> Response[str]:
             request = _endpoint_request(fields, CreateEndpointRequest)
         except ValidationError as exc:
             return _endpoints_answer(signed, error=f"Not added: {_invalid(exc)}", status=400)
-        if request.description is None:
-            request = request.model_copy(update={"description": None})
         try:
             created = create(_services(), signed.tenant, request)
         except (errors.InvalidRequest, errors.EndpointLimitReached) as exc:
