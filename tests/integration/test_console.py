@@ -212,3 +212,92 @@ def test_the_overview_costs_the_same_reads_at_any_number_of_sessions(aws: Any, m
     assert counts[0] == counts[1]
     assert "scan" not in counts[0]
     assert f"{22} created" in page.body or ">22<" in page.body
+
+
+def test_webhook_endpoints_through_the_console_are_the_apis_own(
+    aws: Any, other_key: str, monkeypatch: Any
+) -> None:
+    from checkout_core import settings
+    from checkout_core.webhooks import services
+
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE_URLS", "true")
+    settings.get_settings.cache_clear()
+    services.get_services.cache_clear()
+    browser = Browser()
+    browser.sign_in()
+    page = browser.request("GET", "/console/webhooks")
+    # Adding one shows its secret once, on the answer to the post
+    added = browser.request(
+        "POST",
+        "/console/webhooks",
+        {
+            "form_token": browser.token(page),
+            "url": "http://127.0.0.1:9/hooks",
+            "eventTypes": ["session.created"],
+        },
+    )
+    assert added.status == 201 and "whsec_" in added.body
+    endpoint_id = re.search(r'/console/webhooks/([0-9a-f-]{36})/test"', added.body).group(1)  # type: ignore[union-attr]
+    listed = api_get("/v1/webhook-endpoints", "/v1/webhook-endpoints").json()["data"]
+    assert [e["endpointId"] for e in listed] == [endpoint_id] and listed[0]["eventTypes"] == [
+        "session.created"
+    ]
+    resource = "/console/webhooks/{endpointId}"
+    shown = browser.request("GET", f"/console/webhooks/{endpoint_id}", resource=resource)
+    assert shown.status == 200 and "whsec_" not in shown.body
+    # Edit, disable, rotate (the new secret shown once), delete: each the API's own operation
+    token = browser.token(shown)
+    saved = browser.request(
+        "POST",
+        f"/console/webhooks/{endpoint_id}",
+        {"form_token": token, "url": "http://127.0.0.1:9/other", "description": "Orders"},
+        resource=resource,
+    )
+    assert saved.status == 303
+    disabled = browser.request(
+        "POST",
+        f"/console/webhooks/{endpoint_id}/status",
+        {"form_token": token, "status": "DISABLED"},
+        resource=resource + "/status",
+    )
+    assert disabled.status == 303
+    rotated = browser.request(
+        "POST",
+        f"/console/webhooks/{endpoint_id}/rotate-secret",
+        {"form_token": token},
+        resource=resource + "/rotate-secret",
+    )
+    assert rotated.status == 200 and "whsec_" in rotated.body
+    read = api_get(f"/v1/webhook-endpoints/{endpoint_id}", "/v1/webhook-endpoints/{endpointId}", endpoint_id)
+    assert read.status == 200
+    assert {k: read.json()[k] for k in ("url", "description", "status", "disabledReason", "eventTypes")} == {
+        "url": "http://127.0.0.1:9/other",
+        "description": "Orders",
+        "status": "DISABLED",
+        "disabledReason": "MANUAL",
+        "eventTypes": [],
+    }
+    # Another account signed in sees no such endpoint
+    theirs = Browser()
+    theirs.sign_in(other_key)
+    assert theirs.request("GET", f"/console/webhooks/{endpoint_id}", resource=resource).status == 404
+    deleted = browser.request(
+        "POST",
+        f"/console/webhooks/{endpoint_id}/delete",
+        {"form_token": token},
+        resource=resource + "/delete",
+    )
+    assert deleted.status == 303 and deleted.headers["Location"].endswith("/console/webhooks?done=deleted")
+    assert browser.request("GET", f"/console/webhooks/{endpoint_id}", resource=resource).status == 404
+    settings.get_settings.cache_clear()
+    services.get_services.cache_clear()
+
+
+def api_get(path: str, resource: str, endpoint_id: str | None = None) -> Answer:
+    """A GET of the API's webhook routes, as the merchant's own client would make it."""
+    event = api_event(
+        "webhook_endpoints", path, path_parameters={"endpointId": endpoint_id} if endpoint_id else None
+    )
+    event.update(httpMethod="GET", resource=resource, body=None)
+    event["requestContext"].update(httpMethod="GET", resourcePath=resource)
+    return call("webhook_endpoints", event)
