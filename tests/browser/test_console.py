@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -49,7 +50,14 @@ def sign_in(browser: webdriver.Chrome, runtime: RunningRuntime, key: str = "sk_t
     field = browser.find_element(By.ID, "api_key")
     field.send_keys(key)
     field.submit()
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: b.find_elements(By.CSS_SELECTOR, "header nav"))
+    wait(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, "header nav"))
+
+
+def wait(browser: webdriver.Chrome) -> WebDriverWait:  # type: ignore[type-arg]
+    """A wait that reads the page again when it was replaced under a lookup (a navigation in between)."""
+    return WebDriverWait(
+        browser, WAIT_SECONDS, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    )
 
 
 def heading(browser: webdriver.Chrome) -> str:
@@ -87,7 +95,7 @@ def test_find_by_reference_cancel_and_watch_the_timeline_grow(
     search = browser.find_element(By.ID, "q")
     search.send_keys(reference)
     search.submit()
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: reference in b.current_url)
+    wait(browser).until(lambda b: reference in b.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "main table tbody tr")
     assert len(rows) == 1 and reference in rows[0].text
     browser.save_screenshot(str(screenshots / "console-sessions.png"))
@@ -98,7 +106,7 @@ def test_find_by_reference_cancel_and_watch_the_timeline_grow(
     browser.find_element(By.ID, "reason").send_keys("Customer phoned to cancel")
     browser.find_element(By.CSS_SELECTOR, "button.danger").click()
     # Then the session is cancelled through the API's own cancel, by the console, and the timeline grew
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: "The session was cancelled" in b.page_source)
+    wait(browser).until(lambda b: "The session was cancelled" in b.page_source)
     session = api.get(str(wanted["sessionId"]))
     assert session["status"] == "CANCELLED"
     assert session["cancellation"]["reason"] == "Customer phoned to cancel"
@@ -134,9 +142,7 @@ def test_a_failing_endpoint_shows_its_last_error_and_a_resend_succeeds_once_it_r
         endpoint_page = str(test_form).removesuffix("/test")
         # When a session is created while the receiver fails
         session = open_session(api, "webhook-watch")
-        receiver_saw = WebDriverWait(browser, WAIT_SECONDS).until(
-            lambda b: receiver.of_session(str(session["sessionId"]))
-        )
+        receiver_saw = wait(browser).until(lambda b: receiver.of_session(str(session["sessionId"])))
         assert receiver_saw[0].answered == 500
 
         # Then the delivery log shows the failure and its last error
@@ -145,13 +151,13 @@ def test_a_failing_endpoint_shows_its_last_error_and_a_resend_succeeds_once_it_r
             rows = b.find_elements(By.CSS_SELECTOR, "main table tbody tr")
             return next((r for r in rows if "session.created" in r.text and "500" in r.text), None)
 
-        row = WebDriverWait(browser, WAIT_SECONDS).until(failed_row)
+        row = wait(browser).until(failed_row)
         assert "answered 500" in row.text or "500" in row.text
         browser.save_screenshot(str(screenshots / "console-endpoint-failing.png"))
         # When the receiver recovers and the merchant resends
         healthy["up"] = True
         row.find_element(By.XPATH, ".//button[normalize-space()='Resend']").click()
-        WebDriverWait(browser, WAIT_SECONDS).until(lambda b: "queued for one more attempt" in b.page_source)
+        wait(browser).until(lambda b: "queued for one more attempt" in b.page_source)
 
         # Then the delivery succeeds
         def succeeded(b: webdriver.Chrome) -> bool:
@@ -161,7 +167,7 @@ def test_a_failing_endpoint_shows_its_last_error_and_a_resend_succeeds_once_it_r
                 for r in b.find_elements(By.CSS_SELECTOR, "main table tbody tr")
             )
 
-        WebDriverWait(browser, WAIT_SECONDS).until(succeeded)
+        wait(browser).until(succeeded)
         assert receiver.succeeded(str(session["sessionId"]))
         browser.save_screenshot(str(screenshots / "console-endpoint.png"))
         browser.find_element(By.LINK_TEXT, "Webhook endpoints").click()
@@ -195,7 +201,7 @@ def test_sign_out_makes_the_old_cookie_useless(browser: webdriver.Chrome, runtim
     old = {c["name"]: c["value"] for c in browser.get_cookies()}
     assert "console_session" in old
     browser.find_element(By.XPATH, "//header//button[normalize-space()='Sign out']").click()
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: b.find_elements(By.ID, "api_key"))
+    wait(browser).until(lambda b: b.find_elements(By.ID, "api_key"))
     again = requests.get(
         f"{runtime.base_url}/console/sessions", cookies=old, allow_redirects=False, timeout=30
     )
@@ -220,19 +226,19 @@ def test_keyboard_only_sign_in_find_and_cancel(
 
     tab_to(lambda e: e.get_attribute("id") == "api_key")
     actions.send_keys("sk_test_demo" + Keys.ENTER).perform()
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: heading(b) == "Overview")
+    wait(browser).until(lambda b: heading(b) == "Overview")
     tab_to(lambda e: e.text == "Sessions")
     webdriver.ActionChains(browser).send_keys(Keys.ENTER).perform()
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: heading(b) == "Sessions")
+    wait(browser).until(lambda b: heading(b) == "Sessions")
     tab_to(lambda e: e.get_attribute("id") == "q")
     webdriver.ActionChains(browser).send_keys(reference + Keys.ENTER).perform()
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: reference in b.current_url)
+    wait(browser).until(lambda b: reference in b.current_url)
     tab_to(lambda e: e.text == session["sessionId"])
     webdriver.ActionChains(browser).send_keys(Keys.ENTER).perform()
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: heading(b).startswith("Session "))
+    wait(browser).until(lambda b: heading(b).startswith("Session "))
     tab_to(lambda e: e.text == "Cancel session")
     webdriver.ActionChains(browser).send_keys(Keys.ENTER).perform()
-    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: "The session was cancelled" in b.page_source)
+    wait(browser).until(lambda b: "The session was cancelled" in b.page_source)
     assert wait_for_status(api, str(session["sessionId"]), "CANCELLED")["status"] == "CANCELLED"
     assert policy_violations(browser) == []
 

@@ -21,8 +21,9 @@ header a{color:#fff}
 header form{margin:0}
 header button{background:transparent;color:#fff;border:1px solid #fff;padding:.3rem .6rem}
 main{max-width:64rem;margin:0 auto;padding:1rem}
-section{background:#fff;border-radius:.5rem;box-shadow:0 1px 3px #0002;padding:1rem;margin:0 0 1rem;
-overflow-wrap:anywhere}
+section{background:#fff;border-radius:.5rem;box-shadow:0 1px 3px #0002;padding:1rem;margin:0 0 1rem}
+p,td{overflow-wrap:break-word}
+th,button,.status{white-space:nowrap}
 h1{font-size:1.4rem;margin:.25rem 0 1rem}h2{font-size:1.1rem;margin:0 0 .75rem}
 a{color:#0b57a4}
 a:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible,textarea:focus-visible,
