@@ -64,6 +64,7 @@ validate: $(SAM_VENV)/.installed
 
 build: $(SAM_VENV)/.installed $(VENV)/.installed $(SWAGGER_UI) validate  ## lint, sam build, check the layer
 	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -t template.yaml
+	$(PY) -m local.check_dashboard template.yaml
 	$(SAM) build
 	$(PY) -m local.check_build .aws-sam/build
 

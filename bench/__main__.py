@@ -29,6 +29,7 @@ FULL = {
     "webhook_sessions_per_client": 10,
     "capacity_one_tenant_sessions": 200,
     "capacity_sessions": 1000,
+    "console_sessions": 1000,
 }
 FAST = {
     "expiry_n": 200,
@@ -41,6 +42,7 @@ FAST = {
     "webhook_sessions_per_client": 1,
     "capacity_one_tenant_sessions": 10,
     "capacity_sessions": 100,
+    "console_sessions": 20,
 }
 
 
@@ -51,6 +53,7 @@ def machine() -> str:
 def run(settings: dict[str, int]) -> dict[str, Any]:
     from bench import (
         capacity,
+        console,
         ddb_calls,
         expiry,
         imports,
@@ -88,6 +91,8 @@ def run(settings: dict[str, int]) -> dict[str, Any]:
     measures["capacity"] = capacity.measure(
         settings["capacity_one_tenant_sessions"], settings["capacity_sessions"]
     )
+    step("the console's overview page at N and 10N sessions")
+    measures["console"] = console.measure(settings["console_sessions"])
     step("the embedded runtime over HTTP")
     measures["runtime"] = runtime.measure(settings["runtime_sessions"], settings["runtime_sample"])
     step("done")

@@ -49,6 +49,11 @@ def results_json(measures: dict[str, Any], machine: str) -> dict[str, Any]:
         },
         "webhooks": {key: measures["webhooks"][key] for key in WEBHOOK_KEYS},
         "capacity": {key: measures["capacity"][key] for key in CAPACITY_KEYS},
+        "console": {
+            "overview_calls_1k": measures["console"]["overview_calls_1x"],
+            "overview_calls_10k": measures["console"]["overview_calls_10x"],
+            "scans": measures["console"]["scans"],
+        },
         "machine": machine,
     }
 
@@ -238,6 +243,24 @@ def pattern_of(key: str) -> str:
     from bench.capacity import pattern
 
     return pattern(key)
+    table.append(console_row(measures["console"]))
+    return table
+
+
+def console_row(console: dict[str, Any]) -> Row:
+    n = console["n"]
+    return Row(
+        "Console: DynamoDB calls of one overview page",
+        f"console handler in process against moto, signed in; a tenant with {n:,} and with {10 * n:,} "
+        "sessions over six days (their hourly counters as the create transaction writes them), a few pending "
+        "cancellations and sessions needing attention, two webhook endpoints; calls counted by the "
+        f"`before-call.dynamodb.*` hook. Calls: {_calls(console['calls_10x'])}; items read "
+        f"{console['items_read_1x']} / {console['items_read_10x']} "
+        "(bounded by 7 days x 24 hours x 8 counter shards)",
+        "the same at N and 10N, no Scan",
+        f"{console['overview_calls_1x']} / {console['overview_calls_10x']}, {console['scans']} Scan",
+        console["overview_calls_1x"] == console["overview_calls_10x"] and console["scans"] == 0,
+    )
 
 
 def _webhook_rows(webhooks: dict[str, Any]) -> list[Row]:

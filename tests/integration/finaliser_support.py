@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from checkout_core.tallies import counter_pk, tally_shard
 from local import cfn
 from tests.support import wait_until
 
@@ -99,6 +100,7 @@ class Finaliser:
             "entity": {"S": "SESSION"},
             "sessionId": {"S": session_id},
             "tenantId": {"S": "demo"},
+            "statsKey": {"S": counter_pk("demo", tally_shard(session_id))},
             "status": {"S": "PENDING_CANCELLATION"},
             "amount": {"N": "5000"},
             "currency": {"S": "USD"},

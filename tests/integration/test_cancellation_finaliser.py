@@ -86,6 +86,7 @@ def _assert_cancelled(finaliser: Finaliser, session_id: str, final_event_id: str
     assert session["cancellation"]["M"]["pendingTransactionIds"] == {"L": []}
     assert "pendingShard" not in session
     assert "recheckAt" not in session
+    assert "pendingTenant" not in session and "attentionTenant" not in session
     timeline = _assert_gapless(finaliser, session_id)
     last = timeline[-1]
     assert last["type"]["S"] == "session.cancelled"
@@ -148,6 +149,40 @@ def test_all_callbacks_arrive_then_the_session_is_cancelled(callbacks_only: Fina
     entered = callbacks_only.entered(execution)
     assert _count(entered, "RecheckTransaction") == 0
     assert entered[-2:] == ["Finalise", "Finalised"]
+    # The final write counted the cancel in the session's own counter item, in the hour it happened
+    assert _counted_cancels(callbacks_only, session["statsKey"]["S"], session["cancelledAt"]["S"]) == 1
+
+
+def _counted_cancels(finaliser: Finaliser, counter_key: str, at: str) -> int:
+    item = finaliser.dynamodb.get_item(
+        TableName=finaliser.table_name, Key={"pk": {"S": counter_key}, "sk": {"S": "HOUR#" + at[:13]}}
+    ).get("Item")
+    assert item is None or "ttl" in item
+    return int(item["cancelled"]["N"]) if item else 0
+
+
+def test_a_session_written_before_counter_keys_is_counted_in_shard_0(callbacks_only: Finaliser) -> None:
+    # Given a pending cancellation whose session item predates its counter key
+    tx = new_id()
+    finalize_by = now_iso(3600)
+    session_id = callbacks_only.seed_pending_cancellation([SeededTransaction(tx, "PROCESSING")], finalize_by)
+    callbacks_only.dynamodb.update_item(
+        TableName=callbacks_only.table_name,
+        Key={"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "SESSION"}},
+        UpdateExpression="REMOVE statsKey",
+    )
+    final_event_id = new_id()
+    execution = callbacks_only.start(session_id, [tx], finalize_by, final_event_id=final_event_id)
+    # When its transaction ends
+    callbacks_only.wait_for_token(tx)
+    ProviderPath(callbacks_only).move(tx, "CANCELLED")
+    # Then it is finalised, and counted in shard 0 of its tenant
+    assert callbacks_only.wait_for_end(execution, timeout=10)["status"] == "SUCCEEDED"
+    session = _assert_cancelled(callbacks_only, session_id, final_event_id) and callbacks_only.session(
+        session_id
+    )
+    assert _counted_cancels(callbacks_only, "STATS#demo#0", session["cancelledAt"]["S"]) == 1
+    assert "DefaultStatsKey" in callbacks_only.entered(execution)
 
 
 def test_transaction_that_ended_before_its_token_was_stored_needs_no_wait(callbacks_only: Finaliser) -> None:
@@ -240,6 +275,8 @@ def test_deadline_passed_raises_attention_once_and_never_finalises_silently(fast
     assert data["finalizeBy"] == {"S": finalize_by}
     assert data["transactionId"]["S"] in (tx_a, tx_b)
     assert data["pendingTransactionIds"] == {"L": [{"S": tx_a}, {"S": tx_b}]}
+    # the session is on its tenant's attention list (the seeded session has no lock time: it sorts first)
+    assert session["attentionTenant"] == {"S": "demo"} and session["attentionSince"] == {"N": "0"}
     # the session is read for the deadline a bounded number of times, not once per recheck
     assert _count(fast_recheck.entered(execution), "ReadSessionForAttention") <= 4
 

@@ -38,6 +38,7 @@ EXPECTED_KEYS = {
         "max_reads_per_key_per_second_1_tenant",
         "max_messages_per_group_per_second",
     },
+    "console": {"overview_calls_1k", "overview_calls_10k", "scans"},
     "machine": None,
 }
 
@@ -68,6 +69,10 @@ def _check_shape(results: dict[str, Any]) -> None:
     capacity = results["capacity"]
     assert isinstance(capacity["fanout_groups_used"], int)
     assert all(isinstance(value, int | float) for value in capacity.values())
+    console = results["console"]
+    assert all(
+        isinstance(console[name], int) for name in ("overview_calls_1k", "overview_calls_10k", "scans")
+    )
     runtime = results["runtime"]
     assert isinstance(runtime["errors_5xx"], int)
     assert all(isinstance(value, int | float) for value in runtime.values())

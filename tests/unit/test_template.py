@@ -56,6 +56,7 @@ SAMPLE_EVENTS = {
     "WebhookFanoutFunction": "webhook_fanout.json",
     "WebhookDeliveryFunction": "webhook_delivery.json",
     "RequeueWebhooksFunction": "requeue_webhooks.json",
+    "ConsoleFunction": "console.json",
 }
 
 
@@ -479,6 +480,27 @@ def test_routes_and_auth_are_as_the_contract_says(template: Template) -> None:
         ("GET", "/v1/openapi.json"): ("OpenApiFunction", True),
         ("GET", "/v1/docs"): ("OpenApiFunction", True),
         ("GET", "/v1/docs/{asset}"): ("OpenApiFunction", True),
+        **{
+            (method, path): ("ConsoleFunction", True)
+            for method, path in [
+                ("GET", "/console"),
+                ("POST", "/console/sign-in"),
+                ("POST", "/console/sign-out"),
+                ("GET", "/console/sessions"),
+                ("GET", "/console/sessions/{sessionId}"),
+                ("POST", "/console/sessions/{sessionId}/cancel"),
+                ("GET", "/console/webhooks"),
+                ("POST", "/console/webhooks"),
+                ("GET", "/console/webhooks/{endpointId}"),
+                ("POST", "/console/webhooks/{endpointId}"),
+                ("POST", "/console/webhooks/{endpointId}/status"),
+                ("POST", "/console/webhooks/{endpointId}/rotate-secret"),
+                ("POST", "/console/webhooks/{endpointId}/delete"),
+                ("POST", "/console/webhooks/{endpointId}/test"),
+                ("POST", "/console/webhooks/{endpointId}/deliveries/{deliveryId}/resend"),
+                ("POST", "/console/webhooks/{endpointId}/recover"),
+            ]
+        },
         **{
             (method, path): ("WebhookEndpointsFunction", False)
             for method, path in [

@@ -126,6 +126,7 @@ def session_change(
         seen_seq=item["seq"],
         condition=guard.text if guard else None,
         condition_values=guard.values if guard else {},
+        tenant_id=item.get("tenantId"),
         **parts,
     )
 

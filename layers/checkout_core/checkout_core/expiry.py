@@ -27,7 +27,7 @@ from checkout_core.changes import (
 )
 from checkout_core.context import Context
 from checkout_core.errors import WriteConflict
-from checkout_core.observability import count_transition, logger
+from checkout_core.observability import count_transition, gauge, logger
 from checkout_core.transitions import SessionStatus
 
 SAFETY_NET_SHARE = 1 / 3
@@ -82,6 +82,10 @@ def sweep(ctx: Context, time_left_ms: Callable[[], int], margin_ms: int = 5000) 
         time_left_ms,
         margin_ms,
         report,
+    )
+    # A level the dashboard draws; the index holds only pending cancellations, so this stays small.
+    gauge(
+        "PendingCancellations", ctx.repository.count_index("byPendingCancellation", "pendingShard", "PENDING")
     )
     logger.info("sweep finished", extra={"report": report.__dict__})
     return report

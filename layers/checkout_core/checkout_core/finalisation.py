@@ -23,10 +23,10 @@ from checkout_core.changes import (
     transaction_move,
     transaction_moved_event,
 )
-from checkout_core.clock import to_iso, uuid7
+from checkout_core.clock import from_iso, to_iso, uuid7
 from checkout_core.context import Context
 from checkout_core.errors import ConcurrentUpdate, SessionNotFound, WriteConflict
-from checkout_core.observability import count_transition, logger
+from checkout_core.observability import MetricUnit, count_transition, gauge, logger
 from checkout_core.providers import CancelOutcome
 from checkout_core.repository import SessionChange
 from checkout_core.transitions import SessionStatus, TransactionStatus
@@ -261,6 +261,13 @@ def recover_cancellation(ctx: Context, session_id: str) -> bool:
     if item is None or item["status"] != SessionStatus.PENDING_CANCELLATION:
         return False
     now = ctx.clock()
+    # Every pending cancellation is rechecked at least every CANCELLATION_RECHECK_SECONDS: the maximum
+    # of this over that period is the age of the oldest one.
+    requested = (item.get("cancellation") or {}).get("requestedAt")
+    if requested:
+        gauge(
+            "PendingCancellationAgeSeconds", (now - from_iso(requested)).total_seconds(), MetricUnit.Seconds
+        )
     cancellable = [
         tx["transactionId"]
         for tx in transactions_in_order(item)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from checkout_core import aws
+from checkout_core import aws, tallies
 from checkout_core.errors import InvalidRequest, ServiceUnavailable, WriteConflict
 from checkout_core.settings import get_settings
 
@@ -94,6 +94,8 @@ class SessionChange:
     events: Sequence[dict[str, Any]] = ()
     transactions: Sequence[TransactionChange] = ()
     new_items: Sequence[dict[str, Any]] = ()
+    # The session's tenant: its console counters and watch lists move in the same write (see tallies.py).
+    tenant_id: str | None = None
 
 
 class _Expression:
@@ -314,6 +316,121 @@ class SessionRepository:
             raise ServiceUnavailable()
         return found
 
+    def list_sessions_by_reference(
+        self,
+        tenant_id: str,
+        reference_id: str,
+        limit: int,
+        cursor: str | None,
+        wanted: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The tenant's sessions with exactly this referenceId, newest first: a Query of the keys-only
+        index `byReference` (one partition per tenant and reference, written once at create) and one
+        BatchGetItem of the sessions it names. `wanted` keeps only some (the status filter)."""
+        reference = reference_partition(tenant_id, reference_id)
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "byReference",
+            "KeyConditionExpression": "tenantReference = :ref",
+            "ExpressionAttributeValues": self._serialize({":ref": reference}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = self._serialize(_decodereference_cursor(cursor, reference))
+        found: list[dict[str, Any]] = []
+        for _ in range(LIST_PAGES_PER_REQUEST):
+            response = self._call("query", **kwargs)
+            keys = [self._deserialize(raw) for raw in response.get("Items", [])]
+            sessions = self.get_sessions([key["sessionId"] for key in keys])
+            for key in keys:
+                item = sessions.get(key["sessionId"])
+                if item is None or (wanted is not None and not wanted(item)):
+                    continue
+                found.append(item)
+                if len(found) == limit:
+                    more = key is not keys[-1] or "LastEvaluatedKey" in response
+                    return found, reference_cursor(key, reference) if more else None
+            if "LastEvaluatedKey" not in response:
+                return found, None
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found, reference_cursor(self._deserialize(kwargs["ExclusiveStartKey"]), reference)
+
+    def get_sessions(self, session_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """sessionId -> session item, in one BatchGetItem per 100 (strongly consistent)."""
+        unique = list(dict.fromkeys(session_ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(unique), 100):
+            pending: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [self._serialize(session_key(s)) for s in unique[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while pending:
+                response = self._call("batch_get_item", RequestItems=pending)
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    item = self._deserialize(raw)
+                    found[item["sessionId"]] = item
+                pending = response.get("UnprocessedKeys") or {}
+        return found
+
+    def counters(self, tenant_id: str, first_hour: str, last_hour: str) -> list[dict[str, Any]]:
+        """The tenant's hourly counter items between two hour keys: one Query per shard."""
+        items: list[dict[str, Any]] = []
+        for shard in range(tallies.TALLY_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :last",
+                "ExpressionAttributeValues": self._serialize(
+                    {":pk": tallies.counter_pk(tenant_id, shard), ":first": first_hour, ":last": last_hour}
+                ),
+            }
+            while True:
+                response = self._call("query", **kwargs)
+                items.extend(self._deserialize(raw) for raw in response.get("Items", []))
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return items
+
+    def count_index(self, index: str, shard_attribute: str, shard_prefix: str) -> int:
+        """How many items a sharded sparse index holds (Select COUNT over its keys, shard by shard)."""
+        total = 0
+        for shard in range(EXPIRY_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "IndexName": index,
+                "KeyConditionExpression": "#shard = :shard",
+                "ExpressionAttributeNames": {"#shard": shard_attribute},
+                "ExpressionAttributeValues": self._serialize({":shard": f"{shard_prefix}#{shard}"}),
+                "Select": "COUNT",
+            }
+            while True:
+                response = self._call("query", **kwargs)
+                total += int(response.get("Count", 0))
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return total
+
+    def watch_list(
+        self, index: str, tenant_attribute: str, tenant_id: str, limit: int
+    ) -> tuple[list[str], bool]:
+        """Session ids of a sparse per-tenant index, oldest first: at most `limit`; and whether more."""
+        response = self._call(
+            "query",
+            TableName=self.table_name,
+            IndexName=index,
+            KeyConditionExpression="#tenant = :tenant",
+            ExpressionAttributeNames={"#tenant": tenant_attribute},
+            ExpressionAttributeValues=self._serialize({":tenant": tenant_id}),
+            ScanIndexForward=True,
+            Limit=limit,
+        )
+        ids = [self._deserialize(raw)["pk"].removeprefix("SESSION#") for raw in response.get("Items", [])]
+        return ids, "LastEvaluatedKey" in response
+
     def due_keys(
         self,
         index: str,
@@ -376,13 +493,17 @@ class SessionRepository:
         }
         self._call("put_item", TableName=self.table_name, Item=self._serialize(item))
 
-    def create_session(self, session: dict[str, Any], pay_token_hash: str, event: dict[str, Any]) -> None:
+    def create_session(
+        self, session: dict[str, Any], pay_token_hash: str, event: dict[str, Any], attempt: int = 0
+    ) -> None:
+        """`attempt` > 0: again after a transaction conflict on a counter item (that write was cancelled
+        whole), under a token of its own."""
         session_id = session["sessionId"]
         event_item = self._event_item(session_id, 1, event)
         self._transact(
             session_id,
             0,
-            "create_session",
+            f"create_session#{attempt}" if attempt else "create_session",
             [
                 self._put(session, "attribute_not_exists(pk)", f"item:{session['pk']}"),
                 self._put(
@@ -396,6 +517,7 @@ class SessionRepository:
                     f"item:PAYTOKEN#{pay_token_hash}",
                 ),
                 self._put(event_item, "attribute_not_exists(pk)", f"item:{event_item['pk']}"),
+                *self._tally_updates(session["tenantId"], session_id, [event]),
             ],
         )
 
@@ -413,9 +535,15 @@ class SessionRepository:
         for path, delta in change.add.items():
             target = expression.path(path)
             assignments.append(f"{target} = {target} + {expression.value(delta)}")
+        removals = list(change.remove)
+        if change.tenant_id:
+            watch = tallies.watch_changes(change.tenant_id, change.session_id, change.events)
+            for path, value in watch.set.items():
+                assignments.append(f"{expression.path(path)} = {expression.value(value)}")
+            removals += [path for path in watch.remove if path not in removals]
         update = "SET " + ", ".join(assignments)
-        if change.remove:
-            update += " REMOVE " + ", ".join(expression.path(path) for path in change.remove)
+        if removals:
+            update += " REMOVE " + ", ".join(expression.path(path) for path in removals)
         condition = f"{expression.path('version')} = {expression.value(change.expected_version)}"
         if change.condition:
             condition += f" AND ({expression.condition(change.condition, change.condition_values)})"
@@ -441,6 +569,8 @@ class SessionRepository:
             items.append(self._put(event_item, "attribute_not_exists(pk)", f"item:{event_item['sk']}"))
         for new_item in change.new_items:
             items.append(self._put(new_item, "attribute_not_exists(pk)", f"item:{new_item['pk']}"))
+        if change.tenant_id:
+            items += self._tally_updates(change.tenant_id, change.session_id, change.events)
         self._transact(change.session_id, change.expected_version, change.operation, items)
         return new_version
 
@@ -473,6 +603,31 @@ class SessionRepository:
             },
             f"transaction:{change.transaction_id}",
         )
+
+    def _tally_updates(
+        self, tenant_id: str, session_id: str, events: Sequence[dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], str]]:
+        """The hourly counters the change's events move: no condition, so they never refuse the change."""
+        updates = []
+        for key, counts, ttl in tallies.counter_moves(tenant_id, session_id, events):
+            expression = _Expression()
+            added = ", ".join(f"{expression.path(name)} {expression.value(n)}" for name, n in counts.items())
+            update = f"ADD {added} SET {expression.path('ttl')} = {expression.value(ttl)}"
+            updates.append(
+                (
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": self._serialize(key),
+                            "UpdateExpression": update,
+                            "ExpressionAttributeNames": expression.names,
+                            "ExpressionAttributeValues": self._serialize(expression.values),
+                        }
+                    },
+                    f"counter:{key['pk']}",
+                )
+            )
+        return updates
 
     def _event_item(self, session_id: str, sequence: int, event: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -518,6 +673,33 @@ class SessionRepository:
                 if code in _THROTTLING or code == "ThrottlingError":
                     raise ServiceUnavailable() from exc
             raise
+
+
+def reference_partition(tenant_id: str, reference_id: str) -> str:
+    """The byReference partition of a tenant's referenceId (set on the session item at create)."""
+    return f"{tenant_id}#{reference_id}"
+
+
+def reference_cursor(key: dict[str, Any], reference: str) -> str:
+    body = {"pk": key["pk"], "sk": key["sk"], "sessionId": key["sessionId"], "tenantReference": reference}
+    return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decodereference_cursor(cursor: str, reference: str) -> dict[str, str]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("cursor is not a cursor this API returned.", "cursor") from exc
+    if (
+        not isinstance(key, dict)
+        or set(key) != {"pk", "sk", "sessionId", "tenantReference"}
+        or not all(isinstance(value, str) for value in key.values())
+        or key["tenantReference"] != reference
+        or key["pk"] != f"SESSION#{key['sessionId']}"
+        or key["sk"] != "SESSION"
+    ):
+        raise InvalidRequest("cursor is not a cursor this API returned.", "cursor")
+    return key
 
 
 def encode_cursor(item: dict[str, Any]) -> str:

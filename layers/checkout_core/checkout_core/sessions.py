@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import math
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from checkout_core import tallies
 from checkout_core.api_keys import hash_secret
-from checkout_core.changes import epoch, new_event, owned_session
+from checkout_core.changes import attempts, epoch, new_event, owned_session
 from checkout_core.clock import from_epoch, to_iso, uuid7
 from checkout_core.context import Context
-from checkout_core.errors import InvalidRequest
+from checkout_core.errors import ConcurrentUpdate, InvalidRequest, WriteConflict
 from checkout_core.models import CreateSessionRequest, Event, Session, SessionList, Tenant
 from checkout_core.observability import count_transition, logger
-from checkout_core.repository import encode_cursor, shard_of
+from checkout_core.repository import encode_cursor, reference_cursor, reference_partition, shard_of
 from checkout_core.transitions import SessionStatus, effective_status
 from checkout_core.views import event_view, session_view
 
@@ -29,10 +31,18 @@ def get_session(ctx: Context, tenant: Tenant, session_id: str) -> Session:
 
 
 def list_sessions(
-    ctx: Context, tenant: Tenant, status: SessionStatus | None, limit: int, cursor: str | None
+    ctx: Context,
+    tenant: Tenant,
+    status: SessionStatus | None,
+    limit: int,
+    cursor: str | None,
+    reference_id: str | None = None,
 ) -> SessionList:
-    moment = ctx.clock()
-    now = epoch(moment)
+    if reference_id is not None:
+        items, next_cursor = _by_reference(ctx, tenant, reference_id, status, limit, cursor)
+        partition = reference_partition(tenant.tenant_id, reference_id)
+        return _page_of(ctx, items, next_cursor, lambda item: reference_cursor(item, partition))
+    now = epoch(ctx.clock())
 
     def has_status(item: dict[str, Any]) -> bool:
         # The effective status: an OPEN session past expiresAt with nothing in flight is EXPIRED.
@@ -40,6 +50,35 @@ def list_sessions(
 
     keep = has_status if status is not None else None
     items, next_cursor = ctx.repository.list_sessions(tenant.tenant_id, limit, cursor, keep)
+    return _page_of(ctx, items, next_cursor, encode_cursor)
+
+
+def _by_reference(
+    ctx: Context,
+    tenant: Tenant,
+    reference_id: str,
+    status: SessionStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Sessions with exactly this referenceId: few per reference, so the status (the effective one)
+    is checked on the sessions read rather than in the index."""
+    now = epoch(ctx.clock())
+
+    def wanted(item: dict[str, Any]) -> bool:
+        effective = effective_status(item["status"], item["expiresAt"], item.get("inFlight", 0), now)
+        return status is None or effective is status
+
+    return ctx.repository.list_sessions_by_reference(tenant.tenant_id, reference_id, limit, cursor, wanted)
+
+
+def _page_of(
+    ctx: Context,
+    items: list[dict[str, Any]],
+    next_cursor: str | None,
+    resume_after: Callable[[dict[str, Any]], str],
+) -> SessionList:
+    moment = ctx.clock()
     page: list[Session] = []
     size = 0
     for index, item in enumerate(items):
@@ -47,7 +86,7 @@ def list_sessions(
         size += _answer_bytes(view)
         if page and size > LIST_ANSWER_BUDGET_BYTES:
             # Lambda refuses an answer over 6 MB: the page ends here and the cursor resumes after it.
-            return SessionList(data=page, nextCursor=encode_cursor(items[index - 1]))
+            return SessionList(data=page, nextCursor=resume_after(items[index - 1]))
         page.append(view)
     return SessionList(data=page, nextCursor=next_cursor)
 
@@ -104,6 +143,9 @@ def create_session(
         "txCount": 0,
         "transactions": {},
         "openShard": f"OPEN#{shard_of(session_id)}",
+        "tenantReference": reference_partition(tenant.tenant_id, request.referenceId),
+        # The counter item its outcomes move; the finaliser's own write reads it from here.
+        "statsKey": tallies.counter_pk(tenant.tenant_id, tallies.tally_shard(session_id)),
     }
     if request.customerId is not None:
         item["customerId"] = request.customerId
@@ -124,7 +166,17 @@ def create_session(
             "expiresAt": to_iso(from_epoch(expires_at)),
         },
     )
-    ctx.repository.create_session(item, hash_secret(token), event)
+    token_hash = hash_secret(token)
+    for attempt in attempts():
+        try:
+            ctx.repository.create_session(item, token_hash, event, attempt)
+            break
+        except WriteConflict as conflict:
+            # The session is new: only another write of the same counter item can have been in the way.
+            if not conflict.part.startswith("counter:"):
+                raise
+    else:
+        raise ConcurrentUpdate()
     count_transition("SessionCreated")
     logger.info("session created", extra={"sessionId": session_id, "tenantId": tenant.tenant_id})
     return session_view(item, now, url=f"{public_base_url.rstrip('/')}/pay/{token}")

@@ -4,9 +4,10 @@ ones this deployment has: the three sandboxes always, Stripe where it is configu
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from checkout_core.providers.base import (
     Attempt,
@@ -32,6 +33,37 @@ __all__ = [
 ]
 
 
+# The adapter methods that call the provider, each timed and counted by provider (observability.py).
+_CALLS = frozenset({"start", "cancel", "refund", "status", "complete"})
+
+
+class _Metered:
+    """An adapter whose provider calls publish their latency, and an error when they raise (or a cancel
+    fails), per provider; everything else is the adapter's own."""
+
+    def __init__(self, adapter: ProviderAdapter) -> None:
+        self._adapter = adapter
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._adapter, name)
+        if name not in _CALLS or not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from checkout_core.observability import provider_call
+
+            started = time.perf_counter()
+            failed = True
+            try:
+                result = value(*args, **kwargs)
+                failed = result is CancelOutcome.FAILED
+                return result
+            finally:
+                provider_call(self._adapter.name, time.perf_counter() - started, failed)
+
+        return call
+
+
 class ProviderRegistry:
     def __init__(self, adapters: list[ProviderAdapter]) -> None:
         self._adapters = {adapter.name: adapter for adapter in adapters}
@@ -40,7 +72,8 @@ class ProviderRegistry:
         return sorted(self._adapters)
 
     def get(self, name: str) -> ProviderAdapter | None:
-        return self._adapters.get(name)
+        adapter = self._adapters.get(name)
+        return None if adapter is None else cast(ProviderAdapter, _Metered(adapter))
 
 
 def _stored_secrets() -> dict[str, Any]:

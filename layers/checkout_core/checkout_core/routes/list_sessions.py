@@ -32,8 +32,12 @@ def list_sessions(
     status: Annotated[SessionStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+    referenceId: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="Only sessions with exactly this referenceId"),
+    ] = None,
 ) -> SessionList:
-    refuse_unknown_query(router, {"status", "limit", "cursor"})
+    refuse_unknown_query(router, {"status", "limit", "cursor", "referenceId"})
     from checkout_core.sessions import list_sessions as list_page
 
-    return list_page(get_context(), tenant_of(router), status, limit, cursor)
+    return list_page(get_context(), tenant_of(router), status, limit, cursor, referenceId)

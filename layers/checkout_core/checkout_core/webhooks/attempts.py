@@ -19,7 +19,7 @@ from typing import Any
 from checkout_core.clock import to_iso
 from checkout_core.errors import ConcurrentUpdate
 from checkout_core.models import DeliveryStatus
-from checkout_core.observability import logger
+from checkout_core.observability import count_transition, logger
 from checkout_core.webhooks import schedule
 from checkout_core.webhooks.deliveries import NOT_SENT_WHILE_DISABLED
 from checkout_core.webhooks.endpoints import expired_secrets, signing_secrets, without_expired_secrets
@@ -137,6 +137,8 @@ def attempt(services: WebhookServices, message: dict[str, Any], receive_count: i
             nextAttemptAt=now + delay, checkAt=now + delay + services.settings.webhook_requeue_grace_seconds
         )
     recorded = _record(services, delivery, record, keep_waiting=delay is not None, also_remove=remove_after)
+    succeeded = outcome is schedule.Outcome.SUCCEEDED
+    count_transition("WebhookAttemptSucceeded" if succeeded else "WebhookAttemptFailed")
     _endpoint_health(services, endpoint, outcome, now)
     if record["status"] == DeliveryStatus.EXHAUSTED.value:
         logger.warning(
