@@ -193,6 +193,7 @@ def rows(measures: dict[str, Any]) -> list[Row]:
     table.extend(_stripe_rows(measures["stripe"]))
     table.extend(_webhook_rows(measures["webhooks"]))
     table.extend(_capacity_rows(measures["capacity"]))
+    table.append(console_row(measures["console"]))
     return table
 
 
@@ -243,8 +244,6 @@ def pattern_of(key: str) -> str:
     from bench.capacity import pattern
 
     return pattern(key)
-    table.append(console_row(measures["console"]))
-    return table
 
 
 def console_row(console: dict[str, Any]) -> Row:
