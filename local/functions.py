@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local import cfn
+from local import cfn, processes
 from local.naming import function_arn, local_name
 
 log = logging.getLogger("local.functions")
@@ -119,6 +119,10 @@ def to_json_value(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+class RuntimeStopping(FunctionError):
+    """The runtime stopped while the invocation waited or ran: not the function's failure, nothing to log."""
+
+
 class FunctionTimedOut(FunctionError):
     """The invocation outlived the function's Timeout; its environment was stopped, as Lambda does."""
 
@@ -138,7 +142,7 @@ class Zygote:
 
     def _start(self) -> subprocess.Popen[str]:
         if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen(
+            self._process = processes.spawn(
                 [sys.executable, "-m", "local.zygote"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -299,8 +303,10 @@ class FunctionPool:
             result = environment.invoke(event, request_id)
             healthy = True
             return result
-        except FunctionError:
+        except FunctionError as exc:
             healthy = environment.alive
+            if self._closed:  # its environment was ended by the stop, not by the function
+                raise RuntimeStopping(f"{self.spec.logical_id}: the runtime is stopping") from exc
             raise
         finally:
             log.info(
@@ -315,7 +321,7 @@ class FunctionPool:
         with self._free:
             while True:
                 if self._closed:
-                    raise FunctionError(f"{self.spec.logical_id}: the runtime is stopping")
+                    raise RuntimeStopping(f"{self.spec.logical_id}: the runtime is stopping")
                 if self._idle:
                     return self._idle.pop(), False
                 if self._count < self.max_environments:

@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from local import cfn
-from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec
+from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec, RuntimeStopping
 from local.naming import ACCOUNT_ID, REGION
 
 log = logging.getLogger("local.gateway")
@@ -731,6 +731,8 @@ class Gateway:
             return proxy_response(answer)
         except FunctionCodeMissing as exc:
             log.error("%s %s: %s", request.method, request.path, exc)
+        except RuntimeStopping as exc:
+            log.info("%s %s: %s", request.method, request.path, exc)
         except FunctionError as exc:
             log.error("%s %s: %s\n%s", request.method, request.path, exc, exc.stack)
         except MalformedProxyResponse as exc:
@@ -779,7 +781,9 @@ class Gateway:
             except FunctionError as exc:
                 if exc.error_message == "Unauthorized":
                     return gateway_response(route.api, "UNAUTHORIZED", request_id, request)
-                log.error("%s %s: %s\n%s", request.method, request.path, exc, exc.stack)
+                (log.info if isinstance(exc, RuntimeStopping) else log.error)(
+                    "%s %s: %s\n%s", request.method, request.path, exc, exc.stack
+                )
                 return gateway_response(route.api, "AUTHORIZER_FAILURE", request_id, request)
             except FunctionCodeMissing as exc:
                 log.error("%s %s: %s", request.method, request.path, exc)

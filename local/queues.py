@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local import cfn
-from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec
+from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec, RuntimeStopping
 from local.naming import ACCOUNT_ID, REGION
 
 log = logging.getLogger("local.queues")
@@ -194,6 +194,8 @@ class QueuePoller:
 
     def poll_once(self) -> int:
         with self._receiving:
+            if self._stop.is_set():  # asked to stop while waiting for the other workers' receive
+                return 0
             answer = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(10, self.source.batch_size),
@@ -210,6 +212,8 @@ class QueuePoller:
         except FunctionCodeMissing as exc:
             log.warning("%s", exc)
             time.sleep(1)
+            return 0
+        except RuntimeStopping:  # the messages stay in the queue, as after a crash
             return 0
         except FunctionError as exc:
             log.error(

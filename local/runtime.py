@@ -380,9 +380,14 @@ class Runtime:
             raise PortUnavailable(f"cannot serve on {HOST}:{self.settings.port}: {exc}") from exc
         self.base_url = f"http://{HOST}:{self._http.server_address[1]}"
         try:
+            self._launch_stripe()
             self._start_moto()
             self._point_process_at_moto()
             specs = function_specs(self.template)
+            invoker = self._invoker = Invoker(
+                specs, layer_paths(self.template), self.settings.environments_per_function
+            )
+            invoker.start_launcher()  # loads the shared libraries on the other core while moto is set up
             parameters = {
                 **cfn.parameter_defaults(self.template),
                 **environment_parameter_overrides(specs, self.template, os.environ),
@@ -401,10 +406,6 @@ class Runtime:
             for path in reversed(layer_paths(self.template)):
                 if str(path) not in sys.path:
                     sys.path.insert(0, str(path))
-            invoker = self._invoker = Invoker(
-                specs, layer_paths(self.template), self.settings.environments_per_function
-            )
-            invoker.start_launcher()  # loads the shared libraries on the other core while the state loads
             restored = self._restore_state()
             self._seed_api_keys()
             missing = sorted(spec.logical_id for spec in specs.values() if not spec.has_code())
@@ -434,25 +435,33 @@ class Runtime:
             self.stop()
             raise
 
-    def _stripe_environment(self) -> dict[str, str]:
-        """The `stripe` provider's settings: a real test-mode key (STRIPE_API_KEY without STRIPE_API_BASE)
-        talks to Stripe; otherwise the local emulator is started and the provider pointed at it."""
-        key = os.environ.get("STRIPE_API_KEY", "")
-        base = os.environ.get("STRIPE_API_BASE", "")
-        if key and not base:
-            secret = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
-            return {"STRIPE_API_KEY": key, "STRIPE_WEBHOOK_SECRET": secret}
+    def _launch_stripe(self) -> None:
+        """Starts the local Stripe (unless a real test-mode key is set: STRIPE_API_KEY without
+        STRIPE_API_BASE), first thing, so that it loads on the other core while moto is set up."""
+        if os.environ.get("STRIPE_API_KEY", "") and not os.environ.get("STRIPE_API_BASE", ""):
+            return
         from local.stripe_emulator import LocalStripe
 
         secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(16)
         webhook_url = f"{self.base_url}/v1/providers/stripe/events"
         if os.environ.get("LOCAL_STRIPE_WEBHOOKS", "").strip().lower() in ("0", "off", "false"):
             webhook_url = DROPPED_WEBHOOKS_URL  # for tests of lost webhooks: the emulator's sends all fail
-        self._stripe = LocalStripe(webhook_url, secret)
+        self._stripe = LocalStripe(webhook_url, secret, wait=False)
+
+    def _stripe_environment(self) -> dict[str, str]:
+        """The `stripe` provider's settings: a real test-mode key talks to Stripe; otherwise the provider
+        is pointed at the local emulator, once it answers."""
+        if self._stripe is None:
+            key = os.environ.get("STRIPE_API_KEY", "")
+            return {
+                "STRIPE_API_KEY": key,
+                "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+            }
+        self._stripe.wait_until_ready()
         log.info("Stripe emulated by localstripe at %s", self._stripe.api_base)
         return {
-            "STRIPE_API_KEY": LocalStripe.API_KEY,
-            "STRIPE_WEBHOOK_SECRET": secret,
+            "STRIPE_API_KEY": self._stripe.API_KEY,
+            "STRIPE_WEBHOOK_SECRET": self._stripe.webhook_secret,
             "STRIPE_API_BASE": self._stripe.api_base,
         }
 
