@@ -465,7 +465,7 @@ def served() -> Iterator[tuple[GatewayHTTPServer, FakeFunctions]]:
     server = GatewayHTTPServer(
         ("127.0.0.1", 0), Gateway(RouteTable([Route("ANY", "/echo/{id}", "Echo", api, None)]), functions)
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server, functions
     server.shutdown()

@@ -1,4 +1,5 @@
-"""`python -m bench --fast` writes results.json with exactly the published keys, and RESULTS.md."""
+"""`python -m bench --fast` writes results.json with exactly the published keys, and RESULTS.md, and the
+committed results have that shape too. The fast run starts runtimes and the local Stripe: an end-to-end test."""
 
 from __future__ import annotations
 
