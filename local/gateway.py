@@ -806,6 +806,10 @@ class Gateway:
 # --------------------------------------------------------------------------------------------- HTTP server
 
 
+# Where `GET /` of the local server sends a browser (the runtime's own: API Gateway has no such route).
+FRONT_PAGE = "/v1/docs"
+
+
 class GatewayHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -844,7 +848,10 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
         gateway = self.server.gateway
         try:
             assert gateway is not None, "serving before the gateway is set"
-            response = gateway.handle(request)
+            if self._is_front_page(request, gateway):
+                response = Response(302, [("Location", FRONT_PAGE)], b"")
+            else:
+                response = gateway.handle(request)
         except Exception:
             log.exception("the local gateway failed on %s %s", self.command, self._resource(request))
             response = gateway_response(None, "INTEGRATION_FAILURE", str(uuid.uuid4()), request)
@@ -856,6 +863,15 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
             response.status,
             (time.monotonic() - started) * 1000,
             response.header("x-amzn-RequestId") or "",
+        )
+
+    @staticmethod
+    def _is_front_page(request: Request, gateway: Gateway) -> bool:
+        """`GET /` (or HEAD) when the template has no route of its own there."""
+        return (
+            request.method in ("GET", "HEAD")
+            and request.path == "/"
+            and gateway.routes.match(request.method, "/") is None
         )
 
     def _resource(self, request: Request) -> str:

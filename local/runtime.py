@@ -797,9 +797,27 @@ class Runtime:
             log.exception("could not stop the running executions")
 
     def banner(self) -> str:
+        """What `make run` prints once it serves: where to read, where to look, and a first request."""
         keys = self.settings.api_keys
         if len(keys) == 1:
             key_text = f"API key: {keys[0][1]}"
         else:
             key_text = "API keys: " + ", ".join(f"{tenant} {key}" for tenant, key in keys)
-        return f"checkout-sessions listening on {self.base_url}  ({key_text})"
+        return_host = next(iter(self.settings.return_hosts), "example.com")
+        body = json.dumps(
+            {
+                "amount": 5000,
+                "currency": "USD",
+                "referenceId": "order-1",
+                "returnUrl": f"https://{return_host}/return",
+            }
+        )
+        return "\n".join(
+            [
+                f"checkout-sessions listening on {self.base_url}  ({key_text})",
+                f"  API docs:  {self.base_url}/v1/docs",
+                f"  console:   {self.base_url}/console",
+                f"  try:       curl -s -X POST {self.base_url}/v1/sessions"
+                f" -H 'Authorization: Bearer {keys[0][1]}' -H 'Content-Type: application/json' -d '{body}'",
+            ]
+        )

@@ -4,6 +4,7 @@ schedules, stream -> bus publication, the state machine really running, and a cl
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -221,6 +222,22 @@ def test_boots_from_a_clean_environment_and_prints_the_url_and_the_demo_key(runt
     answer = get(runtime.base_url, "/v1/openapi.json")
     assert answer.status_code == 200
     assert answer.json()["openapi"].startswith("3.")
+
+
+def test_the_banner_names_the_docs_and_the_console_and_its_curl_creates_a_session(
+    runtime: RunningRuntime,
+) -> None:
+    lines = runtime.stdout.splitlines()
+    assert f"  API docs:  {runtime.base_url}/v1/docs" in lines
+    assert f"  console:   {runtime.base_url}/console" in lines
+    (command,) = [line.split("try:", 1)[1].strip() for line in lines if line.strip().startswith("try:")]
+    # When the printed command is run as shown, by a shell
+    created = subprocess.run(  # noqa: S603 - the runtime's own banner
+        ["/bin/sh", "-c", command], capture_output=True, text=True, timeout=60, check=True
+    )
+    # Then it created a session
+    session = json.loads(created.stdout)
+    assert session["status"] == "OPEN" and session["sessionId"]
 
 
 # -- the authorizer in front of /v1/sessions ----------------------------------------------------------------

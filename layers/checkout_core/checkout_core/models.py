@@ -432,7 +432,17 @@ class Delivery(Model):
     lastAttemptAt: str | None = None
     lastResponseStatus: int | None = None
     lastError: str | None = None
-    nextAttemptAt: str | None = None
+    nextAttemptAt: str | None = Field(
+        default=None,
+        description="When the next attempt is due (never before createdAt); for a delivery waiting behind "
+        "an earlier one of its session (see waitingFor), not before that one's next attempt. Null when none "
+        "is scheduled.",
+    )
+    waitingFor: str | None = Field(
+        default=None,
+        description="The deliveryId of the session's earlier delivery to this endpoint that this one waits "
+        "behind (events of a session go out in order); null when it waits for nothing.",
+    )
     createdAt: str
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from checkout_core.clock import to_iso
+from checkout_core.clock import from_epoch, to_iso
 from checkout_core.models import DeliveryStatus
 from checkout_core.observability import logger
 from checkout_core.webhooks import schedule
@@ -104,10 +104,20 @@ def attempt(services: WebhookServices, message: dict[str, Any], receive_count: i
         )
     recorded = _record(services, delivery, record, keep_waiting=delay is not None)
     _endpoint_health(services, endpoint, outcome, now)
-    if record["status"] == DeliveryStatus.EXHAUSTED.value:
+    if outcome is not schedule.Outcome.SUCCEEDED:  # one line per failed attempt
+        exhausted = record["status"] == DeliveryStatus.EXHAUSTED.value
         logger.warning(
-            "webhook delivery exhausted",
-            extra={"endpointId": endpoint_id, "deliveryId": delivery_id, "tenantId": tenant_id},
+            "webhook delivery exhausted" if exhausted else "webhook delivery attempt failed",
+            extra={
+                "endpointId": endpoint_id,
+                "deliveryId": delivery_id,
+                "eventId": delivery["eventId"],
+                "tenantId": tenant_id,
+                "attempt": attempts,
+                "status": answer.status,
+                "error": record["lastError"],
+                "nextAttemptAt": to_iso(from_epoch(now + delay)) if delay is not None else None,
+            },
         )
     if delay is not None and recorded:
         services.messages.hide(receipt, delay)
