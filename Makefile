@@ -36,20 +36,26 @@ $(SAM_VENV)/.installed:
 run: $(VENV)/.installed $(SWAGGER_UI)  ## serve the API locally, AWS emulated in-process (RESET=1: start empty)
 	LOCAL_RESET=$(RESET) $(PY) -m local
 
+# The suite runs on TEST_WORKERS pytest-xdist workers, a test module per worker at a time (its module- and
+# session-scoped runtimes start once per worker); end-to-end tests mostly wait on their runtimes, so there are
+# more workers than cores. TEST_WORKERS=0 runs in this process (for a debugger).
+TEST_WORKERS ?= 4
+PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
+
 test: $(VENV)/.installed $(SWAGGER_UI) $(DEBIAN_TOOLS)  ## the whole suite: unit, integration, e2e, browser
-	$(PY) -m pytest
+	$(PY) -m pytest $(PARALLEL)
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
 
 integration: $(VENV)/.installed
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest $(PARALLEL) tests/integration
 
 e2e: $(VENV)/.installed $(SWAGGER_UI)
-	$(PY) -m pytest tests/e2e
+	$(PY) -m pytest $(PARALLEL) tests/e2e
 
 browser: $(VENV)/.installed $(SWAGGER_UI) $(DEBIAN_TOOLS)  ## the hosted page and Swagger UI in headless Chromium
-	$(PY) -m pytest tests/browser
+	$(PY) -m pytest $(PARALLEL) tests/browser
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -207,6 +207,7 @@ class Settings:
     def handler_environment(self, base_url: str) -> dict[str, str]:
         """The settings the handlers read, whatever the template says."""
         return {
+            "LOCAL_RUNTIME": "true",
             "SESSION_TTL_MIN_SECONDS": str(self.session_ttl_min_seconds),
             "SESSION_TTL_MAX_SECONDS": str(self.session_ttl_max_seconds),
             "SESSION_TTL_DEFAULT_SECONDS": str(self.session_ttl_default_seconds),

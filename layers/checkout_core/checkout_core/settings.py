@@ -37,6 +37,8 @@ class Settings:
     webhook_queue_url: str = ""
     webhook_allow_private_urls: bool = False
     webhook_requeue_grace_seconds: int = 300
+    # Set by the embedded runtime only: http:// return URLs to loopback, and errors that name its settings.
+    local_runtime: bool = False
 
 
 @cache
@@ -66,4 +68,5 @@ def get_settings() -> Settings:
         webhook_allow_private_urls=os.environ.get("WEBHOOK_ALLOW_PRIVATE_URLS", "false").strip().lower()
         == "true",
         webhook_requeue_grace_seconds=_int("WEBHOOK_REQUEUE_GRACE_SECONDS", 300),
+        local_runtime=os.environ.get("LOCAL_RUNTIME", "false").strip().lower() == "true",
     )
