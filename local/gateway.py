@@ -16,7 +16,7 @@ guarded by its Api's `DefaultAuthorizer` (a REQUEST Lambda authorizer). What API
   `$context.*` variables), falling back to DEFAULT_4XX / DEFAULT_5XX, then to API Gateway's own bodies.
 
 A request that matches no route gets the template's MISSING_AUTHENTICATION_TOKEN gateway response, as on
-AWS (the template answers 404 `not_found` in the contract's error shape); without one, the same 404 rather
+AWS (the template answers 404 `not_found` in the API's error shape); without one, the same 404 rather
 than API Gateway's built-in 403 `{"message": "Missing Authentication Token"}`.
 """
 

@@ -88,7 +88,7 @@ class PortUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
-    """The contract's §5 settings."""
+    """The settings of `make run` (the README's table)."""
 
     port: int = 3000
     api_keys: tuple[tuple[str, str], ...] = (("demo", "sk_test_demo"),)

@@ -310,7 +310,7 @@ class ErrorResponse(Model):
     error: ErrorBody
 
 
-# ---------------------------------------------------------------- webhooks to merchants (§7)
+# ---------------------------------------------------------------- webhooks to merchants
 
 
 class EventType(StrEnum):

@@ -230,5 +230,5 @@ def recover(services: WebhookServices, tenant: Tenant, endpoint_id: str, since: 
 
 
 def body_of(event: dict[str, Any]) -> str:
-    """The request body: the Event JSON as §4 gives it."""
+    """The request body: the Event JSON exactly as the timeline gives it."""
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
