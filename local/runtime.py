@@ -28,6 +28,7 @@ from botocore.config import Config
 
 from local import atomic_dynamodb, cfn
 from local.functions import (
+    DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_ENVIRONMENTS,
     FUNCTION_TYPE,
     FunctionSpec,
@@ -102,6 +103,7 @@ class Settings:
     cancellation_deadline_seconds: int = 259200
     public_base_url: str | None = None
     environments_per_function: int = DEFAULT_MAX_ENVIRONMENTS
+    environment_idle_seconds: float = DEFAULT_IDLE_SECONDS
     state_dir: str | None = ".local/state"
     reset: bool = False
     events_tap: bool = False
@@ -163,6 +165,9 @@ class Settings:
             public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/") or None,
             environments_per_function=number(
                 "LOCAL_ENVIRONMENTS_PER_FUNCTION", defaults.environments_per_function, int, 1
+            ),
+            environment_idle_seconds=number(
+                "LOCAL_ENVIRONMENT_IDLE_SECONDS", defaults.environment_idle_seconds, float, 0.1
             ),
             state_dir=env.get("LOCAL_STATE_DIR", defaults.state_dir or "").strip() or None,
             reset=env.get("LOCAL_RESET", "").strip().lower() in ("1", "true", "yes"),
@@ -386,7 +391,10 @@ class Runtime:
             self._point_process_at_moto()
             specs = function_specs(self.template)
             invoker = self._invoker = Invoker(
-                specs, layer_paths(self.template), self.settings.environments_per_function
+                specs,
+                layer_paths(self.template),
+                self.settings.environments_per_function,
+                self.settings.environment_idle_seconds,
             )
             invoker.start_launcher()  # loads the shared libraries on the other core while moto is set up
             parameters = {
