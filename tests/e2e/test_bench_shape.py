@@ -23,6 +23,7 @@ EXPECTED_KEYS = {
         "create_p50_ms_10k",
         "create_p50_ratio_10k",
         "rss_mb_empty",
+        "idle_mb",
         "rss_mb_10k",
         "memory_growth_mb_10k",
         "errors_5xx",
