@@ -10,10 +10,16 @@ SWAGGER_UI := functions/openapi/swagger_ui/.installed
 
 .PHONY: run test unit integration e2e browser lint bench build validate openapi api-key demo clean
 
-$(VENV)/.installed: requirements-dev.txt layers/checkout_core/requirements.txt layers/stripe/requirements.txt
+# What running needs (make run, demo, api-key, openapi); the test and lint tools come on top, with the first
+# target that needs them (DEV below).
+$(VENV)/.installed: requirements-run.txt layers/checkout_core/requirements.txt layers/stripe/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-run.txt
+	touch $@
+
+DEV := $(VENV)/.dev-installed
+$(DEV): requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 $(SWAGGER_UI): functions/openapi/swagger-ui.txt | $(VENV)/.installed
@@ -36,33 +42,39 @@ $(SAM_VENV)/.installed:
 run: $(VENV)/.installed $(SWAGGER_UI)  ## serve the API locally, AWS emulated in-process (RESET=1: start empty)
 	LOCAL_RESET=$(RESET) $(PY) -m local
 
-test: $(VENV)/.installed $(SWAGGER_UI) $(DEBIAN_TOOLS)  ## the whole suite: unit, integration, e2e, browser
-	$(PY) -m pytest
+# The suite runs on TEST_WORKERS pytest-xdist workers, a test module per worker at a time (its module- and
+# session-scoped runtimes start once per worker); end-to-end tests mostly wait on their runtimes, so there are
+# more workers than cores. TEST_WORKERS=0 runs in this process (for a debugger).
+TEST_WORKERS ?= 4
+PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
 
-unit: $(VENV)/.installed
+test: $(DEV) $(SWAGGER_UI) $(DEBIAN_TOOLS)  ## the whole suite: unit, integration, e2e, browser
+	$(PY) -m pytest $(PARALLEL)
+
+unit: $(DEV)
 	$(PY) -m pytest tests/unit
 
-integration: $(VENV)/.installed
-	$(PY) -m pytest tests/integration
+integration: $(DEV)
+	$(PY) -m pytest $(PARALLEL) tests/integration
 
-e2e: $(VENV)/.installed $(SWAGGER_UI)
-	$(PY) -m pytest tests/e2e
+e2e: $(DEV) $(SWAGGER_UI)
+	$(PY) -m pytest $(PARALLEL) tests/e2e
 
-browser: $(VENV)/.installed $(SWAGGER_UI) $(DEBIAN_TOOLS)  ## the hosted page and Swagger UI in headless Chromium
-	$(PY) -m pytest tests/browser
+browser: $(DEV) $(SWAGGER_UI) $(DEBIAN_TOOLS)  ## the hosted page and Swagger UI in headless Chromium
+	$(PY) -m pytest $(PARALLEL) tests/browser
 
-lint: $(VENV)/.installed
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/checkout_core functions local
 
-bench: $(VENV)/.installed build
+bench: $(DEV) build
 	$(PY) -m bench
 
 validate: $(SAM_VENV)/.installed
 	$(SAM) validate --lint
 
-build: $(SAM_VENV)/.installed $(VENV)/.installed $(SWAGGER_UI) validate  ## lint, sam build, check the layer
+build: $(SAM_VENV)/.installed $(DEV) $(SWAGGER_UI) validate  ## lint, sam build, check the layer
 	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -t template.yaml
 	$(PY) -m local.check_dashboard template.yaml
 	$(SAM) build

@@ -30,6 +30,7 @@ FULL = {
     "capacity_one_tenant_sessions": 200,
     "capacity_sessions": 1000,
     "console_sessions": 1000,
+    "idle_seconds": 30,  # the runtime's default
 }
 FAST = {
     "expiry_n": 200,
@@ -43,6 +44,7 @@ FAST = {
     "capacity_one_tenant_sessions": 10,
     "capacity_sessions": 100,
     "console_sessions": 20,
+    "idle_seconds": 2,
 }
 
 
@@ -94,7 +96,9 @@ def run(settings: dict[str, int]) -> dict[str, Any]:
     step("the console's overview page at N and 10N sessions")
     measures["console"] = console.measure(settings["console_sessions"])
     step("the embedded runtime over HTTP")
-    measures["runtime"] = runtime.measure(settings["runtime_sessions"], settings["runtime_sample"])
+    measures["runtime"] = runtime.measure(
+        settings["runtime_sessions"], settings["runtime_sample"], settings["idle_seconds"]
+    )
     step("done")
     return measures
 

@@ -72,6 +72,7 @@ RUNTIME_KEYS = (
     "create_p50_ms_10k",
     "create_p50_ratio_10k",
     "rss_mb_empty",
+    "idle_mb",
     "rss_mb_10k",
     "memory_growth_mb_10k",
     "errors_5xx",
@@ -349,6 +350,15 @@ def _runtime_rows(runtime: dict[str, Any]) -> list[Row]:
             f"{runtime['memory_growth_mb_10k']} MB "
             f"({runtime['rss_mb_empty']} MB -> {runtime['rss_mb_10k']} MB)",
             runtime["memory_growth_mb_10k"] <= 250,
+        ),
+        Row(
+            "Runtime: memory when idle",
+            "`python -m local` with its default settings (but no expiry sweep), after the creates above, "
+            "left unused until its idle execution environments were stopped (LOCAL_ENVIRONMENT_IDLE_SECONDS, "
+            "30 s); Pss of the runtime, its environment launcher and the local Stripe, as above",
+            "<= 400 MB",
+            f"{runtime['idle_mb']} MB",
+            runtime["idle_mb"] <= 400,
         ),
         Row("Runtime: 5xx answers", how, "0", str(runtime["errors_5xx"]), runtime["errors_5xx"] == 0),
         Row(

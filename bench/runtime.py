@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 import requests
 
 from bench import harness
+from local import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 8
@@ -35,7 +35,7 @@ def _free_port() -> int:
 
 
 class Runtime:
-    def __init__(self, state_dir: Path, log: Path) -> None:
+    def __init__(self, state_dir: Path, log: Path, idle_seconds: float = 30) -> None:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -44,13 +44,14 @@ class Runtime:
             "PORT": str(self.port),
             "LOCAL_STATE_DIR": str(state_dir),
             "SWEEP_INTERVAL_SECONDS": "3600",
+            "LOCAL_ENVIRONMENT_IDLE_SECONDS": str(idle_seconds),
             "LOCAL_LOG_LEVEL": "WARNING",
             # What is measured is the runtime, not the tenant's allowance.
             "TENANT_THROTTLING_RATE_LIMIT": "100000",
             "TENANT_THROTTLING_BURST_LIMIT": "100000",
         }
         with log.open("ab") as out:
-            self.process = subprocess.Popen(
+            self.process = processes.spawn(
                 [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=out, stderr=out
             )
 
@@ -91,6 +92,21 @@ class Runtime:
                 continue
         return round(total_kb / 1024, 1)
 
+    def idle_mb(self, timeout: float = 180) -> float:
+        """Memory once the runtime has sat unused until its idle execution environments were stopped: what
+        is left below it is the launcher (one `local.zygote`) and the local Stripe."""
+        deadline = time.monotonic() + timeout
+        while self._environments() and time.monotonic() < deadline:
+            time.sleep(1)
+        if self._environments():
+            raise RuntimeError("the runtime's idle environments were not stopped")
+        return self.rss_mb()
+
+    def _environments(self) -> int:
+        """Execution environments alive: processes forked by the launcher."""
+        below = processes.descendants(self.process.pid)
+        return sum("local.zygote" in processes.command_line(pid) for pid in below) - 1
+
     def stop(self) -> float:
         started = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
@@ -128,16 +144,18 @@ class Clients:
             return list(pool.map(self._create, range(count)))
 
 
-def measure(sessions: int, sample: int) -> dict[str, Any]:
+def measure(sessions: int, sample: int, idle_seconds: float = 30) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
     log = work / "runtime.log"
-    runtime = Runtime(work / "state", log)
+    runtime = Runtime(work / "state", log, idle_seconds)
     try:
         runtime.wait_until_serving()
         clients = Clients(runtime.base_url)
         clients.create(CLIENTS * 4)  # every client's environments warm, as after a minute of use
         empty = clients.create(sample)
         rss_empty = runtime.rss_mb()
+        harness.say("bench: waiting for the runtime to be idle")
+        idle = runtime.idle_mb()
         remaining = sessions - CLIENTS * 4 - sample * 2
         harness.say(f"bench: filling the runtime to {sessions} sessions")
         while remaining > 0:
@@ -160,6 +178,7 @@ def measure(sessions: int, sample: int) -> dict[str, Any]:
         "create_p50_ms_10k": round(p50_full, 1),
         "create_p50_ratio_10k": round(p50_full / p50_empty, 3),
         "rss_mb_empty": rss_empty,
+        "idle_mb": idle,
         "rss_mb_10k": rss_full,
         "memory_growth_mb_10k": round(rss_full - rss_empty, 1),
         "errors_5xx": clients.errors_5xx,

@@ -1,7 +1,7 @@
 """`python -m local` (`make run`): serves the API of template.yaml on http://127.0.0.1:$PORT with DynamoDB,
 EventBridge and Step Functions emulated in-process by moto's server. No AWS account, no Docker.
 
-Settings are the contract's §5 (PORT, LOCAL_API_KEYS, LOCAL_RETURN_HOSTS, SANDBOX_WEBHOOK_SECRET,
+Settings are the README's table (PORT, LOCAL_API_KEYS, LOCAL_RETURN_HOSTS, SANDBOX_WEBHOOK_SECRET,
 SWEEP_INTERVAL_SECONDS, SESSION_TTL_*, CANCELLATION_*, PUBLIC_BASE_URL); LOCAL_LOG_LEVEL sets the runtime's
 own log level (default INFO). It prints the base URL and the API key on stdout, logs the moto endpoint on
 stderr (with LOCAL_EVENTS_TAP=1, events published on the bus are copied to the SQS queue `checkout-events-tap`

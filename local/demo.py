@@ -1,5 +1,5 @@
 """`make demo`: the README walk-through (scripts/walkthrough.sh) against a fresh runtime on a free port,
-with its data in a temporary folder; the runtime is stopped afterwards."""
+with its data in a temporary folder; the runtime is stopped afterwards (so nothing printed links to it)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from local import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECONDS = 90
@@ -45,7 +47,7 @@ def main() -> int:
         env = {**os.environ, "PORT": str(port), "LOCAL_STATE_DIR": state}
         log = Path(state) / "runtime.log"
         with log.open("wb") as output:
-            runtime = subprocess.Popen(
+            runtime = processes.spawn(
                 [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=output, stderr=output
             )
         try:

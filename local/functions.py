@@ -28,13 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local import cfn
+from local import cfn, processes
 from local.naming import function_arn, local_name
 
 log = logging.getLogger("local.functions")
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
 DEFAULT_MAX_ENVIRONMENTS = 6
+# An environment no invocation has used for this long is stopped, as Lambda reclaims idle ones: an idle
+# runtime holds the launcher and little else. The next invocation cold-starts a new one.
+DEFAULT_IDLE_SECONDS = 30.0
 INIT_TIMEOUT_SECONDS = 30.0
 TIMEOUT_GRACE_SECONDS = 1.0
 
@@ -119,6 +122,10 @@ def to_json_value(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+class RuntimeStopping(FunctionError):
+    """The runtime stopped while the invocation waited or ran: not the function's failure, nothing to log."""
+
+
 class FunctionTimedOut(FunctionError):
     """The invocation outlived the function's Timeout; its environment was stopped, as Lambda does."""
 
@@ -138,7 +145,7 @@ class Zygote:
 
     def _start(self) -> subprocess.Popen[str]:
         if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen(
+            self._process = processes.spawn(
                 [sys.executable, "-m", "local.zygote"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -205,6 +212,7 @@ class Environment:
         answers.unlink()
         self.invocations = 0
         self.init_ms: int | None = None
+        self.idle_since = time.monotonic()
         self._stopped = False
 
     def start(self) -> None:
@@ -299,8 +307,10 @@ class FunctionPool:
             result = environment.invoke(event, request_id)
             healthy = True
             return result
-        except FunctionError:
+        except FunctionError as exc:
             healthy = environment.alive
+            if self._closed:  # its environment was ended by the stop, not by the function
+                raise RuntimeStopping(f"{self.spec.logical_id}: the runtime is stopping") from exc
             raise
         finally:
             log.info(
@@ -315,7 +325,7 @@ class FunctionPool:
         with self._free:
             while True:
                 if self._closed:
-                    raise FunctionError(f"{self.spec.logical_id}: the runtime is stopping")
+                    raise RuntimeStopping(f"{self.spec.logical_id}: the runtime is stopping")
                 if self._idle:
                     return self._idle.pop(), False
                 if self._count < self.max_environments:
@@ -335,11 +345,24 @@ class FunctionPool:
     def _release(self, environment: Environment, healthy: bool) -> None:
         with self._free:
             if healthy and environment.alive and not self._closed:
+                environment.idle_since = time.monotonic()
                 self._idle.append(environment)
             else:
                 environment.stop()
                 self._count -= 1
             self._free.notify()
+
+    def stop_idle(self, idle_seconds: float) -> int:
+        """Stops the environments unused for `idle_seconds`; returns how many."""
+        deadline = time.monotonic() - idle_seconds
+        with self._free:
+            stale = [environment for environment in self._idle if environment.idle_since <= deadline]
+            self._idle = [environment for environment in self._idle if environment.idle_since > deadline]
+            self._count -= len(stale)
+            self._free.notify_all()
+        for environment in stale:
+            environment.stop()
+        return len(stale)
 
     def close(self) -> None:
         with self._free:
@@ -361,13 +384,17 @@ class Invoker:
         specs: dict[str, FunctionSpec],
         layers: list[Path] | None = None,
         max_environments: int = DEFAULT_MAX_ENVIRONMENTS,
+        idle_seconds: float | None = DEFAULT_IDLE_SECONDS,
     ) -> None:
         self.specs = specs
         self.layers = layer_paths() if layers is None else layers
         self.max_environments = max_environments
+        self.idle_seconds = idle_seconds
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
         self._zygote = Zygote()
+        self._closing = threading.Event()
+        self._reaper: threading.Thread | None = None
 
     def start_launcher(self) -> None:
         """Starts the environment launcher now, in the background, rather than on the first invocation."""
@@ -395,9 +422,22 @@ class Invoker:
                 pool = self._pools[spec.logical_id] = FunctionPool(
                     spec, self.layers, self.max_environments, self._zygote
                 )
+            if self._reaper is None and self.idle_seconds is not None:
+                self._reaper = threading.Thread(target=self._stop_idle, name="idle-environments", daemon=True)
+                self._reaper.start()
             return pool
 
+    def _stop_idle(self) -> None:
+        assert self.idle_seconds is not None
+        while not self._closing.wait(min(5.0, self.idle_seconds / 4)):
+            with self._lock:
+                pools = list(self._pools.values())
+            stopped = sum(pool.stop_idle(self.idle_seconds) for pool in pools)
+            if stopped:
+                log.debug("%d idle environments stopped", stopped)
+
     def close(self) -> None:
+        self._closing.set()
         with self._lock:
             pools = list(self._pools.values())
         for pool in pools:

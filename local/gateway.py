@@ -16,7 +16,7 @@ guarded by its Api's `DefaultAuthorizer` (a REQUEST Lambda authorizer). What API
   `$context.*` variables), falling back to DEFAULT_4XX / DEFAULT_5XX, then to API Gateway's own bodies.
 
 A request that matches no route gets the template's MISSING_AUTHENTICATION_TOKEN gateway response, as on
-AWS (the template answers 404 `not_found` in the contract's error shape); without one, the same 404 rather
+AWS (the template answers 404 `not_found` in the API's error shape); without one, the same 404 rather
 than API Gateway's built-in 403 `{"message": "Missing Authentication Token"}`.
 """
 
@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from local import cfn
-from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec
+from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec, RuntimeStopping
 from local.naming import ACCOUNT_ID, REGION
 
 log = logging.getLogger("local.gateway")
@@ -731,6 +731,8 @@ class Gateway:
             return proxy_response(answer)
         except FunctionCodeMissing as exc:
             log.error("%s %s: %s", request.method, self.resource(request), exc)
+        except RuntimeStopping as exc:
+            log.info("%s %s: %s", request.method, self.resource(request), exc)
         except FunctionError as exc:
             log.error("%s %s: %s\n%s", request.method, self.resource(request), exc, exc.stack)
         except MalformedProxyResponse as exc:
@@ -779,7 +781,9 @@ class Gateway:
             except FunctionError as exc:
                 if exc.error_message == "Unauthorized":
                     return gateway_response(route.api, "UNAUTHORIZED", request_id, request)
-                log.error("%s %s: %s\n%s", request.method, self.resource(request), exc, exc.stack)
+                (log.info if isinstance(exc, RuntimeStopping) else log.error)(
+                    "%s %s: %s\n%s", request.method, self.resource(request), exc, exc.stack
+                )
                 return gateway_response(route.api, "AUTHORIZER_FAILURE", request_id, request)
             except FunctionCodeMissing as exc:
                 log.error("%s %s: %s", request.method, self.resource(request), exc)
@@ -800,6 +804,10 @@ class Gateway:
 
 
 # --------------------------------------------------------------------------------------------- HTTP server
+
+
+# Where `GET /` of the local server sends a browser (the runtime's own: API Gateway has no such route).
+FRONT_PAGE = "/v1/docs"
 
 
 class GatewayHTTPServer(ThreadingHTTPServer):
@@ -840,7 +848,10 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
         gateway = self.server.gateway
         try:
             assert gateway is not None, "serving before the gateway is set"
-            response = gateway.handle(request)
+            if self._is_front_page(request, gateway):
+                response = Response(302, [("Location", FRONT_PAGE)], b"")
+            else:
+                response = gateway.handle(request)
         except Exception:
             log.exception("the local gateway failed on %s %s", self.command, self._resource(request))
             response = gateway_response(None, "INTEGRATION_FAILURE", str(uuid.uuid4()), request)
@@ -852,6 +863,15 @@ class _GatewayRequestHandler(BaseHTTPRequestHandler):
             response.status,
             (time.monotonic() - started) * 1000,
             response.header("x-amzn-RequestId") or "",
+        )
+
+    @staticmethod
+    def _is_front_page(request: Request, gateway: Gateway) -> bool:
+        """`GET /` (or HEAD) when the template has no route of its own there."""
+        return (
+            request.method in ("GET", "HEAD")
+            and request.path == "/"
+            and gateway.routes.match(request.method, "/") is None
         )
 
     def _resource(self, request: Request) -> str:

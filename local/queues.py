@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from local import cfn
-from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec
+from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec, RuntimeStopping
 from local.naming import ACCOUNT_ID, REGION
 
 log = logging.getLogger("local.queues")
@@ -268,6 +268,8 @@ class QueuePoller:
 
     def poll_once(self) -> int:
         with self._receiving:
+            if self._stop.is_set():  # asked to stop while waiting for the other workers' receive
+                return 0
             seen = CHANGES.count(self.name)
             answer = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -286,6 +288,8 @@ class QueuePoller:
         except FunctionCodeMissing as exc:
             log.warning("%s", exc)
             time.sleep(1)
+            return 0
+        except RuntimeStopping:  # the messages stay in the queue, as after a crash
             return 0
         except FunctionError as exc:
             log.error(

@@ -28,6 +28,7 @@ from botocore.config import Config
 
 from local import atomic_dynamodb, cfn
 from local.functions import (
+    DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_ENVIRONMENTS,
     FUNCTION_TYPE,
     FunctionSpec,
@@ -88,7 +89,7 @@ class PortUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
-    """The contract's §5 settings."""
+    """The settings of `make run` (the README's table)."""
 
     port: int = 3000
     api_keys: tuple[tuple[str, str], ...] = (("demo", "sk_test_demo"),)
@@ -102,6 +103,7 @@ class Settings:
     cancellation_deadline_seconds: int = 259200
     public_base_url: str | None = None
     environments_per_function: int = DEFAULT_MAX_ENVIRONMENTS
+    environment_idle_seconds: float = DEFAULT_IDLE_SECONDS
     state_dir: str | None = ".local/state"
     reset: bool = False
     events_tap: bool = False
@@ -166,6 +168,9 @@ class Settings:
             environments_per_function=number(
                 "LOCAL_ENVIRONMENTS_PER_FUNCTION", defaults.environments_per_function, int, 1
             ),
+            environment_idle_seconds=number(
+                "LOCAL_ENVIRONMENT_IDLE_SECONDS", defaults.environment_idle_seconds, float, 0.1
+            ),
             state_dir=env.get("LOCAL_STATE_DIR", defaults.state_dir or "").strip() or None,
             reset=env.get("LOCAL_RESET", "").strip().lower() in ("1", "true", "yes"),
             events_tap=env.get("LOCAL_EVENTS_TAP", "").strip().lower() in ("1", "true", "yes"),
@@ -209,6 +214,7 @@ class Settings:
     def handler_environment(self, base_url: str) -> dict[str, str]:
         """The settings the handlers read, whatever the template says."""
         return {
+            "LOCAL_RUNTIME": "true",
             "SESSION_TTL_MIN_SECONDS": str(self.session_ttl_min_seconds),
             "SESSION_TTL_MAX_SECONDS": str(self.session_ttl_max_seconds),
             "SESSION_TTL_DEFAULT_SECONDS": str(self.session_ttl_default_seconds),
@@ -386,9 +392,17 @@ class Runtime:
             raise PortUnavailable(f"cannot serve on {HOST}:{self.settings.port}: {exc}") from exc
         self.base_url = f"http://{HOST}:{self._http.server_address[1]}"
         try:
+            self._launch_stripe()
             self._start_moto()
             self._point_process_at_moto()
             specs = function_specs(self.template)
+            invoker = self._invoker = Invoker(
+                specs,
+                layer_paths(self.template),
+                self.settings.environments_per_function,
+                self.settings.environment_idle_seconds,
+            )
+            invoker.start_launcher()  # loads the shared libraries on the other core while moto is set up
             parameters = {
                 **cfn.parameter_defaults(self.template),
                 **environment_parameter_overrides(specs, self.template, os.environ),
@@ -407,10 +421,6 @@ class Runtime:
             for path in reversed(layer_paths(self.template)):
                 if str(path) not in sys.path:
                     sys.path.insert(0, str(path))
-            invoker = self._invoker = Invoker(
-                specs, layer_paths(self.template), self.settings.environments_per_function
-            )
-            invoker.start_launcher()  # loads the shared libraries on the other core while the state loads
             restored = self._restore_state()
             self._seed_api_keys()
             missing = sorted(spec.logical_id for spec in specs.values() if not spec.has_code())
@@ -441,25 +451,33 @@ class Runtime:
             self.stop()
             raise
 
-    def _stripe_environment(self) -> dict[str, str]:
-        """The `stripe` provider's settings: a real test-mode key (STRIPE_API_KEY without STRIPE_API_BASE)
-        talks to Stripe; otherwise the local emulator is started and the provider pointed at it."""
-        key = os.environ.get("STRIPE_API_KEY", "")
-        base = os.environ.get("STRIPE_API_BASE", "")
-        if key and not base:
-            secret = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
-            return {"STRIPE_API_KEY": key, "STRIPE_WEBHOOK_SECRET": secret}
+    def _launch_stripe(self) -> None:
+        """Starts the local Stripe (unless a real test-mode key is set: STRIPE_API_KEY without
+        STRIPE_API_BASE), first thing, so that it loads on the other core while moto is set up."""
+        if os.environ.get("STRIPE_API_KEY", "") and not os.environ.get("STRIPE_API_BASE", ""):
+            return
         from local.stripe_emulator import LocalStripe
 
         secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(16)
         webhook_url = f"{self.base_url}/v1/providers/stripe/events"
         if os.environ.get("LOCAL_STRIPE_WEBHOOKS", "").strip().lower() in ("0", "off", "false"):
             webhook_url = DROPPED_WEBHOOKS_URL  # for tests of lost webhooks: the emulator's sends all fail
-        self._stripe = LocalStripe(webhook_url, secret)
+        self._stripe = LocalStripe(webhook_url, secret, wait=False)
+
+    def _stripe_environment(self) -> dict[str, str]:
+        """The `stripe` provider's settings: a real test-mode key talks to Stripe; otherwise the provider
+        is pointed at the local emulator, once it answers."""
+        if self._stripe is None:
+            key = os.environ.get("STRIPE_API_KEY", "")
+            return {
+                "STRIPE_API_KEY": key,
+                "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+            }
+        self._stripe.wait_until_ready()
         log.info("Stripe emulated by localstripe at %s", self._stripe.api_base)
         return {
-            "STRIPE_API_KEY": LocalStripe.API_KEY,
-            "STRIPE_WEBHOOK_SECRET": secret,
+            "STRIPE_API_KEY": self._stripe.API_KEY,
+            "STRIPE_WEBHOOK_SECRET": self._stripe.webhook_secret,
             "STRIPE_API_BASE": self._stripe.api_base,
         }
 
@@ -815,9 +833,27 @@ class Runtime:
             log.exception("could not stop the running executions")
 
     def banner(self) -> str:
+        """What `make run` prints once it serves: where to read, where to look, and a first request."""
         keys = self.settings.api_keys
         if len(keys) == 1:
             key_text = f"API key: {keys[0][1]}"
         else:
             key_text = "API keys: " + ", ".join(f"{tenant} {key}" for tenant, key in keys)
-        return f"checkout-sessions listening on {self.base_url}  ({key_text})"
+        return_host = next(iter(self.settings.return_hosts), "example.com")
+        body = json.dumps(
+            {
+                "amount": 5000,
+                "currency": "USD",
+                "referenceId": "order-1",
+                "returnUrl": f"https://{return_host}/return",
+            }
+        )
+        return "\n".join(
+            [
+                f"checkout-sessions listening on {self.base_url}  ({key_text})",
+                f"  API docs:  {self.base_url}/v1/docs",
+                f"  console:   {self.base_url}/console",
+                f"  try:       curl -s -X POST {self.base_url}/v1/sessions"
+                f" -H 'Authorization: Bearer {keys[0][1]}' -H 'Content-Type: application/json' -d '{body}'",
+            ]
+        )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec
+from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec, RuntimeStopping
 from local.naming import ACCOUNT_ID, REGION
 
 log = logging.getLogger("local.scheduler")
@@ -124,6 +124,8 @@ class Scheduler:
             self.invoke(entry.function_id, entry.event(), request_id)
         except FunctionCodeMissing as exc:
             log.warning("schedule skipped: %s", exc)
+            return False
+        except RuntimeStopping:
             return False
         except FunctionError as exc:
             log.error("scheduled run of %s failed: %s\n%s", entry.function_id, exc, exc.stack)

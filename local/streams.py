@@ -31,7 +31,7 @@ from typing import Any
 from moto.events.models import EventPattern
 
 from local import cfn
-from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec
+from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec, RuntimeStopping
 
 log = logging.getLogger("local.streams")
 READ_LIMIT = 100  # records per GetRecords: a pass stays short, so a stop is noticed within one
@@ -294,6 +294,8 @@ class StreamPublisher:
                 while self.poll_once() and not self._stop.is_set():
                     pass
                 backoff = 0.0
+            except RuntimeStopping:  # the records stay in the stream (the timeline has them)
+                return
             except Exception:
                 backoff = min(self.max_backoff, max(0.2, backoff * 2))
                 log.exception("publishing stream records failed; retrying in %.1f s", backoff)
@@ -362,6 +364,8 @@ class StreamPublisher:
         except FunctionCodeMissing as exc:
             self._skip(f"events are not published: {exc}")
             return
+        except RuntimeStopping:
+            raise
         except FunctionError as exc:
             raise RuntimeError(f"enrichment failed: {exc}\n{exc.stack}") from exc
         if events is None:

@@ -28,8 +28,8 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -41,6 +41,8 @@ from localstripe import resources
 from localstripe.errors import UserError
 from localstripe.resources import Charge, Event, PaymentIntent, Refund, store
 from localstripe.webhooks import schedule_webhook
+
+from local import processes
 
 SEPA_PROCESSING_SECONDS = float(os.environ.get("LOCAL_STRIPE_SEPA_SECONDS", "3"))
 # A round trip to Stripe takes a few hundred milliseconds; the emulator answers in a few. The bench sets
@@ -191,7 +193,10 @@ def main() -> None:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", args.port))
     logging.basicConfig(level=logging.WARNING)
-    web.run_app(server.app, sock=listener, print=None, access_log=None)
+    # Exits at once on SIGTERM: the store is in memory only, so there is nothing to save, and aiohttp's own
+    # graceful exit waits up to a minute for the SDK's idle keep-alive connections to close.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
+    web.run_app(server.app, sock=listener, print=None, access_log=None, handle_signals=False)
 
 
 if __name__ == "__main__":
@@ -205,19 +210,25 @@ class LocalStripe:
     API_KEY = "sk_test_local"
     READY_TIMEOUT_SECONDS = 30
 
-    def __init__(self, webhook_url: str, webhook_secret: str) -> None:
+    def __init__(self, webhook_url: str, webhook_secret: str, wait: bool = True) -> None:
+        """Starts the emulator; with `wait=False`, `wait_until_ready` is left to the caller (the runtime
+        does other work meanwhile)."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         self.api_base = f"http://127.0.0.1:{port}"
+        self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
-        self._process = subprocess.Popen(  # noqa: S603 - this module, on a free port
-            [sys.executable, "-m", "local.stripe_emulator", "--port", str(port)]
-        )
+        self._process = processes.spawn([sys.executable, "-m", "local.stripe_emulator", "--port", str(port)])
+        if wait:
+            self.wait_until_ready()
+
+    def wait_until_ready(self) -> None:
+        """Registers the webhook endpoint as soon as the emulator answers."""
         deadline = time.monotonic() + self.READY_TIMEOUT_SECONDS
         registration = urllib.request.Request(  # noqa: S310 - the emulator on loopback
             f"{self.api_base}/_config/webhooks/checkout-sessions",
-            data=urllib.parse.urlencode({"url": webhook_url, "secret": webhook_secret}).encode(),
+            data=urllib.parse.urlencode({"url": self.webhook_url, "secret": self.webhook_secret}).encode(),
             method="POST",
         )
         while True:
@@ -228,7 +239,7 @@ class LocalStripe:
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError("the local Stripe emulator did not start") from None
-                time.sleep(0.1)
+                time.sleep(0.05)
 
     def stop(self) -> None:
         if self._process.poll() is None:
@@ -237,3 +248,4 @@ class LocalStripe:
                 self._process.wait(5)
             except Exception:
                 self._process.kill()
+                self._process.wait()

@@ -32,8 +32,10 @@ def _preload() -> None:
     import pydantic  # noqa: F401
 
 
-def _become_worker(request: dict[str, Any]) -> None:
-    from local import worker
+def _become_worker(request: dict[str, Any], launcher: int) -> None:
+    from local import processes, worker
+
+    processes.die_with_parent(launcher)
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     requests = open(str(request["requests"]), encoding="utf-8")  # noqa: SIM115 - the worker's whole life
@@ -55,11 +57,12 @@ def main() -> int:
     _preload()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # exited environments are reaped by the kernel
     control = sys.stdout
-    for line in sys.stdin:
+    launcher = os.getpid()
+    for line in sys.stdin:  # ends when the runtime closes the pipe (or dies)
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            _become_worker(request)
+            _become_worker(request, launcher)
         control.write(json.dumps({"pid": pid}) + "\n")
         control.flush()
     return 0

@@ -11,7 +11,7 @@ JSON="Content-Type: application/json"
 SESSION=$(curl -sf -X POST "$API/v1/sessions" -H "$KEY" -H "$JSON" -H "Idempotency-Key: order-$$-create" \
   -d '{"amount": 5000, "currency": "USD", "referenceId": "order-123", "returnUrl": "https://example.com/return"}')
 SID=$(jq -r .sessionId <<<"$SESSION")
-echo "session $SID: $(jq -r .status <<<"$SESSION"), pay at $(jq -r .url <<<"$SESSION")"
+echo "session $SID: $(jq -r .status <<<"$SESSION")"
 
 # Start a payment attempt with a provider that cannot cancel in flight
 TX=$(curl -sf -X POST "$API/v1/sessions/$SID/transactions" -H "$KEY" -H "$JSON" \

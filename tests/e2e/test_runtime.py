@@ -4,6 +4,7 @@ schedules, stream -> bus publication, the state machine really running, and a cl
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from checkout_core.signatures import sign
-from local import cfn
+from local import cfn, processes
 from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec, Invoker, function_specs
 from local.runtime import (
     Settings,
@@ -27,6 +28,7 @@ from local.runtime import (
 )
 from local.streams import pipe_config
 from tests.e2e.conftest import DEMO_KEY, RunningRuntime, launch, stop_and_check
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -139,10 +141,23 @@ def test_the_functions_get_the_template_environment_under_local_names() -> None:
     assert not any("LOCAL" in name for name in env)
 
 
+_invokers: list[Invoker] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_invokers() -> Iterator[None]:
+    """Each invoker a test made is closed after it: its launcher and environments end with the test."""
+    yield
+    while _invokers:
+        _invokers.pop().close()
+
+
 def invoker_for(tmp_path: Path, code: str) -> Invoker:
     (tmp_path / "app.py").write_text(code)
     spec = FunctionSpec("ProbeFunction", "checkout-probe", tmp_path, "app.lambda_handler", 256, 3)
-    return Invoker({"ProbeFunction": spec}, layers=[])
+    invoker = Invoker({"ProbeFunction": spec}, layers=[])
+    _invokers.append(invoker)
+    return invoker
 
 
 def test_the_invoker_passes_a_lambda_context_and_json_copies(tmp_path: Path) -> None:
@@ -177,6 +192,27 @@ def test_whatever_ends_an_invocation_badly_is_a_function_error(tmp_path: Path, b
     invoker = invoker_for(tmp_path, f"def lambda_handler(event, context):\n{body}\n")
     with pytest.raises(FunctionError):
         invoker.invoke("ProbeFunction", {}, "req-2")
+
+
+def test_an_idle_environment_is_stopped_and_the_next_invocation_starts_a_new_one(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "import os, time\n"
+        "def lambda_handler(event, context):\n"
+        "    time.sleep(event['sleep'])\n"
+        "    return os.getpid()\n"
+    )
+    spec = FunctionSpec("ProbeFunction", "checkout-probe", tmp_path, "app.lambda_handler", 256, 10)
+    invoker = Invoker({"ProbeFunction": spec}, layers=[], idle_seconds=1.0)
+    try:
+        # An invocation longer than the idle time keeps its environment: idle means unused
+        first = invoker.invoke("ProbeFunction", {"sleep": 2.5}, "req-1")
+        assert invoker.invoke("ProbeFunction", {"sleep": 0}, "req-2") == first
+        # When it is left unused, it is stopped
+        wait_until(lambda: not processes.alive(first), timeout=30, what="the idle environment to stop")
+        # And the next invocation is served by a new one
+        assert invoker.invoke("ProbeFunction", {"sleep": 0}, "req-3") != first
+    finally:
+        invoker.close()
 
 
 def test_a_function_without_code_is_reported_as_missing(tmp_path: Path) -> None:
@@ -221,6 +257,22 @@ def test_boots_from_a_clean_environment_and_prints_the_url_and_the_demo_key(runt
     answer = get(runtime.base_url, "/v1/openapi.json")
     assert answer.status_code == 200
     assert answer.json()["openapi"].startswith("3.")
+
+
+def test_the_banner_names_the_docs_and_the_console_and_its_curl_creates_a_session(
+    runtime: RunningRuntime,
+) -> None:
+    lines = runtime.stdout.splitlines()
+    assert f"  API docs:  {runtime.base_url}/v1/docs" in lines
+    assert f"  console:   {runtime.base_url}/console" in lines
+    (command,) = [line.split("try:", 1)[1].strip() for line in lines if line.strip().startswith("try:")]
+    # When the printed command is run as shown, by a shell
+    created = subprocess.run(  # noqa: S603 - the runtime's own banner
+        ["/bin/sh", "-c", command], capture_output=True, text=True, timeout=60, check=True
+    )
+    # Then it created a session
+    session = json.loads(created.stdout)
+    assert session["status"] == "OPEN" and session["sessionId"]
 
 
 # -- the authorizer in front of /v1/sessions ----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Schemathesis hooks: what a merchant's account has configured, which no schema can say.
 
 A return or cancel URL must name a host in the account's allowlist (a setting of the account, not a
-shape): a URL the generator made to the document's pattern has its host replaced by an allowed one, so
+shape): a URL the generator made to the document's pattern has its host replaced by an allowed one (over
+https: the pattern's http to loopback is for the local runtime's own allowlist), so
 valid requests stay valid and invalid ones (not https, credentials, a fragment) stay invalid.
 """
 
@@ -24,7 +25,7 @@ def _allowed(url: Any) -> Any:
         return url
     parts = urlsplit(url)
     port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{ALLOWED_HOST}{port}"))
+    return urlunsplit(parts._replace(scheme="https", netloc=f"{ALLOWED_HOST}{port}"))
 
 
 @schemathesis.hook

@@ -359,3 +359,43 @@ def test_the_pay_link_never_rests_in_clear_in_the_idempotency_store(aws: Any) ->
     again = create(headers={"Idempotency-Key": "sealed-1"})
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.json()["url"] == first.json()["url"]
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8000/shop/return", "http://127.0.0.1:8000/return"])
+def test_http_to_loopback_is_accepted_on_the_local_runtime_only(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    import dataclasses
+
+    from checkout_core.context import get_context
+
+    allowed = {"return_hosts": "example.com,localhost,127.0.0.1"}
+    body = {**BODY, "returnUrl": url, "cancelUrl": url}
+    # Deployed: refused, and the error says why
+    deployed = create(body, **allowed)
+    assert deployed.status == 400 and deployed.error["param"] == "returnUrl"
+    assert "https" in deployed.error["message"]
+    # On the local runtime: accepted, for return and cancel URLs
+    ctx = get_context()
+    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, local_runtime=True))
+    local = create(body, **allowed)
+    assert local.status == 201, local.body
+    assert get(local.json()["sessionId"]).json()["returnUrl"] == url
+
+
+def test_an_allowlist_refusal_names_the_setting_that_extends_it(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from checkout_core.context import get_context
+
+    body = {**BODY, "returnUrl": "https://shop.example.net/return"}
+    deployed = create(body)
+    assert deployed.status == 400 and deployed.error["param"] == "returnUrl"
+    assert "shop.example.net" in deployed.error["message"]
+    assert "make api-key --return-hosts" in deployed.error["message"]
+    ctx = get_context()
+    monkeypatch.setattr(ctx, "settings", dataclasses.replace(ctx.settings, local_runtime=True))
+    local = create(body)
+    assert local.status == 400 and "LOCAL_RETURN_HOSTS" in local.error["message"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
+from checkout_core import observability
 from checkout_core.models import CreateEndpointRequest, Tenant
 from checkout_core.settings import get_settings
 from checkout_core.webhooks import attempts as attempts_module
@@ -353,3 +355,54 @@ def test_while_no_tenant_has_an_endpoint_the_fan_out_reads_one_item_and_writes_n
     finally:
         client.meta.events.unregister("before-call.dynamodb.*", unique_id="c")
     assert world.services.db.fanned_out(session) == 1
+
+
+def test_a_delivery_waiting_behind_a_failing_one_says_so_and_when(world: World) -> None:
+    from checkout_core.clock import from_iso
+    from checkout_core.webhooks.deliveries import list_deliveries
+
+    hook = endpoint(world)
+    session_id = create_session()["sessionId"]
+    cancel(session_id)
+    world.fan_out(session_id)
+    # Given the session's first event failing at the merchant (its second waits behind it in the group)
+    world.merchant.status = 500
+    failed_lines: list[logging.LogRecord] = []
+    listener = logging.Handler(logging.WARNING)
+    listener.emit = failed_lines.append  # type: ignore[method-assign]
+    logging.getLogger(observability.logger.name).addHandler(listener)
+    first_message = world.receive()[0]  # the group's first; the second is not tried while it waits
+    assert not attempt(
+        world.services,
+        json.loads(first_message["Body"]),
+        int(first_message["Attributes"]["ApproximateReceiveCount"]),
+        first_message["ReceiptHandle"],
+    )
+    # Then the failed attempt is one log line: endpoint, event, status, next attempt
+    logging.getLogger(observability.logger.name).removeHandler(listener)
+    (failed,) = [vars(r) for r in failed_lines if r.getMessage() == "webhook delivery attempt failed"]
+    logged = list_deliveries(world.services, TENANT, hook["endpointId"], None, 100, None).data
+    by_type = {d.type: d for d in logged}
+    first, second = by_type["session.created"], by_type["session.cancelled"]
+    # Then the first says when it is tried again, and the second that it waits behind the first, not before
+    assert first.status == "FAILED" and first.nextAttemptAt is not None and first.waitingFor is None
+    assert second.status == "PENDING" and second.waitingFor == first.deliveryId
+    assert second.nextAttemptAt == first.nextAttemptAt
+    assert (failed["endpointId"], failed["eventId"], failed["status"], failed["nextAttemptAt"]) == (
+        hook["endpointId"],
+        first.eventId,
+        500,
+        first.nextAttemptAt,
+    )
+    # And no delivery is due before it was made
+    for delivery in logged:
+        assert delivery.nextAttemptAt is None or from_iso(delivery.nextAttemptAt) >= from_iso(
+            delivery.createdAt
+        )
+    # When the first succeeds, the second waits for nothing
+    world.clock.advance(3600)
+    world.merchant.status = 200
+    world.make_visible()
+    world.work()
+    logged = list_deliveries(world.services, TENANT, hook["endpointId"], None, 100, None).data
+    assert all(d.waitingFor is None for d in logged)

@@ -15,7 +15,8 @@ def pins(path: Path) -> set[str]:
 
 def project() -> dict[str, list[str]]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {"runtime": data["dependencies"], "dev": data["optional-dependencies"]["dev"]}
+    extras = data["optional-dependencies"]
+    return {"runtime": data["dependencies"], "run": extras["run"], "dev": extras["dev"]}
 
 
 def test_layer_requirements_are_the_project_runtime_dependencies() -> None:
@@ -25,10 +26,16 @@ def test_layer_requirements_are_the_project_runtime_dependencies() -> None:
     assert layers == set(project()["runtime"])
 
 
+def test_run_requirements_are_the_project_run_dependencies() -> None:
+    assert pins(ROOT / "requirements-run.txt") == set(project()["run"])
+    assert "-r layers/checkout_core/requirements.txt" in (ROOT / "requirements-run.txt").read_text()
+
+
 def test_dev_requirements_are_the_project_dev_dependencies() -> None:
     assert pins(ROOT / "requirements-dev.txt") == set(project()["dev"])
+    assert "-r requirements-run.txt" in (ROOT / "requirements-dev.txt").read_text()
 
 
 def test_every_dependency_is_pinned_exactly() -> None:
-    for requirement in project()["runtime"] + project()["dev"]:
+    for requirement in project()["runtime"] + project()["run"] + project()["dev"]:
         assert "==" in requirement, requirement

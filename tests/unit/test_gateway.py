@@ -16,6 +16,7 @@ import pytest
 from local import cfn
 from local.functions import FunctionError, function_specs
 from local.gateway import (
+    FRONT_PAGE,
     Api,
     AuthorizerCache,
     Gateway,
@@ -465,7 +466,7 @@ def served() -> Iterator[tuple[GatewayHTTPServer, FakeFunctions]]:
     server = GatewayHTTPServer(
         ("127.0.0.1", 0), Gateway(RouteTable([Route("ANY", "/echo/{id}", "Echo", api, None)]), functions)
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield server, functions
     server.shutdown()
@@ -499,6 +500,22 @@ def test_http_requests_become_events_with_every_header_and_query_value(
     second = connection.getresponse()
     assert json.loads(second.read())["body"] == "abcde"
     connection.close()
+
+
+def test_the_front_page_redirects_to_the_docs_and_other_paths_stay_unknown(
+    served: tuple[GatewayHTTPServer, FakeFunctions],
+) -> None:
+    server, functions = served
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    connection.request("GET", "/")
+    front = connection.getresponse()
+    front.read()
+    assert (front.status, front.getheader("Location")) == (302, FRONT_PAGE)
+    connection.request("POST", "/")
+    posted = connection.getresponse()
+    assert posted.status == 404 and json.loads(posted.read())["error"]["code"] == "not_found"
+    connection.close()
+    assert functions.calls == []
 
 
 def test_http_server_serves_requests_concurrently(served: tuple[GatewayHTTPServer, FakeFunctions]) -> None:

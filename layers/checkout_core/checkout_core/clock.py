@@ -1,4 +1,4 @@
-"""Time in the contract's format: ISO 8601 UTC with milliseconds and `Z`."""
+"""Time in the API's format: ISO 8601 UTC with milliseconds and `Z`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Domain errors. They say what went wrong in the domain's words; http.py maps them to the contract."""
+"""Domain errors. They say what went wrong in the domain's words; http.py maps them to HTTP answers."""
 
 from __future__ import annotations
 

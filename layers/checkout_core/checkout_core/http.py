@@ -1,4 +1,4 @@
-"""HTTP edge: the resolver factory, the ONE mapping from domain errors to the contract's error
+"""HTTP edge: the resolver factory, the ONE mapping from domain errors to the API's error
 bodies, the request id on every response, and Idempotency-Key handling for POSTs."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class ErrorSpec:
     code: str
 
 
-# The one table from domain errors to the contract's status and code. Order matters: first match wins.
+# The one table from domain errors to the API's status and code. Order matters: first match wins.
 ERROR_TABLE: list[tuple[type[errors.DomainError], ErrorSpec]] = [
     (errors.InvalidRequest, ErrorSpec(400, "invalid_request")),
     (errors.InvalidApiKey, ErrorSpec(401, "invalid_api_key")),
@@ -131,7 +131,7 @@ def request_id_of(app: APIGatewayRestResolver) -> str | None:
 
 
 def create_app() -> APIGatewayRestResolver:
-    """A resolver with validation on and every error answered in the contract's shape."""
+    """A resolver with validation on and every error answered in the API's error shape."""
     app = APIGatewayRestResolver(enable_validation=True)
 
     @app.exception_handler(RequestValidationError)

@@ -80,22 +80,31 @@ class WhenInFlight(StrEnum):
     REJECT = "REJECT"
 
 
-# A return URL, exactly: https, a DNS host, an optional port, then no fragment, space or control character.
+# A return URL, exactly: https and a DNS host (or http to localhost / 127.0.0.1, which only the local runtime
+# accepts), an optional port, then no fragment, space or control character.
 # The same text is the OpenAPI document's pattern, in a dialect Python and ECMA-262 read alike (explicit
 # classes, no \\s, which the two define differently). The host allowlist is the tenant's, checked later.
 _HOST_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PORT = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _URL_CHARACTER = "[^#\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]"
-RETURN_URL_PATTERN = rf"^https://{_HOST_LABEL}(?:\.{_HOST_LABEL})*(?::{_PORT})?(?:[/?]{_URL_CHARACTER}*)?$"
+RETURN_URL_PATTERN = (
+    rf"^(?:https://{_HOST_LABEL}(?:\.{_HOST_LABEL})*|http://(?:localhost|127\.0\.0\.1))"
+    rf"(?::{_PORT})?(?:[/?]{_URL_CHARACTER}*)?$"
+)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
 _RETURN_URL = re.compile(RETURN_URL_PATTERN)
 _URL_SCHEMA = {"pattern": RETURN_URL_PATTERN}
+
+
+def _host_of(rest: str) -> str:
+    return re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2].partition(":")[0].lower()
 
 
 def check_return_url_shape(url: str, field: str = "returnUrl") -> str:
     """https only, no credentials, no fragment: the common mistakes named, then the whole shape."""
     scheme, _, rest = url.partition("://")
-    if scheme != "https":
-        raise ValueError(f"{field} must use https")
+    if scheme != "https" and not (scheme == "http" and _host_of(rest) in LOOPBACK_HOSTS):
+        raise ValueError(f"{field} must use https (http only to localhost or 127.0.0.1, locally)")
     if "@" in re.split(r"[/?#]", rest, maxsplit=1)[0]:
         raise ValueError(f"{field} must not carry credentials")
     if "#" in url:
@@ -128,7 +137,9 @@ class CreateSessionRequest(Strict):
         str,
         StringConstraints(min_length=1, max_length=2048),
         Field(
-            description="https; its host must be in the account's allowlist", json_schema_extra=_URL_SCHEMA
+            description="https, its host in the account's allowlist; on the local runtime also "
+            "http://localhost or http://127.0.0.1",
+            json_schema_extra=_URL_SCHEMA,
         ),
     ]
     cancelUrl: (
@@ -307,7 +318,7 @@ class ErrorResponse(Model):
     error: ErrorBody
 
 
-# ---------------------------------------------------------------- webhooks to merchants (§7)
+# ---------------------------------------------------------------- webhooks to merchants
 
 
 class EventType(StrEnum):
@@ -440,7 +451,17 @@ class Delivery(Model):
     lastAttemptAt: str | None = None
     lastResponseStatus: int | None = None
     lastError: str | None = None
-    nextAttemptAt: str | None = None
+    nextAttemptAt: str | None = Field(
+        default=None,
+        description="When the next attempt is due (never before createdAt); for a delivery waiting behind "
+        "an earlier one of its session (see waitingFor), not before that one's next attempt. Null when none "
+        "is scheduled.",
+    )
+    waitingFor: str | None = Field(
+        default=None,
+        description="The deliveryId of the session's earlier delivery to this endpoint that this one waits "
+        "behind (events of a session go out in order); null when it waits for nothing.",
+    )
     createdAt: str
 
 

@@ -43,9 +43,42 @@ def document() -> str:
 
 
 DESCRIPTION = (
-    "Create checkout sessions, start payment attempts, and cancel them safely. "
-    'Every answer carries X-Request-Id; every error is {"error": {...}} with the codes of the contract.'
+    "Create checkout sessions, start payment attempts, and cancel them safely. Every answer carries "
+    'X-Request-Id; every error is {"error": {"code", "message", "param", "requestId"}}, whose code says '
+    "what went wrong. Try it out: Authorize with the API key `make run` printed (sk_test_demo by default), "
+    "then send each operation's example as shown."
 )
+# Swagger UI shows the groups in this order, and each group's operations in the order of the paths.
+TAGS = [
+    ("Sessions", "Create a checkout session, read it, list them"),
+    ("Payments", "Start a payment attempt with a provider"),
+    ("Cancel", "Cancel a session safely, whatever its payments are doing"),
+    ("Timeline", "Every change of a session, in order"),
+    ("Webhook endpoints", "Where the events are sent, signed; the delivery log, resend and recover"),
+    ("Provider events", "Signed reports from the payment providers"),
+    ("Hosted page", "The checkout page a customer pays or cancels on"),
+    ("Console", "The merchant's console"),
+]
+# Request bodies that succeed as shown on a fresh `make run` (tests/e2e/test_openapi_examples.py sends each).
+REQUEST_EXAMPLES: dict[str, Any] = {
+    "createSession": {
+        "amount": 5000,
+        "currency": "USD",
+        "referenceId": "order-123",
+        "description": "Two concert tickets",
+        "returnUrl": "https://example.com/return",
+    },
+    "createTransaction": {"provider": "sandbox_card"},
+    "cancelSession": {"reasonType": "CUSTOMER_REQUESTED", "reason": "The customer changed their mind"},
+    "receiveProviderEvent": {
+        "eventId": "evt_0001",
+        "transactionId": "01937f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+        "status": "SETTLED",
+    },
+    "createWebhookEndpoint": {"url": "https://example.com/webhooks", "description": "Order updates"},
+    "updateWebhookEndpoint": {"description": "Order updates, all events"},
+    "recoverWebhookDeliveries": {"since": "2026-01-01T00:00:00Z"},
+}
 UUID7_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 PAY_TOKEN_PATTERN = "^[A-Za-z0-9_-]{16,128}$"  # noqa: S105 - a shape, not a secret
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
@@ -99,6 +132,43 @@ def complete(spec: dict[str, Any], providers: list[str], ttl_bounds: tuple[int, 
         for method, operation in operations.items():
             _complete_operation(path, method, operation, sorted(providers))
     _link_the_lifecycle(spec["paths"])
+    schemas["RecoverRequest"]["properties"]["since"]["format"] = "date-time"
+    return _grouped(spec)
+
+
+def tag_of(path: str) -> str:
+    """The group of a route, by what it is about."""
+    if path.startswith("/pay/"):
+        return "Hosted page"
+    if path.startswith("/console"):
+        return "Console"
+    if path.startswith("/v1/providers/"):
+        return "Provider events"
+    if path.startswith("/v1/webhook-endpoints"):
+        return "Webhook endpoints"
+    if path.endswith("/transactions"):
+        return "Payments"
+    if path.endswith("/cancel"):
+        return "Cancel"
+    if path.endswith("/events"):
+        return "Timeline"
+    return "Sessions"
+
+
+def _grouped(spec: dict[str, Any]) -> dict[str, Any]:
+    """Each operation tagged, the tags in their order, the paths in that order (a collection before its
+    items), and a collection's POST first: creating comes first, then reading, changing, deleting."""
+    methods = ["post", "get", "head", "patch", "put", "delete"]
+    order = [name for name, _ in TAGS]
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            operation["tags"] = [tag_of(path)]
+    spec["tags"] = [{"name": name, "description": text} for name, text in TAGS]
+    paths = sorted(spec["paths"].items(), key=lambda item: (order.index(tag_of(item[0])), item[0].count("/")))
+    spec["paths"] = {
+        path: dict(sorted(operations.items(), key=lambda operation: methods.index(operation[0])))
+        for path, operations in paths
+    }
     return spec
 
 
@@ -124,6 +194,9 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], provi
             headers["Retry-After"] = _RETRY_AFTER
         if page and status not in ("303",) and status not in _COMMON_ERRORS:
             response.setdefault("content", _HTML)
+    example = REQUEST_EXAMPLES.get(operation.get("operationId", ""))
+    if example is not None:
+        operation["requestBody"]["content"]["application/json"]["example"] = example
     idempotent = method == "post" and path.startswith("/v1/sessions")
     for parameter in operation.get("parameters", []):
         if parameter["name"] in ("sessionId", "endpointId", "deliveryId"):

@@ -8,7 +8,7 @@ from checkout_core.views import event_view
 
 
 def events_from_stream(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The contract's Event for each inserted EVENT item of a batch of DynamoDB stream records, in order."""
+    """The API's Event for each inserted EVENT item of a batch of DynamoDB stream records, in order."""
     from checkout_core.repository import item_from_dynamo
 
     published = []

@@ -116,8 +116,21 @@ def create_session(
             "expiresInSeconds",
         )
     for field, url in (("returnUrl", request.returnUrl), ("cancelUrl", request.cancelUrl)):
-        if url is not None and (urlsplit(url).hostname or "").lower() not in tenant.return_hosts:
-            raise InvalidRequest(f"{field} host is not in this account's allowlist.", field)
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme != "https" and not settings.local_runtime:
+            raise InvalidRequest(f"{field} must use https (http to {host} is accepted locally only).", field)
+        if host not in tenant.return_hosts:
+            extend = (
+                "LOCAL_RETURN_HOSTS (comma separated; restart make run)"
+                if settings.local_runtime
+                else "make api-key --return-hosts"
+            )
+            raise InvalidRequest(
+                f"{field} host {host} is not in this account's allowlist; add it with {extend}.", field
+            )
     now = ctx.clock()
     session_id = uuid7()
     token = secrets.token_urlsafe(24)

@@ -39,6 +39,8 @@ class Settings:
     webhook_requeue_grace_seconds: int = 300
     webhook_events_dead_letter_url: str = ""
     webhook_delivery_dead_letter_url: str = ""
+    # Set by the embedded runtime only: http:// return URLs to loopback, and errors that name its settings.
+    local_runtime: bool = False
 
 
 @cache
@@ -70,4 +72,5 @@ def get_settings() -> Settings:
         webhook_requeue_grace_seconds=_int("WEBHOOK_REQUEUE_GRACE_SECONDS", 300),
         webhook_events_dead_letter_url=os.environ.get("WEBHOOK_EVENTS_DLQ_URL", ""),
         webhook_delivery_dead_letter_url=os.environ.get("WEBHOOK_DELIVERY_DLQ_URL", ""),
+        local_runtime=os.environ.get("LOCAL_RUNTIME", "false").strip().lower() == "true",
     )

@@ -23,7 +23,7 @@ def session_view(item: dict[str, Any], now: datetime, url: str | None = None) ->
         expired_at = to_iso(from_epoch(item["expiresAt"]))
     cancellation = item.get("cancellation")
     if cancellation:
-        # The finaliser writes Step Functions' own time format; every answer uses the contract's.
+        # The finaliser writes Step Functions' own time format; every answer uses the API's.
         cancellation = {
             key: normalise_time(value) if key in _CANCELLATION_TIMES and isinstance(value, str) else value
             for key, value in cancellation.items()

@@ -1,6 +1,6 @@
 """Stripe PaymentIntents through the official `stripe` SDK: the only code that talks to Stripe.
 
-Status mapping (contract §6): requires_confirmation / requires_action / processing -> PROCESSING;
+Status mapping: requires_confirmation / requires_action / processing -> PROCESSING;
 requires_capture -> AUTHORIZED; succeeded -> SETTLED; canceled -> CANCELLED; requires_payment_method
 after an attempt -> FAILED. Stripe refuses to cancel a `processing` intent: that is NOT_SUPPORTED (the
 payment ends on its own), not a failure.

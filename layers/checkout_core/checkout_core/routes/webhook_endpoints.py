@@ -1,4 +1,4 @@
-"""Webhook endpoints, their delivery log, resend and recover (contract §7): the routes of
+"""Webhook endpoints, their delivery log, resend and recover: the routes of
 functions/webhook_endpoints."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where a webhook may be sent (contract §7): https, no credentials, at most 2048 characters, and, in
+"""Where a webhook may be sent: https, no credentials, at most 2048 characters, and, in
 deployments, never to a loopback, private, link-local or otherwise non-public address (SSRF). The name is
 checked when an endpoint is saved, and the address actually connected to when a delivery is made: a
 name can resolve to a public address at one moment and an internal one the next."""

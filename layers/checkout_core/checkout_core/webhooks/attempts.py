@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from checkout_core.clock import to_iso
+from checkout_core.clock import from_epoch, to_iso
 from checkout_core.errors import ConcurrentUpdate
 from checkout_core.models import DeliveryStatus
 from checkout_core.observability import count_transition, logger
@@ -140,10 +140,20 @@ def attempt(services: WebhookServices, message: dict[str, Any], receive_count: i
     succeeded = outcome is schedule.Outcome.SUCCEEDED
     count_transition("WebhookAttemptSucceeded" if succeeded else "WebhookAttemptFailed")
     _endpoint_health(services, endpoint, outcome, now)
-    if record["status"] == DeliveryStatus.EXHAUSTED.value:
+    if outcome is not schedule.Outcome.SUCCEEDED:  # one line per failed attempt
+        exhausted = record["status"] == DeliveryStatus.EXHAUSTED.value
         logger.warning(
-            "webhook delivery exhausted",
-            extra={"endpointId": endpoint_id, "deliveryId": delivery_id, "tenantId": tenant_id},
+            "webhook delivery exhausted" if exhausted else "webhook delivery attempt failed",
+            extra={
+                "endpointId": endpoint_id,
+                "deliveryId": delivery_id,
+                "eventId": delivery["eventId"],
+                "tenantId": tenant_id,
+                "attempt": attempts,
+                "status": answer.status,
+                "error": record["lastError"],
+                "nextAttemptAt": to_iso(from_epoch(now + delay)) if delay is not None else None,
+            },
         )
     if delay is not None and recorded:
         services.messages.hide(receipt, delay)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -106,8 +107,14 @@ def message_again(delivery: dict[str, Any], reason: str, own_group: bool = False
     )
 
 
-def delivery_view(item: dict[str, Any]) -> Delivery:
+def delivery_view(item: dict[str, Any], behind: dict[str, Any] | None = None) -> Delivery:
+    """The API's view of a delivery item; `behind`: the session's earlier delivery it waits for."""
     next_attempt = item.get("nextAttemptAt")
+    if next_attempt is not None and behind is not None:
+        next_attempt = max(int(next_attempt), int(behind.get("nextAttemptAt", next_attempt)))
+    next_attempt_at = None
+    if next_attempt is not None and "checkAt" in item:  # due now at the earliest when it was made
+        next_attempt_at = to_iso(max(from_epoch(next_attempt), from_iso(item["createdAt"])))
     return Delivery(
         deliveryId=item["deliveryId"],
         endpointId=item["endpointId"],
@@ -119,9 +126,8 @@ def delivery_view(item: dict[str, Any]) -> Delivery:
         lastAttemptAt=item.get("lastAttemptAt"),
         lastResponseStatus=item.get("lastResponseStatus"),
         lastError=item.get("lastError"),
-        nextAttemptAt=to_iso(from_epoch(next_attempt))
-        if next_attempt is not None and "checkAt" in item
-        else None,
+        nextAttemptAt=next_attempt_at,
+        waitingFor=behind["deliveryId"] if behind is not None else None,
         createdAt=item["createdAt"],
     )
 
@@ -140,7 +146,32 @@ def list_deliveries(
     items, next_cursor = services.db.list_deliveries(
         endpoint_id, status.value if status else None, limit, cursor
     )
-    return DeliveryList(data=[delivery_view(item) for item in items], nextCursor=next_cursor)
+    groups: dict[str, list[dict[str, Any]]] = {}  # one query per session on the page, if any waits
+
+    def members(group_key: str) -> list[dict[str, Any]]:
+        if group_key not in groups:
+            groups[group_key] = services.db.group_members(group_key)
+        return groups[group_key]
+
+    return DeliveryList(
+        data=[delivery_view(item, _waiting_behind(members, item)) for item in items], nextCursor=next_cursor
+    )
+
+
+def _waiting_behind(
+    members: Callable[[str], list[dict[str, Any]]], item: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The session's earliest unfinished delivery to the endpoint, when it is earlier than `item`: the
+    queue's message group holds `item` back until that one has SUCCEEDED or is EXHAUSTED."""
+    if "checkAt" not in item or not item.get("sessionId"):
+        return None
+    unfinished = [m for m in members(item["groupKey"]) if "checkAt" in m]
+    first = min(unfinished, key=lambda m: (int(m["sequence"]), m["deliveryId"]), default=None)
+    if first is None or first["deliveryId"] == item["deliveryId"]:
+        return None
+    if (int(first["sequence"]), first["deliveryId"]) > (int(item["sequence"]), item["deliveryId"]):
+        return None
+    return first
 
 
 def queue_again(
@@ -213,5 +244,5 @@ def recover(services: WebhookServices, tenant: Tenant, endpoint_id: str, since: 
 
 
 def body_of(event: dict[str, Any]) -> str:
-    """The request body: the Event JSON as §4 gives it."""
+    """The request body: the Event JSON exactly as the timeline gives it."""
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)

@@ -1,4 +1,4 @@
-"""When a delivery is tried again, and when it and its endpoint give up (contract §7).
+"""When a delivery is tried again, and when it and its endpoint give up.
 
 Retries after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, 12 h, 12 h, each ±20 %: ten attempts over two to
 three days (51.6 h of waiting, more with Retry-After), then EXHAUSTED. A 429 or 503 with Retry-After
