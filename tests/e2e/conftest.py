@@ -33,6 +33,7 @@ START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
 _MOTO_URL = re.compile(r"AWS emulated by moto at (http://\S+)")
 _STRIPE_URL = re.compile(r"Stripe emulated by localstripe at (http://\S+)")
+_ADYEN_URL = re.compile(r"Adyen emulated at (http://\S+)")
 
 
 def free_port() -> int:
@@ -67,6 +68,13 @@ class RunningRuntime:
         """The local Stripe the runtime started (its API base)."""
         found = _STRIPE_URL.search(self.stderr)
         assert found, f"the runtime did not say where the local Stripe listens:\n{self.tail()}"
+        return found.group(1)
+
+    @property
+    def adyen_url(self) -> str:
+        """The local Adyen the runtime started (its API base; control routes under /_emulator/)."""
+        found = _ADYEN_URL.search(self.stderr)
+        assert found, f"the runtime did not say where the local Adyen listens:\n{self.tail()}"
         return found.group(1)
 
     def tail(self, lines: int = 60) -> str:
