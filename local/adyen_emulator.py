@@ -157,6 +157,10 @@ def new_psp_reference() -> str:
     return "".join(secrets.choice(PSP_ALPHABET) for _ in range(16))
 
 
+def _brand(number: str) -> str:
+    return "visa" if number.startswith("4") else "amex" if number[:2] in ("34", "37") else "mc"
+
+
 def luhn_ok(number: str) -> bool:
     if not number.isdigit() or not 12 <= len(number) <= 19:
         return False
@@ -308,6 +312,7 @@ class Adyen:
 
     def _reset_state(self) -> None:
         self.payments: dict[str, Payment] = {}
+        self.answered: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}  # by path and Idempotency-Key
         self.notifications: list[Notification] = []
         self._queue: list[Notification] = []
         self.drop_all = False
@@ -361,7 +366,7 @@ class Adyen:
         number = method.get("number") or str(method.get("encryptedCardNumber", "")).removeprefix("test_")
         if not luhn_ok(number):
             raise ApiError(422, "101", "Invalid card number", "validation")
-        brand = TEST_CARDS.get(number) or THREE_DS_CARDS.get(number) or ("visa" if number[0] == "4" else "mc")
+        brand = TEST_CARDS.get(number) or THREE_DS_CARDS.get(number) or _brand(number)
         holder = str(method.get("holderName", "")).strip()
         additional = request.get("additionalData") or {}
         payment = Payment(
@@ -818,7 +823,7 @@ class Handler(BaseHTTPRequestHandler):
                 != adyen.settings.merchant_account
             ):
                 raise ApiError(403, "901", "Invalid Merchant Account", "security")
-            status, answer, held = self._operate(path, body)
+            status, answer, held = self._operate_once(path, body)
         except ApiError as refused:
             status, answer = refused.status, refused.body
         for error in adyen.check.answer_errors(operation, status, answer):
@@ -828,6 +833,20 @@ class Handler(BaseHTTPRequestHandler):
         psp = answer.get("pspReference")
         with contextlib.suppress(OSError):  # a held caller may have given up
             self._send(status, answer, extra={"pspReference": psp} if psp else None)
+
+    def _operate_once(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
+        """Adyen's idempotency: a request repeated with the same Idempotency-Key gets the first one's answer
+        (at once, even where the first answer was held back) and changes nothing."""
+        adyen = self.server.adyen
+        key = self.headers.get("Idempotency-Key")
+        with adyen._lock:
+            if key and (path, key) in adyen.answered:
+                status, answer = adyen.answered[(path, key)]
+                return status, answer, False
+            status, answer, held = self._operate(path, body)
+            if key:
+                adyen.answered[(path, key)] = (status, answer)
+            return status, answer, held
 
     def _operate(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
         adyen = self.server.adyen

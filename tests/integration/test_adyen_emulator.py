@@ -195,6 +195,17 @@ def test_the_holder_name_asks_for_a_refusal_as_on_adyens_test_platform(
     assert_no_violations(emulator)
 
 
+def test_a_payment_repeated_with_its_idempotency_key_is_made_once(emulator, receiver) -> None:
+    checkout = checkout_api(emulator)
+
+    first, again = pay(checkout, "tx_once"), pay(checkout, "tx_once")
+
+    assert again == first
+    assert control(emulator, "stats")["payments"] == 1
+    receiver.wait_for("AUTHORISATION", "tx_once")
+    assert_no_violations(emulator)
+
+
 def test_pending_is_received_and_authorised_later_by_notification(emulator, receiver) -> None:
     answer = pay(checkout_api(emulator), "tx_pending", holderName="PENDING")
 
@@ -264,6 +275,8 @@ def test_a_payment_whose_answer_was_lost_is_cancelled_by_our_reference(emulator,
     with pytest.raises(Exception, match=r"(?i)timed out"):
         pay(slow, "tx_lost")
     control(emulator, "release", {})
+    retried = pay(checkout, "tx_lost")  # the same idempotency key: the first call's answer, no second payment
+    assert (retried["resultCode"], control(emulator, "stats")["payments"]) == ("Authorised", 1)
 
     answer = checkout.modifications_api.cancel_authorised_payment(
         {"merchantAccount": MERCHANT, "paymentReference": "tx_lost", "reference": "cancel-tx_lost"}
@@ -278,7 +291,7 @@ def test_a_payment_whose_answer_was_lost_is_cancelled_by_our_reference(emulator,
     (item,) = receiver.wait_for("TECHNICAL_CANCEL", answer.message["pspReference"])
     assert_genuine(item)
     assert (item["success"], item["merchantReference"]) == ("true", "tx_lost")
-    assert item["originalReference"] == authorisation["pspReference"]
+    assert item["originalReference"] == authorisation["pspReference"] == retried["pspReference"]
     assert_no_violations(emulator)
 
 
