@@ -11,6 +11,7 @@ a poll of `GET /v1/openapi.json` with a deadline; stopping asserts the process e
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -148,8 +149,24 @@ def launch(extra_env: dict[str, str] | None = None) -> RunningRuntime:
     return runtime
 
 
+def assert_local_adyen_saw_no_spec_violation(runtime: RunningRuntime) -> None:
+    """Every request the tests made the service send to the local Adyen, and every answer and notification it
+    gave, was one Adyen's OpenAPI documents allow (the emulator counts those they refuse)."""
+    found = _ADYEN_URL.search(runtime.stderr)
+    if found is None or runtime.process.poll() is not None:
+        return
+    with urllib.request.urlopen(f"{found.group(1)}/_emulator/violations", timeout=10) as answer:  # noqa: S310
+        violations = json.loads(answer.read())["violations"]
+    assert violations == [], "the local Adyen met what Adyen's OpenAPI document refuses:\n" + "\n".join(
+        violations
+    )
+
+
 def stop_and_check(runtime: RunningRuntime) -> None:
-    status = runtime.stop()
+    try:
+        assert_local_adyen_saw_no_spec_violation(runtime)
+    finally:
+        status = runtime.stop()
     assert status == 0, f"the runtime exited with {status} on SIGTERM\n{runtime.tail()}"
 
 

@@ -1,5 +1,6 @@
 """`make run` starts a local Adyen beside the runtime, sends its notifications to the runtime's own Adyen route,
-and stops it with the runtime."""
+and stops it with the runtime; every e2e runtime's stop fails the test if the local Adyen met a request, answer
+or notification Adyen's OpenAPI documents refuse."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from Adyen import AdyenClient
 from Adyen.services.checkout import AdyenCheckoutApi
 
 from local.adyen_emulator import LocalAdyen
+from tests.e2e.conftest import assert_local_adyen_saw_no_spec_violation
 
 pytestmark = pytest.mark.e2e
 DEADLINE_SECONDS = 20.0
@@ -58,6 +60,19 @@ def test_the_runtime_starts_a_local_adyen_notifying_it_and_stops_it(start_runtim
         time.sleep(0.05)
     assert (notification["eventCode"], notification["state"]) == ("AUTHORISATION", "sent"), notification
     assert emulator_get(adyen_url, "stats")["specViolations"] == 0
+    assert_local_adyen_saw_no_spec_violation(runtime)
+
+    refused = urllib.request.Request(  # noqa: S310 - what no SDK would send: a body Adyen's document refuses
+        f"{adyen_url}/v71/payments/{payment['pspReference']}/cancels",
+        data=json.dumps({"merchantAccount": LocalAdyen.MERCHANT_ACCOUNT, "cancellationReason": "x"}).encode(),
+        headers={"Content-Type": "application/json", "X-API-Key": LocalAdyen.API_KEY},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(refused, timeout=10)  # noqa: S310
+    assert answer.value.code == 422
+    with pytest.raises(AssertionError, match="cancellationReason"):
+        assert_local_adyen_saw_no_spec_violation(runtime)  # what every e2e runtime's stop checks
 
     assert runtime.stop() == 0
     with pytest.raises(urllib.error.URLError):
