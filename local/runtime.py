@@ -465,7 +465,7 @@ class Runtime:
         names = ("ADYEN_API_KEY", "ADYEN_MERCHANT_ACCOUNT", "ADYEN_HMAC_KEY", "ADYEN_API_BASE")
         if os.environ.get("ADYEN_API_KEY") or os.environ.get("ADYEN_API_BASE"):
             return {name: os.environ[name] for name in names if name in os.environ}
-        from local.adyen_emulator import LocalAdyen
+        from local.adyen.process import LocalAdyen
 
         hmac_key = os.environ.get("ADYEN_HMAC_KEY") or secrets.token_hex(32)
         merchant_account = os.environ.get("ADYEN_MERCHANT_ACCOUNT") or LocalAdyen.MERCHANT_ACCOUNT

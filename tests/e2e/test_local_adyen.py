@@ -14,7 +14,7 @@ import pytest
 from Adyen import AdyenClient
 from Adyen.services.checkout import AdyenCheckoutApi
 
-from local.adyen_emulator import LocalAdyen
+from local.adyen.process import LocalAdyen
 from tests.e2e.conftest import assert_local_adyen_saw_no_spec_violation
 
 pytestmark = pytest.mark.e2e

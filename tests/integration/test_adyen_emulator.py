@@ -25,7 +25,8 @@ from Adyen import (
 from Adyen.services.checkout import AdyenCheckoutApi
 from Adyen.util import is_valid_hmac_notification
 
-from local.adyen_emulator import AdyenServer, Settings
+from local.adyen.platform import Settings
+from local.adyen.server import AdyenServer
 
 API_KEY = "adyen_test_key"
 MERCHANT = "CheckoutSessionsTest"
