@@ -25,6 +25,7 @@ from Adyen import (
 from Adyen.services.checkout import AdyenCheckoutApi
 from Adyen.util import is_valid_hmac_notification
 
+from local.adyen.openapi_check import OpenApiCheck
 from local.adyen.platform import Settings
 from local.adyen.server import AdyenServer
 
@@ -385,3 +386,37 @@ def test_the_sdk_is_refused_too_when_a_field_is_unknown_to_the_document(emulator
             {"merchantAccount": MERCHANT, "cancellationReason": "abandoned"}, "ABCDEFGHJKLMNPQR"
         )
     assert control(emulator, "stats")["requestViolations"] == 1
+
+
+def test_the_check_refuses_answers_and_notifications_adyens_documents_refuse() -> None:
+    check = OpenApiCheck()
+    payments = check.operation("/v71/payments")
+    assert payments is not None
+    good = {"pspReference": "ABCDEFGHJKLMNPQR", "resultCode": "Authorised"}
+    item = {
+        "amount": {"currency": "EUR", "value": 1250},
+        "eventCode": "CANCELLATION",
+        "eventDate": "2026-07-01T10:00:00+00:00",
+        "merchantAccountCode": MERCHANT,
+        "merchantReference": "tx_1",
+        "pspReference": "ABCDEFGHJKLMNPQR",
+        "success": "true",
+        "additionalData": {"hmacSignature": "c2lnbmF0dXJl"},
+    }
+
+    assert check.answer_errors(payments, 200, good) == []
+    assert check.answer_errors(payments, 200, {**good, "resultCode": "Authorized"}) != []
+    assert check.answer_errors(payments, 201, good) != []  # /payments answers 200, never 201
+    assert (
+        check.notification_errors(
+            "CANCELLATION", {"live": "false", "notificationItems": [{"NotificationRequestItem": item}]}
+        )
+        == []
+    )
+    assert (
+        check.notification_errors(
+            "CANCELLATION",
+            {"live": "false", "notificationItems": [{"NotificationRequestItem": {**item, "success": True}}]},
+        )
+        != []
+    )
