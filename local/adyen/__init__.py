@@ -53,7 +53,8 @@ Control routes (outside Adyen's paths, not checked against the document; JSON in
   payment stays authorised
 - `POST /_emulator/notify` `{"eventCode": "CAPTURE", "pspReference": "<payment>", "success": true, "reason":
   "", "badSignature": false}`: send that notification for a payment now, and apply it (CAPTURE captures,
-  AUTHORISATION authorises); answers the receiver's status and body
+  AUTHORISATION authorises); `{"items": [...]}` sends several in one request, as Adyen may; answers the
+  receiver's status and body
 - `POST /_emulator/hold-payments` `{"count": n, "seconds": s}`: the next n `/payments` are processed (the
   payment exists, its notification follows) but answered only after s seconds or a release, as when an answer
   is lost

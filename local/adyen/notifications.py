@@ -27,13 +27,22 @@ ANSWER_TIMEOUT_SECONDS = 10  # Adyen waits 10 s for the receiver's answer
 
 @dataclass(order=True)
 class Notification:
+    """One request to the receiver: usually one item, several where a test asks for a batch."""
+
     due: float
     seq: int
-    event_code: str = field(compare=False)
-    item: dict[str, Any] = field(compare=False)
+    items: list[dict[str, Any]] = field(compare=False)
     state: str = field(default="pending", compare=False)  # pending | sent | dropped | failed
     attempts: int = field(default=0, compare=False)
     last_answer: str = field(default="", compare=False)
+
+    @property
+    def event_code(self) -> str:
+        return ",".join(dict.fromkeys(item["eventCode"] for item in self.items))
+
+    @property
+    def item(self) -> dict[str, Any]:
+        return self.items[0]
 
 
 class Notifier:
@@ -94,6 +103,7 @@ class Notifier:
                     "attempts": n.attempts,
                     "lastAnswer": n.last_answer,
                     "item": n.item,
+                    "items": n.items,
                 }
                 for n in self.notifications
             ]
@@ -127,13 +137,15 @@ class Notifier:
         item.update(extra)
         additional["hmacSignature"] = generate_notification_sig(item, self.hmac_key).decode()
         item["additionalData"] = additional
-        notification = Notification(time.monotonic() + self.delay_seconds, next(self._seq), event, item)
-        with self._lock:
-            self.notifications.append(notification)
-        return notification
+        return Notification(time.monotonic() + self.delay_seconds, next(self._seq), [item])
+
+    def batch(self, notifications: list[Notification]) -> Notification:
+        """Their items in one request, as Adyen may send them."""
+        return Notification(notifications[0].due, next(self._seq), [n.item for n in notifications])
 
     def send_later(self, notification: Notification) -> None:
         with self._lock:
+            self.notifications.append(notification)
             if self.drop_all or self.drop_next > 0 or not self.url:
                 notification.state = "dropped"
                 self.drop_next = max(0, self.drop_next - 1)
@@ -143,14 +155,21 @@ class Notifier:
 
     def send_now(self, notification: Notification) -> tuple[int, str]:
         """Sent at once (retried later if not accepted); the receiver's status and body."""
+        with self._lock:
+            self.notifications.append(notification)
         answer = self._deliver(notification)
         self._retry_later(notification)
         return answer
 
     def _deliver(self, notification: Notification) -> tuple[int, str]:
-        body = {"live": "false", "notificationItems": [{"NotificationRequestItem": notification.item}]}
-        for error in self._check.notification_errors(notification.event_code, body):
-            self._on_violation("notificationViolations", f"{notification.event_code}: {error}")
+        wrapped = [{"NotificationRequestItem": item} for item in notification.items]
+        for one in wrapped:  # each item against the document of its own event
+            event = one["NotificationRequestItem"]["eventCode"]
+            for error in self._check.notification_errors(
+                event, {"live": "false", "notificationItems": [one]}
+            ):
+                self._on_violation("notificationViolations", f"{event}: {error}")
+        body = {"live": "false", "notificationItems": wrapped}
         notification.attempts += 1
         request = urllib.request.Request(  # noqa: S310 - the configured receiver, usually the runtime on loopback
             str(self.url),

@@ -335,29 +335,36 @@ class Adyen:
         return True, "", {}
 
     def notify_now(self, request: dict[str, Any]) -> tuple[int, str]:
-        """A notification the test asks for, sent at once (and applied to the payment)."""
-        event = str(request.get("eventCode", ""))
-        success = request.get("success", True) not in (False, "false")
+        """Notifications the test asks for (`{"items": [...]}` for several in one request), sent at once and
+        applied to their payments (a successful CAPTURE captures, AUTHORISATION authorises)."""
+        specs = request.get("items") or [request]
         with self._lock:
-            payment = self.payments.get(str(request.get("pspReference", "")))
-            if payment is None:
-                raise ApiError(404, "000", "No such payment", "validation")
-            if event == "CAPTURE" and success:
-                payment.captured = True
-            if event == "AUTHORISATION" and success:
-                payment.status = "Authorised"
-            own = event == "AUTHORISATION"
-            notification = self._make(
-                event,
-                payment,
-                payment.psp_reference if own else new_psp_reference(),
-                None if own else payment.psp_reference,
-                success,
-                str(request.get("reason", "")),
-            )
-        if request.get("badSignature"):
-            notification.item["additionalData"]["hmacSignature"] = "forged" + "A" * 38
+            made = [self._notification_asked(spec) for spec in specs]
+        notification = made[0] if len(made) == 1 else self.notifier.batch(made)
         return self.notifier.send_now(notification)
+
+    def _notification_asked(self, spec: dict[str, Any]) -> Notification:
+        event = str(spec.get("eventCode", ""))
+        success = spec.get("success", True) not in (False, "false")
+        payment = self.payments.get(str(spec.get("pspReference", "")))
+        if payment is None:
+            raise ApiError(404, "000", "No such payment", "validation")
+        if event == "CAPTURE" and success:
+            payment.captured = True
+        if event == "AUTHORISATION" and success:
+            payment.status = "Authorised"
+        own = event == "AUTHORISATION"
+        notification = self._make(
+            event,
+            payment,
+            payment.psp_reference if own else new_psp_reference(),
+            None if own else payment.psp_reference,
+            success,
+            str(spec.get("reason", "")),
+        )
+        if spec.get("badSignature"):
+            notification.item["additionalData"]["hmacSignature"] = "forged" + "A" * 38
+        return notification
 
     def _schedule(
         self,

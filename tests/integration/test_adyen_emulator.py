@@ -319,6 +319,31 @@ def test_a_failed_cancel_is_notified_unsuccessful_and_the_payment_can_still_be_c
     assert_no_violations(emulator)
 
 
+def test_several_notifications_go_in_one_request_and_one_can_be_forged(emulator, receiver) -> None:
+    psp = pay(checkout_api(emulator), "tx_batch")["pspReference"]
+    receiver.wait_for("AUTHORISATION", psp)
+    requests_before = receiver.requests
+
+    sent = control(
+        emulator,
+        "notify",
+        {
+            "items": [
+                {"eventCode": "CAPTURE", "pspReference": psp},
+                {"eventCode": "CANCELLATION", "pspReference": psp, "success": False, "badSignature": True},
+            ]
+        },
+    )
+
+    assert sent == {"status": 200, "body": "[accepted]"}
+    assert receiver.requests == requests_before + 1
+    (capture,) = receiver.wait_for("CAPTURE", psp)
+    (cancellation,) = receiver.wait_for("CANCELLATION", psp)
+    assert_genuine(capture)
+    assert not is_valid_hmac_notification(cancellation, HMAC_KEY)
+    assert_no_violations(emulator)
+
+
 def test_dropped_notifications_are_never_sent(emulator, receiver) -> None:
     control(emulator, "notifications", {"drop": True})
     psp = pay(checkout_api(emulator), "tx_dropped")["pspReference"]
