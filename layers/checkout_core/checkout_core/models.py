@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
@@ -175,18 +184,76 @@ class CaptureMethod(StrEnum):
     MANUAL = "MANUAL"
 
 
+MAX_PAYMENT_METHOD_FIELDS = 32
+_PAYMENT_METHOD_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+_PAYMENT_METHOD_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
+MAX_PAYMENT_METHOD_VALUE_LENGTH = 8192
+_PAYMENT_METHOD_SCHEMA = {
+    "anyOf": [
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": "^[A-Za-z0-9_]+$",
+            "description": "stripe: its payment method's id, e.g. pm_card_visa",
+        },
+        {
+            "type": "object",
+            "description": "adyen: its own paymentMethod object, as its Drop-in produces it (type, then the "
+            'fields of that type), e.g. {"type": "scheme", "number": "4111111111111111", "expiryMonth": '
+            '"03", "expiryYear": "2030", "cvc": "737", "holderName": "J. Smith"}',
+            "required": ["type"],
+            "maxProperties": MAX_PAYMENT_METHOD_FIELDS,
+            "properties": {"type": {"type": "string", "minLength": 1, "maxLength": 64}},
+            "patternProperties": {
+                "^[A-Za-z][A-Za-z0-9_.]{0,63}$": {
+                    "type": "string",
+                    "maxLength": MAX_PAYMENT_METHOD_VALUE_LENGTH,
+                }
+            },
+            "additionalProperties": False,
+        },
+        {"type": "null"},
+    ],
+    "description": "Required with stripe (an id) and adyen (its object)",
+}
+
+
+def _payment_method(value: Any) -> str | dict[str, str] | None:
+    """An id (a string) or a provider's own object of string fields with its `type`; which one a provider
+    takes is checked against the provider (payments.py)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not _PAYMENT_METHOD_ID.fullmatch(value):
+            raise ValueError("an id is 1 to 255 letters, digits or underscores")
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("must be a string (an id) or an object (the provider's own)")
+    if len(value) > MAX_PAYMENT_METHOD_FIELDS:
+        raise ValueError(f"accepts at most {MAX_PAYMENT_METHOD_FIELDS} fields")
+    for name, field_value in value.items():
+        if not _PAYMENT_METHOD_FIELD.fullmatch(name):
+            raise ValueError(f"field {json.dumps(name)} is not a field name")
+        if not isinstance(field_value, str) or len(field_value) > MAX_PAYMENT_METHOD_VALUE_LENGTH:
+            raise ValueError(
+                f"{name} must be a string of at most {MAX_PAYMENT_METHOD_VALUE_LENGTH} characters"
+            )
+    kind = value.get("type")
+    if not kind or len(kind) > 64:
+        raise ValueError("type is required: 1 to 64 characters, e.g. scheme")
+    return dict(value)
+
+
+PaymentMethod = Annotated[Any, BeforeValidator(_payment_method), WithJsonSchema(_PAYMENT_METHOD_SCHEMA)]
+
+
 class CreateTransactionRequest(Strict):
     provider: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    paymentMethod: (
-        Annotated[
-            str,
-            StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_]+$"),
-            Field(description="Required with stripe: its payment method, e.g. pm_card_visa (stripe only)"),
-        ]
-        | None
-    ) = None
+    paymentMethod: PaymentMethod = None
     captureMethod: Annotated[
-        CaptureMethod, Field(strict=False, description="MANUAL: authorise now, capture later (stripe only)")
+        CaptureMethod,
+        Field(strict=False, description="MANUAL: authorise now, capture later (stripe and adyen)"),
     ] = CaptureMethod.AUTOMATIC
 
 
@@ -211,6 +278,10 @@ class Transaction(Model):
     providerReference: str | None = None
     refundId: str | None = None
     failureCode: str | None = None
+    cancelRequestedAt: str | None = Field(
+        default=None,
+        description="Set while a cancel the provider accepted awaits its report (adyen): still in flight",
+    )
     createdAt: str
     updatedAt: str
 

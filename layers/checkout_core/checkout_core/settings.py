@@ -37,6 +37,10 @@ class Settings:
     webhook_queue_url: str = ""
     webhook_allow_private_urls: bool = False
     webhook_requeue_grace_seconds: int = 300
+    adyen_api_key: str = ""
+    adyen_merchant_account: str = ""
+    adyen_hmac_key: str = ""
+    adyen_api_base: str | None = None
 
 
 @cache
@@ -66,4 +70,8 @@ def get_settings() -> Settings:
         webhook_allow_private_urls=os.environ.get("WEBHOOK_ALLOW_PRIVATE_URLS", "false").strip().lower()
         == "true",
         webhook_requeue_grace_seconds=_int("WEBHOOK_REQUEUE_GRACE_SECONDS", 300),
+        adyen_api_key=os.environ.get("ADYEN_API_KEY", ""),
+        adyen_merchant_account=os.environ.get("ADYEN_MERCHANT_ACCOUNT", ""),
+        adyen_hmac_key=os.environ.get("ADYEN_HMAC_KEY", ""),
+        adyen_api_base=os.environ.get("ADYEN_API_BASE") or None,
     )
