@@ -10,7 +10,8 @@ SWAGGER_UI := functions/openapi/swagger_ui/.installed
 
 .PHONY: run test unit integration e2e browser lint bench build validate openapi api-key demo clean
 
-$(VENV)/.installed: requirements-dev.txt layers/checkout_core/requirements.txt layers/stripe/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/checkout_core/requirements.txt layers/stripe/requirements.txt \
+		layers/adyen/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
