@@ -29,7 +29,7 @@ from checkout_core.providers.base import (
 from checkout_core.transitions import TransactionStatus
 
 ACKNOWLEDGEMENT = "[accepted]"  # the body Adyen requires, or it sends the notification again
-HTTP_TIMEOUT_SECONDS = 15
+HTTP_TIMEOUT_SECONDS = 8  # under the shortest Lambda timeout of a function that calls Adyen (10 s)
 CHECKOUT_API_VERSION = 71
 MAX_NOTIFICATION_ITEMS = 100
 
