@@ -45,7 +45,18 @@ def machine() -> str:
 
 
 def run(settings: dict[str, int]) -> dict[str, Any]:
-    from bench import ddb_calls, expiry, imports, layer, overhead, runtime, stripe, transitions, webhooks
+    from bench import (
+        adyen,
+        ddb_calls,
+        expiry,
+        imports,
+        layer,
+        overhead,
+        runtime,
+        stripe,
+        transitions,
+        webhooks,
+    )
 
     measures: dict[str, Any] = {}
     started = time.monotonic()
@@ -67,6 +78,8 @@ def run(settings: dict[str, int]) -> dict[str, Any]:
     measures["layer"] = layer.measure()
     step("the stripe provider's cancel, against the local Stripe")
     measures["stripe"] = stripe.measure(settings["stripe_runs"])
+    step("the adyen provider's cancel and notification, against the local Adyen")
+    measures["adyen"] = adyen.measure()
     step("webhooks: calls per first attempt, and the local delivery path")
     measures["webhooks"] = webhooks.measure(settings["webhook_sessions_per_client"])
     step("the embedded runtime over HTTP")

@@ -30,6 +30,7 @@ EXPECTED_KEYS = {
     },
     "stripe": {"ddb_calls_cancel_k", "provider_wall_ratio_25_vs_1"},
     "webhooks": {"aws_calls_per_first_attempt", "deliveries_per_second", "first_attempt_p50_ms"},
+    "adyen": {"ddb_calls_cancel_k", "ddb_calls_notification", "emulator_spec_violations"},
     "machine": None,
 }
 
@@ -57,6 +58,11 @@ def _check_shape(results: dict[str, Any]) -> None:
     stripe = results["stripe"]
     assert set(stripe["ddb_calls_cancel_k"]) == {"1", "5", "25"}
     assert isinstance(stripe["provider_wall_ratio_25_vs_1"], float)
+    adyen = results["adyen"]
+    assert set(adyen["ddb_calls_cancel_k"]) == {"1", "5", "25"}
+    assert all(isinstance(n, int) for n in adyen["ddb_calls_cancel_k"].values())
+    assert isinstance(adyen["ddb_calls_notification"], int)
+    assert isinstance(adyen["emulator_spec_violations"], int)
     runtime = results["runtime"]
     assert isinstance(runtime["errors_5xx"], int)
     assert all(isinstance(value, int | float) for value in runtime.values())
