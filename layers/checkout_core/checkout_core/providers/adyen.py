@@ -211,23 +211,20 @@ def state_of(response: Mapping[str, Any], capture_manually: bool) -> ProviderSta
 
 
 def notification_items(raw: bytes) -> list[dict[str, Any]]:
-    """The NotificationRequestItem objects of a notification body; InvalidRequest for another shape."""
+    """The NotificationRequestItem objects of a notification body. A body of another shape carries no item
+    signed as Adyen signs them: InvalidSignature, as for any provider's unsigned event."""
     try:
         body = json.loads(raw)
     except ValueError as exc:
-        raise InvalidRequest("The body is not valid JSON.", None) from exc
+        raise InvalidSignature("The body is not Adyen's signed notification.") from exc
     wrapped = body.get("notificationItems") if isinstance(body, dict) else None
     if not isinstance(wrapped, list) or not 1 <= len(wrapped) <= MAX_NOTIFICATION_ITEMS:
-        raise InvalidRequest(
-            f"notificationItems must be a list of 1 to {MAX_NOTIFICATION_ITEMS} items.", "notificationItems"
-        )
+        raise InvalidSignature(f"notificationItems must hold 1 to {MAX_NOTIFICATION_ITEMS} signed items.")
     items = []
     for index, entry in enumerate(wrapped):
         item = entry.get("NotificationRequestItem") if isinstance(entry, dict) else None
         if not isinstance(item, dict):
-            raise InvalidRequest(
-                'Each item is {"NotificationRequestItem": {...}}.', f"notificationItems.{index}"
-            )
+            raise InvalidSignature(f"notificationItems.{index} is not a signed NotificationRequestItem.")
         items.append(item)
     return items
 
