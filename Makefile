@@ -12,7 +12,8 @@ SWAGGER_UI := functions/openapi/swagger_ui/.installed
 
 # What running needs (make run, demo, api-key, openapi); the test and lint tools come on top, with the first
 # target that needs them (DEV below).
-$(VENV)/.installed: requirements-run.txt layers/checkout_core/requirements.txt layers/stripe/requirements.txt
+$(VENV)/.installed: requirements-run.txt layers/checkout_core/requirements.txt layers/stripe/requirements.txt \
+		layers/adyen/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-run.txt
 	touch $@

@@ -54,6 +54,7 @@ def machine() -> str:
 
 def run(settings: dict[str, int]) -> dict[str, Any]:
     from bench import (
+        adyen,
         capacity,
         console,
         ddb_calls,
@@ -87,6 +88,8 @@ def run(settings: dict[str, int]) -> dict[str, Any]:
     measures["layer"] = layer.measure()
     step("the stripe provider's cancel, against the local Stripe")
     measures["stripe"] = stripe.measure(settings["stripe_runs"])
+    step("the adyen provider's cancel and notification, against the local Adyen")
+    measures["adyen"] = adyen.measure()
     step("webhooks: calls per first attempt, and the local delivery path")
     measures["webhooks"] = webhooks.measure(settings["webhook_sessions_per_client"])
     step("capacity: partition keys and message groups at contract rates")

@@ -54,10 +54,12 @@ def results_json(measures: dict[str, Any], machine: str) -> dict[str, Any]:
             "overview_calls_10k": measures["console"]["overview_calls_10x"],
             "scans": measures["console"]["scans"],
         },
+        "adyen": {key: measures["adyen"][key] for key in ADYEN_KEYS},
         "machine": machine,
     }
 
 
+ADYEN_KEYS = ("ddb_calls_cancel_k", "ddb_calls_notification", "emulator_spec_violations")
 WEBHOOK_KEYS = ("aws_calls_per_first_attempt", "deliveries_per_second", "first_attempt_p50_ms")
 CAPACITY_KEYS = (
     "max_writes_per_key_share_1_tenant",
@@ -192,6 +194,7 @@ def rows(measures: dict[str, Any]) -> list[Row]:
         )
     table.extend(_runtime_rows(measures["runtime"]))
     table.extend(_stripe_rows(measures["stripe"]))
+    table.extend(adyen_rows(measures["adyen"]))
     table.extend(_webhook_rows(measures["webhooks"]))
     table.extend(_capacity_rows(measures["capacity"]))
     table.append(console_row(measures["console"]))
@@ -293,6 +296,41 @@ def _webhook_rows(webhooks: dict[str, Any]) -> list[Row]:
             "recorded",
             f"{webhooks['first_attempt_p50_ms']} ms",
             None,
+        ),
+    ]
+
+
+def adyen_rows(adyen: dict[str, Any]) -> list[Row]:
+    how = (
+        "handlers in-process against moto, the `adyen` provider (official SDK) against the local Adyen in "
+        "process; calls counted by the `before-call.dynamodb.*` hook"
+    )
+    calls = adyen["ddb_calls_cancel_k"]
+    detail = ", ".join(f"{name} {count}" for name, count in sorted(adyen["notification_calls"].items()))
+    return [
+        Row(
+            "Adyen: DynamoDB calls of a cancel with k = 1, 5, 25 Adyen payments",
+            how + "; k manual-capture payments AUTHORIZED on one session, then one cancel, which Adyen "
+            "acknowledges (the session PENDING_CANCELLATION, each payment with cancelRequestedAt)",
+            "<= 3 each",
+            ", ".join(f"k={k}: {calls[k]}" for k in ("1", "5", "25")),
+            all(calls[k] <= 3 for k in ("1", "5", "25")),
+        ),
+        Row(
+            "Adyen: DynamoDB calls of one notification item applied",
+            how + "; Adyen's CANCELLATION of one of those payments, HMAC-signed, posted to the provider "
+            f"events handler (answered [accepted]). Calls: {detail}",
+            "<= 3",
+            str(adyen["ddb_calls_notification"]),
+            adyen["ddb_calls_notification"] <= 3,
+        ),
+        Row(
+            "Adyen: requests, answers and notifications Adyen's OpenAPI documents refuse",
+            "the local Adyen's count (`/_emulator/stats` specViolations) over the "
+            f"{adyen['emulator_requests']} requests of this section; the e2e runtimes fail their test on any",
+            "0",
+            str(adyen["emulator_spec_violations"]),
+            adyen["emulator_spec_violations"] == 0,
         ),
     ]
 

@@ -34,7 +34,7 @@ MACHINE_NAMES = {
 }
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 MB = 1024 * 1024
-DEFAULT_LAYERS = ("CheckoutCoreLayer", "StripeLayer")
+DEFAULT_LAYERS = ("CheckoutCoreLayer", "StripeLayer", "AdyenLayer")
 DEFAULT_MAX_LAYER_MB = 15.0
 
 

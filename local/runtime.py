@@ -380,6 +380,7 @@ class Runtime:
         self._invoker: Invoker | None = None
         self._state: StateStore | None = None
         self._stripe: Any = None
+        self._adyen: Any = None
         self._pollers: list[QueuePoller] = []
         self.queue_urls: dict[str, str] = {}
 
@@ -414,6 +415,7 @@ class Runtime:
                 **template_environment(specs, resolver),
                 **self.settings.handler_environment(self.base_url),
                 **self._stripe_environment(),
+                **self._adyen_environment(),
             }
             for key in LOCALLY_UNSET:
                 os.environ.pop(key, None)
@@ -479,6 +481,28 @@ class Runtime:
             "STRIPE_API_KEY": self._stripe.API_KEY,
             "STRIPE_WEBHOOK_SECRET": self._stripe.webhook_secret,
             "STRIPE_API_BASE": self._stripe.api_base,
+        }
+
+    def _adyen_environment(self) -> dict[str, str]:
+        """The `adyen` provider's settings: as the user set them where they name an API base or a real
+        test key (ADYEN_API_KEY without ADYEN_API_BASE talks to Adyen's test environment); otherwise the
+        local Adyen is started, notifying this runtime, and the provider pointed at it."""
+        names = ("ADYEN_API_KEY", "ADYEN_MERCHANT_ACCOUNT", "ADYEN_HMAC_KEY", "ADYEN_API_BASE")
+        if os.environ.get("ADYEN_API_KEY") or os.environ.get("ADYEN_API_BASE"):
+            return {name: os.environ[name] for name in names if name in os.environ}
+        from local.adyen.process import LocalAdyen
+
+        hmac_key = os.environ.get("ADYEN_HMAC_KEY") or secrets.token_hex(32)
+        merchant_account = os.environ.get("ADYEN_MERCHANT_ACCOUNT") or LocalAdyen.MERCHANT_ACCOUNT
+        self._adyen = LocalAdyen(
+            f"{self.base_url}/v1/providers/adyen/events", hmac_key, merchant_account=merchant_account
+        )
+        log.info("Adyen emulated at %s", self._adyen.api_base)
+        return {
+            "ADYEN_API_KEY": LocalAdyen.API_KEY,
+            "ADYEN_MERCHANT_ACCOUNT": merchant_account,
+            "ADYEN_HMAC_KEY": hmac_key,
+            "ADYEN_API_BASE": self._adyen.api_base,
         }
 
     def _start_moto(self) -> None:
@@ -809,6 +833,9 @@ class Runtime:
         if self._stripe is not None:
             self._stripe.stop()
             self._stripe = None
+        if self._adyen is not None:
+            self._adyen.stop()
+            self._adyen = None
         if self._moto is not None:
             self._stop_executions()
             if self._state is not None:

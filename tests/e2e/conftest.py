@@ -11,6 +11,7 @@ a poll of its stdout for the banner it prints once serving, with a deadline; sto
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ STOP_TIMEOUT_SECONDS = 30.0
 _MOTO_URL = re.compile(r"AWS emulated by moto at (http://\S+)")
 READY_LINE = "checkout-sessions listening on "  # the banner's first line
 _STRIPE_URL = re.compile(r"Stripe emulated by localstripe at (http://\S+)")
+_ADYEN_URL = re.compile(r"Adyen emulated at (http://\S+)")
 
 
 def free_port() -> int:
@@ -68,6 +71,13 @@ class RunningRuntime:
         """The local Stripe the runtime started (its API base)."""
         found = _STRIPE_URL.search(self.stderr)
         assert found, f"the runtime did not say where the local Stripe listens:\n{self.tail()}"
+        return found.group(1)
+
+    @property
+    def adyen_url(self) -> str:
+        """The local Adyen the runtime started (its API base; control routes under /_emulator/)."""
+        found = _ADYEN_URL.search(self.stderr)
+        assert found, f"the runtime did not say where the local Adyen listens:\n{self.tail()}"
         return found.group(1)
 
     def tail(self, lines: int = 60) -> str:
@@ -145,8 +155,24 @@ def launch(extra_env: dict[str, str] | None = None, *, own_process_group: bool =
     return runtime
 
 
+def assert_local_adyen_saw_no_spec_violation(runtime: RunningRuntime) -> None:
+    """Every request the tests made the service send to the local Adyen, and every answer and notification it
+    gave, was one Adyen's OpenAPI documents allow (the emulator counts those they refuse)."""
+    found = _ADYEN_URL.search(runtime.stderr)
+    if found is None or runtime.process.poll() is not None:
+        return
+    with urllib.request.urlopen(f"{found.group(1)}/_emulator/violations", timeout=10) as answer:  # noqa: S310
+        violations = json.loads(answer.read())["violations"]
+    assert violations == [], "the local Adyen met what Adyen's OpenAPI document refuses:\n" + "\n".join(
+        violations
+    )
+
+
 def stop_and_check(runtime: RunningRuntime) -> None:
-    status = runtime.stop()
+    try:
+        assert_local_adyen_saw_no_spec_violation(runtime)
+    finally:
+        status = runtime.stop()
     assert status == 0, f"the runtime exited with {status} on SIGTERM\n{runtime.tail()}"
 
 

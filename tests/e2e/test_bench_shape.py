@@ -41,6 +41,7 @@ EXPECTED_KEYS = {
         "max_messages_per_group_per_second",
     },
     "console": {"overview_calls_1k", "overview_calls_10k", "scans"},
+    "adyen": {"ddb_calls_cancel_k", "ddb_calls_notification", "emulator_spec_violations"},
     "machine": None,
 }
 
@@ -75,6 +76,11 @@ def _check_shape(results: dict[str, Any]) -> None:
     assert all(
         isinstance(console[name], int) for name in ("overview_calls_1k", "overview_calls_10k", "scans")
     )
+    adyen = results["adyen"]
+    assert set(adyen["ddb_calls_cancel_k"]) == {"1", "5", "25"}
+    assert all(isinstance(n, int) for n in adyen["ddb_calls_cancel_k"].values())
+    assert isinstance(adyen["ddb_calls_notification"], int)
+    assert isinstance(adyen["emulator_spec_violations"], int)
     runtime = results["runtime"]
     assert isinstance(runtime["errors_5xx"], int)
     assert all(isinstance(value, int | float) for value in runtime.values())

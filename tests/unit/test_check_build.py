@@ -21,12 +21,14 @@ def elf(machine: int, big_endian: bool = False) -> bytes:
 
 
 def build_output(root: Path, files: dict[str, bytes]) -> Path:
-    """A `.aws-sam/build` lookalike: the two layers under <layer>/python plus the given files."""
+    """A `.aws-sam/build` lookalike: the three layers under <layer>/python plus the given files."""
     build = root / "build"
     (build / "CheckoutCoreLayer" / "python" / "checkout_core").mkdir(parents=True)
     (build / "CheckoutCoreLayer" / "python" / "checkout_core" / "__init__.py").write_text('"""core"""\n')
     (build / "StripeLayer" / "python" / "stripe").mkdir(parents=True)
     (build / "StripeLayer" / "python" / "stripe" / "__init__.py").write_text('"""sdk"""\n')
+    (build / "AdyenLayer" / "python" / "Adyen").mkdir(parents=True)
+    (build / "AdyenLayer" / "python" / "Adyen" / "__init__.py").write_text('"""sdk"""\n')
     (build / "GetSessionFunction").mkdir()
     (build / "GetSessionFunction" / "app.py").write_text("lambda_handler = None\n")
     for relative, content in files.items():

@@ -20,8 +20,8 @@ def project() -> dict[str, list[str]]:
 
 
 def test_layer_requirements_are_the_project_runtime_dependencies() -> None:
-    layers = pins(ROOT / "layers/checkout_core/requirements.txt") | pins(
-        ROOT / "layers/stripe/requirements.txt"
+    layers = set().union(
+        *(pins(ROOT / f"layers/{layer}/requirements.txt") for layer in ("checkout_core", "stripe", "adyen"))
     )
     assert layers == set(project()["runtime"])
 

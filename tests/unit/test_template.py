@@ -388,6 +388,58 @@ def test_layer_is_built_by_sam_for_arm64(template: Template) -> None:
     assert "boto3" not in requirements, "the runtime provides boto3"
 
 
+def referenced(values: list[Any]) -> set[str]:
+    """The names a list of `!Ref name` (or `{"Ref": name}`) refers to."""
+    return {
+        value["Ref"] if isinstance(value, dict) else value.value
+        for value in values
+        if (isinstance(value, dict) and "Ref" in value) or getattr(value, "tag", None) == "Ref"
+    }
+
+
+def provider_layer_problems(template: Template) -> list[str]:
+    """Each provider SDK layer is built for arm64, and carried by exactly the functions that call a provider
+    (the ones given the providers' secret): no other function pays for its cold start."""
+    problems = []
+    callers = {
+        logical_id
+        for logical_id, function in resources(FUNCTION, template).items()
+        if "PROVIDER_SECRETS_NAME"
+        in ((function["Properties"].get("Environment") or {}).get("Variables") or {})
+    }
+    for layer, folder in (("StripeLayer", "stripe"), ("AdyenLayer", "adyen")):
+        resource = template["Resources"].get(layer)
+        if resource is None:
+            problems.append(f"{layer} is missing")
+            continue
+        if resource["Metadata"] != {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}:
+            problems.append(f"{layer} is not built by make for arm64")
+        if resource["Properties"]["ContentUri"] != f"layers/{folder}/":
+            problems.append(f"{layer} is not built from layers/{folder}/")
+        carriers = {
+            logical_id
+            for logical_id, function in resources(FUNCTION, template).items()
+            if layer in referenced(function["Properties"].get("Layers") or [])
+        }
+        problems += [f"{name} calls a provider without {layer}" for name in sorted(callers - carriers)]
+        problems += [f"{name} carries {layer} and calls no provider" for name in sorted(carriers - callers)]
+    return problems
+
+
+def test_provider_sdk_layers_are_carried_exactly_where_a_provider_is_called(template: Template) -> None:
+    assert provider_layer_problems(template) == []
+    assert (ROOT / "layers" / "adyen" / "requirements.txt").read_text().strip().startswith("Adyen==")
+
+
+def test_provider_layer_rule_catches(template: Template) -> None:
+    functions = template["Resources"]
+    functions["CancelSessionFunction"]["Properties"]["Layers"] = [{"Ref": "StripeLayer"}]
+    functions["GetSessionFunction"]["Properties"]["Layers"] = [{"Ref": "AdyenLayer"}]
+    problems = provider_layer_problems(template)
+    assert "CancelSessionFunction calls a provider without AdyenLayer" in problems
+    assert "GetSessionFunction carries AdyenLayer and calls no provider" in problems
+
+
 # ---------------------------------------------------------------------------------------- data, logs
 
 

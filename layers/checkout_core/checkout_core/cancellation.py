@@ -67,8 +67,11 @@ def cancel_session(
     faults.inject("cancel.after_lock")
     outcomes = finalisation.cancel_at_providers(ctx, locked, plan.to_cancel_at_provider)
     cancelled = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.CANCELLED]
+    requested = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.REQUESTED]
     try:
-        final = finalisation.record_provider_cancellations(ctx, locked, cancelled, actor=actor, tokens=None)
+        final = finalisation.record_provider_cancellations(
+            ctx, locked, cancelled, actor=actor, tokens=None, requested_ids=requested
+        )
     except (ConcurrentUpdate, ServiceUnavailable):
         # The session is locked and the providers were asked: a 503 would claim nothing changed. The answer
         # says what is true (PENDING_CANCELLATION); the safety net records the providers' cancels.
@@ -160,11 +163,19 @@ def cancel_response(item: dict[str, Any]) -> CancelResponse:
     pending = cancellation.pendingTransactionIds if status is SessionStatus.PENDING_CANCELLATION else []
     cancelled = cancellation.cancelledTransactionIds
     if status is SessionStatus.PENDING_CANCELLATION:
-        whose = "its" if len(pending) == 1 else "their"
-        message = (
-            f"Session locked; {plural(len(pending), 'transaction')} cannot be cancelled in flight "
-            f"and will finish on {whose} own."
-        )
+        transactions = item.get("transactions") or {}
+        asked = [tx_id for tx_id in pending if (transactions.get(tx_id) or {}).get("cancelRequestedAt")]
+        waiting = len(pending) - len(asked)
+        whose = "its" if waiting == 1 else "their"
+        parts = []
+        if asked:
+            parts.append(
+                f"{plural(len(asked), 'cancel')} accepted by the provider, which reports the outcome later"
+            )
+        if waiting:
+            transactions_left = plural(waiting, "transaction")
+            parts.append(f"{transactions_left} cannot be cancelled in flight and will finish on {whose} own")
+        message = f"Session locked; {'; '.join(parts)}."
     elif cancelled:
         message = f"Session cancelled; {plural(len(cancelled), 'transaction')} cancelled at the provider."
     else:

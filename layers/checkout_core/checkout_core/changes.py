@@ -15,7 +15,12 @@ from checkout_core import transitions
 from checkout_core.clock import from_epoch, is_uuid7, to_iso, uuid7
 from checkout_core.errors import InvalidRequest, SessionExpired, SessionNotFound, StateConflict
 from checkout_core.models import Tenant
-from checkout_core.repository import SessionChange, SessionRepository, TransactionChange
+from checkout_core.repository import (
+    PROVIDER_EVENT_RETENTION_SECONDS,
+    SessionChange,
+    SessionRepository,
+    TransactionChange,
+)
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
 MAX_ATTEMPTS = 10
@@ -196,6 +201,19 @@ def transaction_moved_event(
             "to": target,
         },
     )
+
+
+def seen_provider_event(
+    provider_name: str, event_id: str, transaction_id: str, now: datetime
+) -> dict[str, Any]:
+    """A provider event's id, written with the change it caused: a resent event then changes nothing."""
+    return {
+        "pk": f"PROVIDER_EVENT#{provider_name}#{event_id}",
+        "sk": "SEEN",
+        "entity": "PROVIDER_EVENT",
+        "transactionId": transaction_id,
+        "ttl": epoch(now) + PROVIDER_EVENT_RETENTION_SECONDS,
+    }
 
 
 def plural(count: int, noun: str) -> str:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from checkout_core import transitions
+from checkout_core import cancel_requests, transitions
 from checkout_core.changes import (
     Guard,
     attempts,
@@ -28,7 +28,7 @@ from checkout_core.context import Context
 from checkout_core.errors import ConcurrentUpdate, SessionNotFound, WriteConflict
 from checkout_core.observability import MetricUnit, count_transition, gauge, logger
 from checkout_core.providers import CancelOutcome
-from checkout_core.repository import SessionChange
+from checkout_core.repository import SessionChange, TransactionChange
 from checkout_core.transitions import SessionStatus, TransactionStatus
 from checkout_core.views import transactions_in_order
 from checkout_core.workflow import execution_name
@@ -73,7 +73,7 @@ def cancel_at_providers(
     with ThreadPoolExecutor(max_workers=min(len(wanted), MAX_PROVIDER_CALLS_AT_ONCE)) as pool:
         outcomes = dict(zip(wanted, pool.map(cancel, wanted), strict=True))
     for transaction_id, outcome in outcomes.items():
-        if outcome is not CancelOutcome.CANCELLED:
+        if outcome not in (CancelOutcome.CANCELLED, CancelOutcome.REQUESTED):
             logger.warning(
                 "provider did not cancel a transaction in flight",
                 extra={
@@ -112,8 +112,10 @@ def record_provider_cancellations(
     cancelled_ids: list[str],
     actor: str,
     tokens: dict[str, str | None] | None,
+    requested_ids: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Records the provider-side cancellations; finalises when nothing is left in flight.
+    """Records the provider-side cancellations, and the cancels a provider accepted to answer later
+    (`requested_ids`: `cancelRequestedAt`, still pending); finalises when nothing is left in flight.
 
     `item` is the session as last known; a conflict re-reads it. `tokens` are the task tokens read
     from the transaction items when a finaliser may already be waiting on them (None: none can be).
@@ -135,9 +137,10 @@ def record_provider_cancellations(
             for tx in transactions_in_order(item)
             if transitions.is_in_flight(tx["status"]) and tx["transactionId"] not in still
         ]
-        if not still and remaining:
+        requests = cancel_requests.requested_parts(item, requested_ids or [], now)
+        if not still and remaining and not requests[1]:
             return item
-        change = _cancellations_change(item, still, remaining, actor, tokens, now)
+        change = _cancellations_change(item, still, remaining, actor, tokens, now, requests)
         try:
             version = ctx.repository.apply(change)
         except WriteConflict:
@@ -158,7 +161,9 @@ def record_provider_cancellations(
             "cancellation": change.set["cancellation"],
             "inFlight": item["inFlight"] - len(still),
             "transactions": {
-                tx_id: ({**tx, "status": TransactionStatus.CANCELLED.value} if tx_id in still else tx)
+                tx_id: _recorded_summary(
+                    tx, tx_id in still, requests[0].get(f"transactions.{tx_id}.cancelRequestedAt")
+                )
                 for tx_id, tx in transactions.items()
             },
         }
@@ -168,6 +173,14 @@ def record_provider_cancellations(
     raise ConcurrentUpdate()
 
 
+def _recorded_summary(summary: dict[str, Any], cancelled: bool, requested_at: str | None) -> dict[str, Any]:
+    if cancelled:
+        return {**summary, "status": TransactionStatus.CANCELLED.value}
+    if requested_at:
+        return {**summary, "cancelRequestedAt": requested_at}
+    return summary
+
+
 def _cancellations_change(
     item: dict[str, Any],
     still: list[str],
@@ -175,14 +188,15 @@ def _cancellations_change(
     actor: str,
     tokens: dict[str, str | None] | None,
     now: datetime,
+    requests: tuple[dict[str, Any], list[TransactionChange]],
 ) -> SessionChange:
     transactions = item.get("transactions") or {}
     cancellation = dict(item["cancellation"])
     cancellation["cancelledTransactionIds"] = [*cancellation.get("cancelledTransactionIds", []), *still]
     cancellation["pendingTransactionIds"] = remaining
-    updates: dict[str, Any] = {"updatedAt": to_iso(now)}
+    updates: dict[str, Any] = {"updatedAt": to_iso(now), **requests[0]}
     events = []
-    tx_changes = []
+    tx_changes: list[TransactionChange] = list(requests[1])
     for tx_id in still:
         previous = transactions[tx_id]["status"]
         updates[f"transactions.{tx_id}.status"] = TransactionStatus.CANCELLED.value
@@ -271,15 +285,20 @@ def recover_cancellation(ctx: Context, session_id: str) -> bool:
     cancellable = [
         tx["transactionId"]
         for tx in transactions_in_order(item)
-        if transitions.is_in_flight(tx["status"]) and ctx.can_cancel_in_flight(tx["provider"])
+        if transitions.is_in_flight(tx["status"])
+        and ctx.can_cancel_in_flight(tx["provider"])
+        and not cancel_requests.awaiting_answer(tx)
     ]
     outcomes = cancel_at_providers(ctx, item, cancellable)
     cancelled = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.CANCELLED]
+    requested = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.REQUESTED]
     tokens: dict[str, str | None] = {}
     for tx_id in cancelled:
         stored = ctx.repository.get_transaction(tx_id) or {}
         tokens[tx_id] = stored.get("taskToken")
-    final = record_provider_cancellations(ctx, item, cancelled, actor="scheduler", tokens=tokens)
+    final = record_provider_cancellations(
+        ctx, item, cancelled, actor="scheduler", tokens=tokens, requested_ids=requested
+    )
     if final["status"] != SessionStatus.PENDING_CANCELLATION:
         return True
     _ensure_finaliser(ctx, final, now)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
@@ -187,18 +196,100 @@ class CaptureMethod(StrEnum):
     MANUAL = "MANUAL"
 
 
+_PAYMENT_METHOD_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+# Adyen's card `paymentMethod` (CardDetails in its Checkout API v71 document): what its Drop-in's card
+# component produces (the encrypted fields) or, where PCI DSS allows, raw card data. Field -> longest value
+# (Adyen's own limit where it states one). Anything else Adyen's document would refuse is refused here.
+ADYEN_CARD_TYPES = ("scheme", "card", "bcmc", "networkToken", "giftcard", "clicktopay")
+ADYEN_FUNDING_SOURCES = ("credit", "debit", "prepaid")
+_ADYEN_CARD_FIELDS = {
+    "number": 32,
+    "expiryMonth": 2,
+    "expiryYear": 4,
+    "cvc": 4,
+    "holderName": 15000,
+    "encryptedCardNumber": 15000,
+    "encryptedExpiryMonth": 15000,
+    "encryptedExpiryYear": 15000,
+    "encryptedSecurityCode": 15000,
+    "encryptedCard": 40000,
+    "encryptedPassword": 15000,
+    "brand": 64,
+    "checkoutAttemptId": 256,
+    "storedPaymentMethodId": 64,
+    "threeDS2SdkVersion": 12,
+    "sdkData": 50000,
+    "networkPaymentReference": 256,
+    "shopperNotificationReference": 256,
+    "billingSequenceNumber": 16,
+    "srcCorrelationId": 256,
+    "srcDigitalCardId": 256,
+    "srcScheme": 64,
+    "srcTokenReference": 256,
+    "fastlaneData": 50000,
+}
+_PAYMENT_METHOD_SCHEMA = {
+    "anyOf": [
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": "^[A-Za-z0-9_]+$",
+            "description": "stripe: its payment method's id, e.g. pm_card_visa",
+        },
+        {
+            "type": "object",
+            "description": "adyen: its own card paymentMethod object, as its Drop-in produces it (encrypted "
+            'fields), or raw test card data, e.g. {"type": "scheme", "number": "4111111111111111", '
+            '"expiryMonth": "03", "expiryYear": "2030", "cvc": "737", "holderName": "J. Smith"}',
+            "required": ["type"],
+            "properties": {
+                "type": {"type": "string", "enum": list(ADYEN_CARD_TYPES)},
+                "fundingSource": {"type": "string", "enum": list(ADYEN_FUNDING_SOURCES)},
+                **{name: {"type": "string", "maxLength": size} for name, size in _ADYEN_CARD_FIELDS.items()},
+            },
+            "additionalProperties": False,
+        },
+        {"type": "null"},
+    ],
+    "description": "Required with stripe (an id) and adyen (its object)",
+}
+
+
+def _payment_method(value: Any) -> str | dict[str, str] | None:
+    """An id (a string), or Adyen's card object; which one a provider takes is checked against the
+    provider (payments.py)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not _PAYMENT_METHOD_ID.fullmatch(value):
+            raise ValueError("an id is 1 to 255 letters, digits or underscores")
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("must be a string (an id) or an object (the provider's own)")
+    for name, field_value in value.items():
+        if name not in _ADYEN_CARD_FIELDS and name not in ("type", "fundingSource"):
+            raise ValueError(f"unknown field {json.dumps(name)}")
+        if not isinstance(field_value, str):
+            raise ValueError(f"{name} must be a string")
+        if len(field_value) > _ADYEN_CARD_FIELDS.get(name, 64):
+            raise ValueError(f"{name} is longer than {_ADYEN_CARD_FIELDS.get(name, 64)} characters")
+    if value.get("type") not in ADYEN_CARD_TYPES:
+        raise ValueError(f"type must be one of {', '.join(ADYEN_CARD_TYPES)}")
+    if "fundingSource" in value and value["fundingSource"] not in ADYEN_FUNDING_SOURCES:
+        raise ValueError(f"fundingSource must be one of {', '.join(ADYEN_FUNDING_SOURCES)}")
+    return dict(value)
+
+
+PaymentMethod = Annotated[Any, BeforeValidator(_payment_method), WithJsonSchema(_PAYMENT_METHOD_SCHEMA)]
+
+
 class CreateTransactionRequest(Strict):
     provider: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    paymentMethod: (
-        Annotated[
-            str,
-            StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_]+$"),
-            Field(description="Required with stripe: its payment method, e.g. pm_card_visa (stripe only)"),
-        ]
-        | None
-    ) = None
+    paymentMethod: PaymentMethod = None
     captureMethod: Annotated[
-        CaptureMethod, Field(strict=False, description="MANUAL: authorise now, capture later (stripe only)")
+        CaptureMethod,
+        Field(strict=False, description="MANUAL: authorise now, capture later (stripe and adyen)"),
     ] = CaptureMethod.AUTOMATIC
 
 
@@ -230,6 +321,10 @@ class Transaction(Model):
     providerReference: str | None = None
     refundId: str | None = None
     failureCode: str | None = None
+    cancelRequestedAt: str | None = Field(
+        default=None,
+        description="Set while a cancel the provider accepted awaits its report (adyen): still in flight",
+    )
     createdAt: str
     updatedAt: str
 

@@ -8,6 +8,7 @@ back instead of a second one."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from checkout_core.errors import (
 from checkout_core.models import Tenant, Transaction
 from checkout_core.observability import count_transition, logger
 from checkout_core.providers import Attempt, ProviderReport
+from checkout_core.providers.base import reconciliation_can_act
 from checkout_core.reconciliation import reconcile_keys
 from checkout_core.repository import transaction_key
 from checkout_core.transitions import SessionStatus, TransactionStatus
@@ -47,7 +49,7 @@ def create_transaction(
     provider_name: str,
     idempotency_key: str | None = None,
     actor: str = "api",
-    payment_method: str | None = None,
+    payment_method: str | Mapping[str, Any] | None = None,
     capture_manually: bool = False,
     alone: bool = False,
 ) -> Transaction:
@@ -60,6 +62,12 @@ def create_transaction(
         raise InvalidRequest(f"Unknown provider; use one of {', '.join(ctx.providers.names())}.", "provider")
     if provider.requires_payment_method and payment_method is None:
         raise InvalidRequest(f"paymentMethod is required with {provider_name}.", "paymentMethod")
+    if (
+        payment_method is not None
+        and isinstance(payment_method, Mapping) != provider.payment_method_is_object
+    ):
+        shape = "an object" if provider.payment_method_is_object else "a string"
+        raise InvalidRequest(f"paymentMethod must be {shape} with {provider_name}.", "paymentMethod")
     limit = transitions.MAX_TRANSACTIONS_PER_SESSION
     marker = attempt_key(tenant, session_id, idempotency_key) if idempotency_key else None
     for _ in attempts():
@@ -99,8 +107,11 @@ def create_transaction(
             **transaction_key(transaction_id),
             "entity": "TRANSACTION",
             "sessionId": session_id,
+            # How the provider was asked to capture: its report of an authorisation means a settlement
+            # when the capture is automatic (provider_events.apply_provider_batch).
+            "captureMethod": "MANUAL" if capture_manually else "AUTOMATIC",
         }
-        if provider.reconciles:
+        if reconciliation_can_act(provider):
             due = int(now.timestamp()) + ctx.settings.provider_reconcile_seconds
             transaction_item.update(reconcile_keys(transaction_id, due))
         change = session_change(
@@ -124,7 +135,13 @@ def create_transaction(
         if known_reference is not None:
             return Transaction.model_validate(summary)
         attempt = Attempt(
-            transaction_id, session_id, item["amount"], item["currency"], payment_method, capture_manually
+            transaction_id,
+            session_id,
+            item["amount"],
+            item["currency"],
+            payment_method,
+            capture_manually,
+            return_url=item["returnUrl"],
         )
         return _start_at_provider(ctx, provider_name, attempt, Transaction.model_validate(summary))
     raise ConcurrentUpdate()

@@ -9,13 +9,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from checkout_core import finalisation, refunds, transitions
+from checkout_core import cancel_requests, finalisation, refunds, transitions
 from checkout_core.changes import (
     Guard,
     attempts,
     epoch,
     expires_at_iso,
     new_event,
+    seen_provider_event,
     session_change,
     transaction_move,
     transaction_moved_event,
@@ -27,7 +28,7 @@ from checkout_core.observability import count_transition, logger
 from checkout_core.providers import CancelOutcome, ProviderReport
 from checkout_core.reconciliation import reconcile_keys
 from checkout_core.report_matching import Match, match_report, mismatch_data
-from checkout_core.repository import PROVIDER_EVENT_RETENTION_SECONDS, SessionChange, TransactionChange
+from checkout_core.repository import SessionChange, TransactionChange
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
 REFUND_RETRY_SECONDS = 60
@@ -40,11 +41,16 @@ class ProviderEventResult:
 
 
 def apply_provider_event(
-    ctx: Context, provider_name: str, event: ProviderReport, actor: str | None = None
+    ctx: Context,
+    provider_name: str,
+    event: ProviderReport,
+    actor: str | None = None,
+    known: dict[str, Any] | None = None,
 ) -> ProviderEventResult:
     """Applies what a provider reports (its webhook, its answer to a call, or reconciliation's reading):
     the transaction's move with the event id recorded in the same write, then the session's follow-up;
-    a payment that settles where it cannot complete the session is refunded at once (refunds.py)."""
+    a payment that settles where it cannot complete the session is refunded at once (refunds.py).
+    `known`: the transaction item as the caller just read it (it is not read again)."""
     if event.status is None or event.transaction_id is None:
         logger.info(
             "provider event of a kind this service does not act on", extra={"eventId": event.event_id}
@@ -52,7 +58,9 @@ def apply_provider_event(
         return ProviderEventResult(applied=False)
     transaction_id = event.transaction_id
     target = event.status.value
-    transaction = ctx.repository.get_transaction(transaction_id) if is_uuid7(transaction_id) else None
+    transaction = known
+    if transaction is None and is_uuid7(transaction_id):
+        transaction = ctx.repository.get_transaction(transaction_id)
     if transaction is None or transaction["provider"] != provider_name:
         raise TransactionNotFound(transaction_id)
     session_id = transaction["sessionId"]
@@ -117,14 +125,7 @@ def apply_provider_event(
 
 
 def _seen_item(provider_name: str, event: ProviderReport, tx_id: str, now: datetime) -> dict[str, Any]:
-    """The provider event's id, written with the change it caused: a resent event then changes nothing."""
-    return {
-        "pk": f"PROVIDER_EVENT#{provider_name}#{event.event_id}",
-        "sk": "SEEN",
-        "entity": "PROVIDER_EVENT",
-        "transactionId": tx_id,
-        "ttl": epoch(now) + PROVIDER_EVENT_RETENTION_SECONDS,
-    }
+    return seen_provider_event(provider_name, event.event_id, tx_id, now)
 
 
 def _raise_contradiction(
@@ -227,15 +228,18 @@ def _cancel_competing_attempts(ctx: Context, item: dict[str, Any], settled_id: s
         return
     outcomes = finalisation.cancel_at_providers(ctx, item, competing)
     cancelled = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.CANCELLED]
+    requested = [tx_id for tx_id, outcome in outcomes.items() if outcome is CancelOutcome.REQUESTED]
     for attempt in attempts():
         if attempt:
             item = ctx.repository.get_session(session_id) or item
         transactions = item.get("transactions") or {}
         still = [tx_id for tx_id in cancelled if transitions.is_in_flight(transactions[tx_id]["status"])]
         if not still:
+            cancel_requests.record_cancel_requested(ctx, item, requested)
             return
         now = ctx.clock()
-        updates: dict[str, Any] = {"updatedAt": to_iso(now)}
+        updates, requests = cancel_requests.requested_parts(item, requested, now)
+        updates["updatedAt"] = to_iso(now)
         for tx_id in still:
             updates[f"transactions.{tx_id}.status"] = TransactionStatus.CANCELLED.value
             updates[f"transactions.{tx_id}.updatedAt"] = to_iso(now)
@@ -256,8 +260,11 @@ def _cancel_competing_attempts(ctx: Context, item: dict[str, Any], settled_id: s
                 for tx_id in still
             ],
             transactions=[
-                transaction_move(tx_id, transactions[tx_id]["status"], TransactionStatus.CANCELLED, now)
-                for tx_id in still
+                *(
+                    transaction_move(tx_id, transactions[tx_id]["status"], TransactionStatus.CANCELLED, now)
+                    for tx_id in still
+                ),
+                *requests,
             ],
         )
         try:

@@ -4,20 +4,27 @@ asks the provider about each one due and applies what changed exactly as a webho
 `scheduler`). It also finishes what a crash interrupted: an attempt with no provider reference is
 looked up by our transaction id (Stripe: the PaymentIntent's metadata), or marked FAILED when the
 provider never created it; and a settled payment whose automatic refund failed is refunded again.
+
+A provider that cannot be asked (`has_status_api` false: Adyen) is acted on instead: while the session
+takes payments its attempt waits; once the session no longer does (it left OPEN, or passed expiresAt), the
+silent attempt is cancelled by our own reference (`cancel_by_our_reference`: Adyen's technical cancel,
+which also reaches an attempt whose provider id was never learnt), and the provider reports the outcome.
+Past CANCELLATION_DEADLINE_SECONDS a session that no workflow watches raises session.attention_required.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from checkout_core import refunds, transitions
-from checkout_core.changes import epoch
-from checkout_core.clock import from_iso
+from checkout_core import cancel_requests, refunds, transitions
+from checkout_core.changes import attempts, epoch, new_event, session_change
+from checkout_core.clock import from_iso, to_iso
 from checkout_core.context import Context
-from checkout_core.observability import logger
-from checkout_core.providers import ProviderReport
-from checkout_core.repository import shard_of
-from checkout_core.transitions import TransactionStatus
+from checkout_core.errors import ConcurrentUpdate, WriteConflict
+from checkout_core.observability import count_transition, logger
+from checkout_core.providers import CancelOutcome, ProviderAdapter, ProviderReport
+from checkout_core.repository import TransactionChange, shard_of
+from checkout_core.transitions import SessionStatus, TransactionStatus
 
 ACTOR = "scheduler"
 NEVER_CREATED = "not_created_at_provider"
@@ -53,6 +60,8 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
     if not transitions.is_in_flight(status):
         ctx.repository.leave_reconciliation(transaction_id, None)
         return False
+    if not provider.has_status_api:
+        return _act_without_asking(ctx, provider, transaction, now)
     reference = transaction.get("providerReference")
     state = provider.status(reference, transaction_id)
     log_extra = {
@@ -101,3 +110,99 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
         return changed
     ctx.repository.leave_reconciliation(transaction_id, now + ctx.settings.provider_reconcile_seconds)
     return changed
+
+
+def _act_without_asking(
+    ctx: Context, provider: ProviderAdapter, transaction: dict[str, Any], now: int
+) -> bool:
+    """One silent attempt at a provider without a status API (see the module's doc)."""
+    from checkout_core.provider_events import apply_provider_event
+
+    transaction_id, session_id = transaction["transactionId"], transaction["sessionId"]
+    item = ctx.repository.get_session(session_id)
+    if item is None:
+        ctx.repository.leave_reconciliation(transaction_id, None)
+        return False
+    next_due = now + ctx.settings.provider_reconcile_seconds
+    takes_payments = item["status"] == SessionStatus.OPEN and not transitions.is_past_expiry(
+        item["expiresAt"], now
+    )
+    log_extra = {"sessionId": session_id, "transactionId": transaction_id, "provider": provider.name}
+    if takes_payments:
+        ctx.repository.leave_reconciliation(transaction_id, next_due)
+        return False
+    changed = False
+    summary = (item.get("transactions") or {}).get(transaction_id) or {}
+    if provider.cancel_by_our_reference and not summary.get("cancelRefused"):
+        try:
+            outcome = provider.cancel(
+                None, transaction_id, (item.get("cancellation") or {}).get("reasonType")
+            )
+        except Exception:
+            logger.exception("cancel by our reference failed; asked again next time", extra=log_extra)
+            outcome = CancelOutcome.FAILED
+        logger.info(
+            "silent attempt cancelled by our reference", extra={**log_extra, "outcome": outcome.value}
+        )
+        if outcome is CancelOutcome.CANCELLED:
+            report = ProviderReport(
+                f"reconcile:{transaction_id}:cancelled", transaction_id, None, TransactionStatus.CANCELLED
+            )
+            return apply_provider_event(ctx, provider.name, report, actor=ACTOR).applied
+        if outcome is CancelOutcome.REQUESTED and not summary.get("cancelRequestedAt"):
+            cancel_requests.record_cancel_requested(ctx, item, [transaction_id])
+            changed = True
+    overdue = now - epoch(from_iso(transaction["createdAt"])) > ctx.settings.cancellation_deadline_seconds
+    watched = item["status"] == SessionStatus.PENDING_CANCELLATION  # its finaliser raises the attention
+    if overdue and not watched and not transaction.get("silentAttentionRaised"):
+        changed = _raise_silent_attention(ctx, session_id, transaction) or changed
+    ctx.repository.leave_reconciliation(transaction_id, next_due)
+    return changed
+
+
+def _raise_silent_attention(ctx: Context, session_id: str, transaction: dict[str, Any]) -> bool:
+    """An attempt still in flight, unreported, CANCELLATION_DEADLINE_SECONDS after it began, on a session
+    that no longer takes payments: a person must look (session.attention_required, once)."""
+    tx_id = transaction["transactionId"]
+    for _ in attempts():
+        item = ctx.repository.get_session(session_id)
+        if item is None:
+            return False
+        summary = (item.get("transactions") or {}).get(tx_id) or {}
+        if not transitions.is_in_flight(summary.get("status", "")):
+            return False
+        now = ctx.clock()
+        updates: dict[str, Any] = {"updatedAt": to_iso(now)}
+        if item.get("cancellation"):
+            updates["cancellation.attentionRequired"] = True
+        change = session_change(
+            item,
+            f"silent_attention:{tx_id}",
+            set=updates,
+            events=[
+                new_event(
+                    "session.attention_required",
+                    ACTOR,
+                    now,
+                    {"reason": "PROVIDER_SILENT", "transactionId": tx_id, "refundRequired": False},
+                )
+            ],
+            transactions=[
+                TransactionChange(
+                    transaction_id=tx_id,
+                    expected_statuses=[summary["status"]],
+                    set={"silentAttentionRaised": True},
+                )
+            ],
+        )
+        try:
+            ctx.repository.apply(change)
+        except WriteConflict:
+            continue
+        count_transition("SessionAttentionRequired")
+        logger.warning(
+            "an attempt is still unreported by its provider past the deadline",
+            extra={"sessionId": session_id, "transactionId": tx_id},
+        )
+        return True
+    raise ConcurrentUpdate()

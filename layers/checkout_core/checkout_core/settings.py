@@ -41,6 +41,10 @@ class Settings:
     webhook_delivery_dead_letter_url: str = ""
     # Set by the embedded runtime only: http:// return URLs to loopback, and errors that name its settings.
     local_runtime: bool = False
+    adyen_api_key: str = ""
+    adyen_merchant_account: str = ""
+    adyen_hmac_key: str = ""
+    adyen_api_base: str | None = None
 
 
 @cache
@@ -73,4 +77,8 @@ def get_settings() -> Settings:
         webhook_events_dead_letter_url=os.environ.get("WEBHOOK_EVENTS_DLQ_URL", ""),
         webhook_delivery_dead_letter_url=os.environ.get("WEBHOOK_DELIVERY_DLQ_URL", ""),
         local_runtime=os.environ.get("LOCAL_RUNTIME", "false").strip().lower() == "true",
+        adyen_api_key=os.environ.get("ADYEN_API_KEY", ""),
+        adyen_merchant_account=os.environ.get("ADYEN_MERCHANT_ACCOUNT", ""),
+        adyen_hmac_key=os.environ.get("ADYEN_HMAC_KEY", ""),
+        adyen_api_base=os.environ.get("ADYEN_API_BASE") or None,
     )

@@ -1,5 +1,5 @@
 """Payment providers: one adapter per provider behind one protocol (base.py), and the registry of the
-ones this deployment has: the three sandboxes always, Stripe where it is configured."""
+ones this deployment has: the three sandboxes always, Stripe and Adyen where they are configured."""
 
 from __future__ import annotations
 
@@ -11,21 +11,25 @@ from typing import Any, cast
 
 from checkout_core.providers.base import (
     Attempt,
+    BatchedEvents,
     CancelOutcome,
     ProviderAdapter,
+    ProviderBatch,
     ProviderReport,
     ProviderState,
 )
 from checkout_core.settings import get_settings
 
 # Every provider this code can talk to; a deployment has the sandboxes and those it holds secrets for.
-KNOWN_PROVIDERS = ("sandbox_bank_transfer", "sandbox_card", "sandbox_flaky_card", "stripe")
+KNOWN_PROVIDERS = ("adyen", "sandbox_bank_transfer", "sandbox_card", "sandbox_flaky_card", "stripe")
 
 __all__ = [
     "KNOWN_PROVIDERS",
     "Attempt",
+    "BatchedEvents",
     "CancelOutcome",
     "ProviderAdapter",
+    "ProviderBatch",
     "ProviderRegistry",
     "ProviderReport",
     "ProviderState",
@@ -78,7 +82,8 @@ class ProviderRegistry:
 
 def _stored_secrets() -> dict[str, Any]:
     """Deployed: each provider's secrets, as JSON in the Secrets Manager secret PROVIDER_SECRETS_NAME
-    (`{"sandbox_card": {"webhookSecret": ...}, "stripe": {"apiKey": ..., "webhookSecret": ...}}`)."""
+    (`{"sandbox_card": {"webhookSecret": ...}, "stripe": {"apiKey": ..., "webhookSecret": ...},
+    "adyen": {"apiKey": ..., "merchantAccount": ..., "hmacKey": ..., "liveEndpointPrefix": ...}}`)."""
     name = get_settings().provider_secrets_name
     if not name:
         return {}
@@ -106,4 +111,20 @@ def get_providers() -> ProviderRegistry:
 
         webhook_secret = stripe_keys.get("webhookSecret") or settings.stripe_webhook_secret
         adapters.append(StripeProvider(StripeSettings(api_key, webhook_secret, settings.stripe_api_base)))
+    adyen_keys = stored.get("adyen") or {}
+    adyen_api_key = adyen_keys.get("apiKey") or settings.adyen_api_key
+    if adyen_api_key:
+        from checkout_core.providers.adyen import AdyenProvider, AdyenSettings
+
+        adapters.append(
+            AdyenProvider(
+                AdyenSettings(
+                    api_key=adyen_api_key,
+                    merchant_account=adyen_keys.get("merchantAccount") or settings.adyen_merchant_account,
+                    hmac_key=adyen_keys.get("hmacKey") or settings.adyen_hmac_key,
+                    api_base=settings.adyen_api_base,
+                    live_endpoint_prefix=adyen_keys.get("liveEndpointPrefix") or None,
+                )
+            )
+        )
     return ProviderRegistry(adapters)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from checkout_core.transitions import TransactionStatus
 
@@ -18,6 +18,9 @@ class CancelOutcome(StrEnum):
     CANCELLED = "CANCELLED"
     NOT_SUPPORTED = "NOT_SUPPORTED"  # the provider cannot stop it now: it will end on its own
     FAILED = "FAILED"  # the call failed (an outage, a timeout): treated as pending, never as cancelled
+    # The provider accepted the cancel and will report its outcome later: the transaction stays in flight
+    # with `cancelRequestedAt`, pending exactly as one that cannot be cancelled, until that report.
+    REQUESTED = "REQUESTED"
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,11 @@ class Attempt:
     session_id: str
     amount: int
     currency: str
-    payment_method: str | None = None
+    # The customer's payment method as the provider names it: an id (stripe) or the provider's own
+    # object (adyen: what its Drop-in produces).
+    payment_method: str | Mapping[str, Any] | None = None
     capture_manually: bool = False
+    return_url: str | None = None  # where a provider that sends the customer away sends them back
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,19 @@ class ProviderReport:
     refund_id: str | None = None
     amount: int | None = None
     currency: str | None = None
+    # The provider reports that a cancel it had accepted did not happen: the transaction is no longer
+    # waiting on a cancel, and finishes on its own (refunded if it settles where it must not).
+    cancel_refused: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderBatch:
+    """A provider's notification carrying several reports, every one verified before any is applied,
+    and the exact body the provider requires as its acknowledgement."""
+
+    reports: tuple[ProviderReport, ...]
+    acknowledgement: str
+    content_type: str = "text/plain"
 
 
 class ProviderAdapter(Protocol):
@@ -66,7 +85,27 @@ class ProviderAdapter(Protocol):
     def name(self) -> str: ...
 
     @property
-    def cancel_in_flight(self) -> bool: ...
+    def cancel_in_flight(self) -> bool:
+        """Whether an attempt in flight can be cancelled at the provider."""
+        ...
+
+    @property
+    def cancel_is_async(self) -> bool:
+        """Whether the provider answers a cancel later: `cancel` then says REQUESTED, and a report
+        (CANCELLED, or `cancel_refused`) follows."""
+        ...
+
+    @property
+    def cancel_by_our_reference(self) -> bool:
+        """Whether `cancel(None, transaction_id, ...)` cancels by our own transaction id, an attempt whose
+        provider id was never learnt (the call that creates it timed out, or the process died)."""
+        ...
+
+    @property
+    def reverses(self) -> bool:
+        """Whether `refund` undoes a payment whatever its state there (cancelled if not captured yet,
+        refunded if captured): a payment reported settled can be undone before its capture is made."""
+        ...
 
     @property
     def requires_payment_method(self) -> bool:
@@ -74,8 +113,14 @@ class ProviderAdapter(Protocol):
         ...
 
     @property
-    def reconciles(self) -> bool:
-        """Whether `status` can be asked: the provider keeps the attempts it was sent."""
+    def payment_method_is_object(self) -> bool:
+        """Whether `paymentMethod` is the provider's own object (else an id, a string)."""
+        ...
+
+    @property
+    def has_status_api(self) -> bool:
+        """Whether `status` can be asked: the provider keeps the attempts it was sent and says their state.
+        Without it, reconciliation acts instead of asking (see reconciliation.py)."""
         ...
 
     def reference_before_start(self, transaction_id: str) -> str | None:
@@ -88,9 +133,10 @@ class ProviderAdapter(Protocol):
         """Whether a cancel would stop this attempt now (asked before a cancel that must not wait)."""
         ...
 
-    def cancel(
-        self, reference: str | None, transaction_id: str, reason_type: str | None
-    ) -> CancelOutcome: ...
+    def cancel(self, reference: str | None, transaction_id: str, reason_type: str | None) -> CancelOutcome:
+        """CANCELLED, REQUESTED (answer later), NOT_SUPPORTED or FAILED. `reference` None: by our own
+        transaction id where the provider can (`cancel_by_our_reference`), else FAILED."""
+        ...
 
     def refund(self, reference: str | None, transaction_id: str) -> str:
         """The provider's refund id; where the provider answers that the payment is refunded already,
@@ -105,3 +151,18 @@ class ProviderAdapter(Protocol):
     def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:
         """Verifies the provider's own signature (errors.InvalidSignature) and reads the event."""
         ...
+
+
+@runtime_checkable
+class BatchedEvents(Protocol):
+    """An adapter whose provider sends several reports per notification and requires its own answer."""
+
+    def parse_batch(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderBatch:
+        """Verifies every item's signature first (errors.InvalidSignature for any bad one) and reads them."""
+        ...
+
+
+def reconciliation_can_act(provider: ProviderAdapter) -> bool:
+    """Whether reconciliation has anything to do for the provider's attempts in flight: ask their status,
+    or, where it cannot ask, cancel one by our reference once its session no longer takes payments."""
+    return provider.has_status_api or provider.cancel_by_our_reference

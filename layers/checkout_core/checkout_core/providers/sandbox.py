@@ -17,8 +17,12 @@ class Sandbox:
     cancel_in_flight: bool
     cancel_outcome: CancelOutcome
     webhook_secret: str
-    reconciles: bool = False  # a sandbox keeps no state: its news arrives only by webhook
+    has_status_api: bool = False  # a sandbox keeps no state: its news arrives only by webhook
     requires_payment_method: bool = False
+    payment_method_is_object: bool = False
+    cancel_is_async: bool = False
+    cancel_by_our_reference: bool = False
+    reverses: bool = False
 
     def reference_before_start(self, transaction_id: str) -> str | None:
         return f"sbx_{transaction_id.replace('-', '')}"

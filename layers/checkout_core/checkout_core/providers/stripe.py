@@ -53,8 +53,12 @@ class StripeSettings:
 class StripeProvider:
     name = "stripe"
     cancel_in_flight = True  # except what Stripe already reports `processing`: see cancel()
-    reconciles = True
+    cancel_is_async = False
+    cancel_by_our_reference = False  # reconciliation finds an intent by our id instead (status())
+    reverses = False  # a refund needs a succeeded PaymentIntent
+    has_status_api = True
     requires_payment_method = True
+    payment_method_is_object = False  # an id: pm_card_visa, pm_...
 
     def __init__(self, settings: StripeSettings) -> None:
         self._settings = settings

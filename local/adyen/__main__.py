@@ -1,0 +1,3 @@
+from local.adyen.server import main
+
+main()

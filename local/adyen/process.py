@@ -1,0 +1,65 @@
+"""The local Adyen as a child process of the runtime."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+class LocalAdyen:
+    """The emulator as a child process of the runtime, on a free port, notifying the runtime."""
+
+    API_KEY = "adyen_test_local_key"
+    MERCHANT_ACCOUNT = "CheckoutSessionsLocal"
+    READY_TIMEOUT_SECONDS = 30
+
+    def __init__(
+        self,
+        notification_url: str,
+        hmac_key: str,
+        api_key: str = API_KEY,
+        merchant_account: str = MERCHANT_ACCOUNT,
+    ) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.api_base = f"http://127.0.0.1:{port}"
+        self._process = subprocess.Popen(  # noqa: S603 - this module, on a free port
+            [
+                sys.executable,
+                "-m",
+                "local.adyen",
+                "--port",
+                str(port),
+                "--api-key",
+                api_key,
+                "--merchant-account",
+                merchant_account,
+                "--notification-url",
+                notification_url,
+            ],
+            env={**os.environ, "ADYEN_HMAC_KEY": hmac_key},
+        )
+        deadline = time.monotonic() + self.READY_TIMEOUT_SECONDS
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.api_base}/_emulator/stats", timeout=5):  # noqa: S310
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the local Adyen emulator did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()

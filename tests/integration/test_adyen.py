@@ -1,0 +1,365 @@
+"""The `adyen` provider through the real handlers on moto: the official SDK talks to the local Adyen
+(local/adyen_emulator.py, in process, every request and answer checked against Adyen's OpenAPI document),
+whose notifications the test hands to the provider-events handler itself, when it chooses: so each step of
+a cancel that Adyen answers later is seen between its request and its answer. Nothing mocks the SDK."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from checkout_core import context, providers
+from checkout_core.context import Context
+from checkout_core.expiry import sweep
+from checkout_core.settings import get_settings
+from local.adyen.platform import Settings as EmulatorSettings
+from local.adyen.server import AdyenServer
+from tests.integration.flows import cancel, create_session, event_types, events, get, move_expiry_to_the_past
+from tests.support import Answer, api_event, call, wait_until
+
+API_KEY = "adyen_it_key"
+MERCHANT = "CheckoutSessionsIt"
+HMAC_KEY = secrets.token_hex(32)
+CARD = {
+    "type": "scheme",
+    "number": "4111111111111111",
+    "expiryMonth": "03",
+    "expiryYear": "2030",
+    "cvc": "737",
+    "holderName": "J. Smith",
+}
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[AdyenServer]:
+    """The local Adyen on a free port; its notifications are kept, not sent: the test delivers them."""
+    server = AdyenServer(("127.0.0.1", 0), EmulatorSettings(API_KEY, MERCHANT, HMAC_KEY, None))
+    server.serve_in_thread()
+    yield server
+    server.stop()
+    stats = server.adyen.stats()
+    assert stats["specViolations"] == 0, server.adyen.violations
+
+
+@pytest.fixture
+def adyen(aws: Any, emulator: AdyenServer, monkeypatch: pytest.MonkeyPatch) -> AdyenServer:
+    monkeypatch.setenv("ADYEN_API_KEY", API_KEY)
+    monkeypatch.setenv("ADYEN_MERCHANT_ACCOUNT", MERCHANT)
+    monkeypatch.setenv("ADYEN_HMAC_KEY", HMAC_KEY)
+    monkeypatch.setenv("ADYEN_API_BASE", emulator.url)
+    get_settings.cache_clear()
+    providers.get_providers.cache_clear()
+    context.get_context.cache_clear()
+    emulator.adyen.reset()
+    yield emulator
+    get_settings.cache_clear()
+    providers.get_providers.cache_clear()
+    context.get_context.cache_clear()
+
+
+def pay(session_id: str, method: dict[str, str] | None = None, capture: str = "AUTOMATIC") -> Answer:
+    return call(
+        "create_transaction",
+        api_event(
+            "create_transaction",
+            f"/v1/sessions/{session_id}/transactions",
+            body={"provider": "adyen", "paymentMethod": method or CARD, "captureMethod": capture},
+            path_parameters={"sessionId": session_id},
+        ),
+    )
+
+
+def control(emulator: AdyenServer, path: str, body: dict[str, Any] | None = None) -> Any:
+    """The local Adyen's test controls (its /_emulator routes, outside Adyen's API)."""
+    request = urllib.request.Request(  # noqa: S310 - the local Adyen on loopback
+        f"{emulator.url}/_emulator/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        return json.loads(answer.read())
+
+
+def notifications(emulator: AdyenServer, event_code: str, reference: str) -> list[dict[str, Any]]:
+    """The items the local Adyen has made of `event_code` for our reference (the transaction id)."""
+    listed = control(emulator, "notifications")
+    return [
+        dict(n["item"])
+        for n in (listed.get("notifications", listed) if isinstance(listed, dict) else listed)
+        if n["eventCode"] == event_code and n["item"]["merchantReference"] == reference
+    ]
+
+
+def deliver(*items: dict[str, Any]) -> Answer:
+    body = json.dumps({"live": "false", "notificationItems": [{"NotificationRequestItem": i} for i in items]})
+    return call(
+        "provider_events",
+        api_event(
+            "provider_event",
+            "/v1/providers/adyen/events",
+            raw_body=body,
+            path_parameters={"provider": "adyen"},
+            headers={"Content-Type": "application/json"},
+            tenant=None,
+        ),
+    )
+
+
+def moves_to(session_id: str, status: str) -> int:
+    return sum(
+        1
+        for event in events(session_id)
+        if event["type"] == "transaction.updated" and event["data"]["to"] == status
+    )
+
+
+def one(emulator: AdyenServer, event_code: str, reference: str) -> dict[str, Any]:
+    found = wait_until(lambda: notifications(emulator, event_code, reference), 10, f"{event_code} made")
+    return dict(found[-1])
+
+
+def test_an_automatic_capture_settles_and_completes_and_its_notification_changes_nothing(
+    adyen: AdyenServer,
+) -> None:
+    session_id = create_session()["sessionId"]
+    answer = pay(session_id)
+    assert answer.status == 201, answer.body
+    transaction = answer.json()
+    assert transaction["status"] == "SETTLED" and transaction["providerReference"]
+    assert get(session_id)["status"] == "COMPLETED"
+    timeline = event_types(session_id)
+    authorisation = one(adyen, "AUTHORISATION", transaction["transactionId"])
+    assert authorisation["pspReference"] == transaction["providerReference"]
+    delivered = deliver(authorisation)
+    assert (delivered.status, delivered.body) == (200, "[accepted]")
+    assert event_types(session_id) == timeline
+
+
+def test_a_refused_card_is_402_and_kept_failed_with_adyens_refusal_reason(adyen: AdyenServer) -> None:
+    session_id = create_session()["sessionId"]
+    answer = pay(session_id, {**CARD, "holderName": "DECLINED"})
+    assert answer.status == 402, answer.body
+    error = answer.error
+    assert error["code"] == "payment_declined" and error["failureCode"]
+    [transaction] = get(session_id)["transactions"]
+    assert (transaction["status"], transaction["failureCode"]) == ("FAILED", error["failureCode"])
+    assert get(session_id)["status"] == "OPEN"
+
+
+def test_a_payment_method_of_the_wrong_shape_is_refused_and_changes_nothing(adyen: AdyenServer) -> None:
+    session_id = create_session()["sessionId"]
+    as_id = call(
+        "create_transaction",
+        api_event(
+            "create_transaction",
+            f"/v1/sessions/{session_id}/transactions",
+            body={"provider": "adyen", "paymentMethod": "pm_card_visa"},
+            path_parameters={"sessionId": session_id},
+        ),
+    )
+    assert as_id.status == 400 and as_id.error["param"] == "paymentMethod"
+    untyped = pay(session_id, {"number": "4111111111111111"})
+    assert untyped.status == 400 and untyped.error["param"] == "paymentMethod"
+    assert get(session_id)["transactions"] == []
+
+
+def test_a_cancel_adyen_answers_later_waits_then_cancels_on_its_notification(adyen: AdyenServer) -> None:
+    # Given an authorised (manual capture) payment
+    session_id = create_session()["sessionId"]
+    transaction = pay(session_id, capture="MANUAL").json()
+    assert transaction["status"] == "AUTHORIZED"
+    tx_id = transaction["transactionId"]
+    # When the session is cancelled, even with whenInFlight REJECT (Adyen can cancel it)
+    answer = cancel(session_id, {"whenInFlight": "REJECT"})
+    # Then it waits for Adyen's answer: the transaction in flight with cancelRequestedAt, pending
+    assert answer.status == 200, answer.body
+    body = answer.json()
+    assert body["status"] == "PENDING_CANCELLATION"
+    assert body["pendingTransactionIds"] == [tx_id] and body["cancelledTransactionIds"] == []
+    assert "reports the outcome later" in body["message"]
+    [waiting] = get(session_id)["transactions"]
+    assert waiting["status"] == "AUTHORIZED" and waiting["cancelRequestedAt"]
+    # When Adyen's CANCELLATION arrives (twice)
+    cancellation = one(adyen, "CANCELLATION", tx_id)
+    assert cancellation["originalReference"] == transaction["providerReference"]
+    for _ in range(2):
+        delivered = deliver(cancellation)
+        assert (delivered.status, delivered.body) == (200, "[accepted]")
+    # Then the transaction is cancelled once, and the finaliser ends the session
+    wait_until(lambda: get(session_id)["status"] == "CANCELLED", 30, "the finaliser")
+    session = get(session_id)
+    assert [tx["status"] for tx in session["transactions"]] == ["CANCELLED"]
+    assert session["cancellation"]["pendingTransactionIds"] == []
+    assert moves_to(session_id, "CANCELLED") == 1
+
+
+def test_a_failed_cancel_then_a_settlement_is_reversed_and_the_session_ends_cancelled(
+    adyen: AdyenServer,
+) -> None:
+    # Given a payment Adyen received but has not authorised yet, and Adyen's next cancel fails
+    session_id = create_session()["sessionId"]
+    transaction = pay(session_id, {**CARD, "holderName": "PENDING"}).json()
+    assert transaction["status"] == "PROCESSING"
+    tx_id = transaction["transactionId"]
+    control(adyen, "fail-cancels", {"count": 1})
+    assert cancel(session_id).json()["status"] == "PENDING_CANCELLATION"
+    assert get(session_id)["transactions"][0]["cancelRequestedAt"]
+    # When Adyen reports the cancel failed
+    failed = one(adyen, "CANCELLATION", tx_id)
+    assert failed["success"] == "false"
+    assert deliver(failed).body == "[accepted]"
+    [left] = get(session_id)["transactions"]
+    assert left["status"] == "PROCESSING" and left["cancelRequestedAt"] is None
+    assert get(session_id)["status"] == "PENDING_CANCELLATION"
+    # And then that the payment is authorised (and so captured: the capture is automatic)
+    authorised = one(adyen, "AUTHORISATION", tx_id)
+    assert authorised["success"] == "true"
+    assert deliver(authorised).body == "[accepted]"
+    # Then it is reversed at Adyen, and the session ends CANCELLED with it refunded
+    wait_until(lambda: get(session_id)["status"] == "CANCELLED", 30, "the finaliser")
+    session = get(session_id)
+    [refunded] = session["transactions"]
+    assert refunded["status"] == "REFUNDED" and refunded["refundId"]
+    assert session["cancellation"]["refundedTransactionIds"] == [tx_id]
+    assert session["cancellation"]["settledTransactionIds"] == [tx_id]
+    reversal = one(adyen, "CANCEL_OR_REFUND", tx_id)
+    assert reversal["pspReference"] == refunded["refundId"]
+    assert deliver(reversal).body == "[accepted]"  # news of what is recorded: changes nothing
+    assert get(session_id) == session
+
+
+def test_a_forged_item_refuses_the_whole_batch_and_a_repeat_is_applied_once(adyen: AdyenServer) -> None:
+    session_id = create_session()["sessionId"]
+    first = pay(session_id, capture="MANUAL").json()
+    second = pay(session_id, capture="MANUAL").json()
+    assert cancel(session_id).json()["status"] == "PENDING_CANCELLATION"
+    good = one(adyen, "CANCELLATION", first["transactionId"])
+    forged = dict(one(adyen, "CANCELLATION", second["transactionId"]))
+    forged["additionalData"] = {**forged["additionalData"], "hmacSignature": "Zm9yZ2Vk"}
+    refused = deliver(good, forged)
+    assert refused.status == 401 and refused.error["code"] == "invalid_signature"
+    assert [tx["status"] for tx in get(session_id)["transactions"]] == ["AUTHORIZED", "AUTHORIZED"]
+    honest = one(adyen, "CANCELLATION", second["transactionId"])
+    for _ in range(2):
+        assert deliver(good, honest).body == "[accepted]"
+    wait_until(lambda: get(session_id)["status"] == "CANCELLED", 30, "the finaliser")
+    assert moves_to(session_id, "CANCELLED") == 2
+
+
+def test_a_notification_of_a_payment_never_made_is_accepted_and_another_merchant_refused(
+    adyen: AdyenServer,
+) -> None:
+    session_id = create_session()["sessionId"]
+    transaction = pay(session_id, capture="MANUAL").json()
+    authorisation = one(adyen, "AUTHORISATION", transaction["transactionId"])
+    # Adyen's own notification, re-signed for a reference this service never used
+    from Adyen.util import generate_notification_sig
+
+    stranger = {key: value for key, value in authorisation.items() if key != "additionalData"}
+    stranger["merchantReference"] = "order-from-another-system"
+    stranger["additionalData"] = {"hmacSignature": generate_notification_sig(stranger, HMAC_KEY).decode()}
+    assert deliver(stranger).body == "[accepted]"
+    elsewhere = {**stranger, "merchantAccountCode": "SomeoneElse"}
+    elsewhere["additionalData"] = {
+        "hmacSignature": generate_notification_sig(
+            {k: v for k, v in elsewhere.items() if k != "additionalData"}, HMAC_KEY
+        ).decode()
+    }
+    refused = deliver(elsewhere)
+    assert refused.status == 400 and refused.error["param"].endswith("merchantAccountCode")
+    assert get(session_id)["transactions"][0]["status"] == "AUTHORIZED"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def context_at(clock: Clock) -> Context:
+    settings = replace(get_settings(), provider_reconcile_seconds=60, cancellation_deadline_seconds=3600)
+    return Context(settings=settings, clock=clock)
+
+
+def lose_the_answer(session_id: str, monkeypatch: pytest.MonkeyPatch, point: str) -> str:
+    """An attempt whose process died at `point` (either side of the /payments call): no pspReference."""
+    monkeypatch.setenv("FAULTS", f"{point}=crash")
+    with pytest.raises(BaseException, match=point):
+        pay(session_id, capture="MANUAL")
+    monkeypatch.delenv("FAULTS")
+    [lost] = get(session_id)["transactions"]
+    assert lost["status"] == "PROCESSING" and lost["providerReference"] is None
+    return str(lost["transactionId"])
+
+
+def test_a_cancel_of_an_attempt_whose_answer_was_lost_is_a_technical_cancel(
+    adyen: AdyenServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id = create_session()["sessionId"]
+    tx_id = lose_the_answer(session_id, monkeypatch, "transaction.after_provider_start")
+    assert cancel(session_id).json()["status"] == "PENDING_CANCELLATION"
+    technical = one(adyen, "TECHNICAL_CANCEL", tx_id)
+    assert technical["success"] == "true"
+    assert deliver(technical).body == "[accepted]"
+    wait_until(lambda: get(session_id)["status"] == "CANCELLED", 30, "the finaliser")
+    [cancelled] = get(session_id)["transactions"]
+    assert cancelled["status"] == "CANCELLED"
+    assert cancelled["providerReference"] == technical["originalReference"]  # learnt from Adyen's report
+
+
+def test_reconciliation_waits_while_the_session_takes_payments_then_cancels_a_silent_attempt(
+    aws: Any, adyen: AdyenServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an attempt Adyen made whose answer was lost, and whose notifications never arrive
+    session_id = create_session()["sessionId"]
+    tx_id = lose_the_answer(session_id, monkeypatch, "transaction.after_provider_start")
+    clock = Clock()
+    # When the scheduled job runs while the session takes payments: it waits, asking nothing
+    clock.now += timedelta(seconds=901)  # past PROVIDER_RECONCILE_SECONDS (900) of silence
+    sweep(context_at(clock), lambda: 60_000)
+    assert notifications(adyen, "TECHNICAL_CANCEL", tx_id) == []
+    # When the session has passed its expiry, and the job runs again
+    move_expiry_to_the_past(aws, session_id)
+    clock.now += timedelta(seconds=901)  # past PROVIDER_RECONCILE_SECONDS (900) of silence
+    sweep(context_at(clock), lambda: 60_000)
+    # Then the silent attempt is cancelled by our reference; Adyen's answer ends it, and the session expires
+    assert get(session_id)["transactions"][0]["cancelRequestedAt"]
+    technical = one(adyen, "TECHNICAL_CANCEL", tx_id)
+    assert deliver(technical).body == "[accepted]"
+    session = get(session_id)
+    assert session["transactions"][0]["status"] == "CANCELLED"
+    assert session["status"] == "EXPIRED"
+
+
+def test_an_attempt_adyen_never_received_raises_attention_past_the_deadline_once(
+    aws: Any, adyen: AdyenServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an attempt recorded but never sent (the process died before the call), on an expired session
+    session_id = create_session()["sessionId"]
+    tx_id = lose_the_answer(session_id, monkeypatch, "transaction.before_provider_start")
+    move_expiry_to_the_past(aws, session_id)
+    clock = Clock()
+    clock.now += timedelta(seconds=901)  # past PROVIDER_RECONCILE_SECONDS (900) of silence
+    sweep(context_at(clock), lambda: 60_000)
+    # When Adyen answers that it knows no such payment
+    technical = one(adyen, "TECHNICAL_CANCEL", tx_id)
+    assert technical["success"] == "false"
+    assert deliver(technical).body == "[accepted]"
+    [left] = get(session_id)["transactions"]
+    assert left["status"] == "PROCESSING" and left["cancelRequestedAt"] is None
+    # Then past the deadline the job raises attention, once, and does not ask Adyen again
+    for _ in range(3):
+        clock.now += timedelta(seconds=3601)
+        sweep(context_at(clock), lambda: 60_000)
+    assert event_types(session_id).count("session.attention_required") == 1
+    assert len(notifications(adyen, "TECHNICAL_CANCEL", tx_id)) == 1
