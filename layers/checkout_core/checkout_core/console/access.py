@@ -9,6 +9,8 @@ neither read nor forge it, the same construction as the hosted page's."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
@@ -17,7 +19,7 @@ from urllib.parse import parse_qsl
 from checkout_core.api_keys import hash_api_key, hash_secret
 from checkout_core.console.store import ConsoleStore
 from checkout_core.context import Context
-from checkout_core.hosted.checkout import FormRefused, check_form, form_token, new_form_nonce
+from checkout_core.hosted.checkout import FormRefused, new_form_nonce
 from checkout_core.models import Tenant
 from checkout_core.observability import logger
 
@@ -91,6 +93,17 @@ def check_sign_in_form(nonce: str | None, fields: dict[str, list[str]]) -> None:
     if not nonce:
         raise FormRefused("This page has expired; open the console again.")
     check_form(nonce, _SIGN_IN_PURPOSE, _single(fields, "form_token"))
+
+
+def form_token(key: str, purpose: str) -> str:
+    """The token of the console's forms: an HMAC keyed by the sign-in's (or the sign-in page's) secret."""
+    return hmac.new(key.encode(), purpose.encode(), hashlib.sha256).hexdigest()
+
+
+def check_form(key: str, purpose: str, fields: dict[str, str]) -> None:
+    sent = fields.get("form_token", "")
+    if not hmac.compare_digest(sent.encode(), form_token(key, purpose).encode()):
+        raise FormRefused("This page has expired; open the console again.")
 
 
 def _single(fields: dict[str, list[str]], name: str) -> dict[str, str]:
