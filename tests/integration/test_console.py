@@ -242,6 +242,9 @@ def test_webhook_endpoints_through_the_console_are_the_apis_own(
     assert [e["endpointId"] for e in listed] == [endpoint_id] and listed[0]["eventTypes"] == [
         "session.created"
     ]
+    # The overview shows the endpoint's health
+    overview = browser.request("GET", "/console")
+    assert overview.status == 200 and "http://127.0.0.1:9/hooks" in overview.body
     resource = "/console/webhooks/{endpointId}"
     shown = browser.request("GET", f"/console/webhooks/{endpoint_id}", resource=resource)
     assert shown.status == 200 and "whsec_" not in shown.body

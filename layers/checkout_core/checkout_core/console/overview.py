@@ -16,6 +16,7 @@ from checkout_core.models import Session, Tenant, WebhookEndpoint
 from checkout_core.views import session_view
 from checkout_core.webhooks.endpoints import endpoint_view
 from checkout_core.webhooks.services import WebhookServices
+from checkout_core.webhooks.store import MAX_ENDPOINTS
 
 WATCH_LIMIT = 10
 DELIVERY_WINDOW = 100
@@ -118,7 +119,7 @@ def _series(ctx: Context, tenant: Tenant, now: datetime) -> tuple[Series, Series
 def endpoint_health(services: WebhookServices, tenant: Tenant) -> list[EndpointHealth]:
     """Per endpoint, over its newest `DELIVERY_WINDOW` deliveries: how many succeeded and failed, and the
     oldest not delivered yet (PENDING, or FAILED: retrying, or waiting for a recover)."""
-    _, endpoints = services.db.endpoints_of(tenant.tenant_id)
+    endpoints, _ = services.db.list_endpoints(tenant.tenant_id, MAX_ENDPOINTS, None)
     health = []
     for endpoint in sorted(endpoints, key=lambda item: item["endpointId"], reverse=True):
         deliveries, more = services.db.list_deliveries(endpoint["endpointId"], None, DELIVERY_WINDOW, None)
