@@ -1,4 +1,4 @@
-"""The local Adyen as a child process of the runtime."""
+"""The local Adyen as a child process of the runtime: it ends when the runtime ends, however it ends."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+
+from local import processes
 
 
 class LocalAdyen:
@@ -29,7 +31,7 @@ class LocalAdyen:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         self.api_base = f"http://127.0.0.1:{port}"
-        self._process = subprocess.Popen(  # noqa: S603 - this module, on a free port
+        self._process = processes.spawn(
             [
                 sys.executable,
                 "-m",
