@@ -338,8 +338,14 @@ def expected_unknown_route() -> tuple[int, str]:
     )["error"]["code"]
 
 
+def test_the_front_page_leads_to_the_api_docs(base_url: str) -> None:
+    answer = requests.get(f"{base_url}/", timeout=TIMEOUT, allow_redirects=False)
+    assert (answer.status_code, answer.headers["Location"]) == (302, "/v1/docs")
+    assert requests.get(f"{base_url}/", timeout=TIMEOUT).url == f"{base_url}/v1/docs"
+
+
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/v1/nothing-here"), ("DELETE", "/v1/sessions"), ("GET", "/")]
+    ("method", "path"), [("GET", "/v1/nothing-here"), ("DELETE", "/v1/sessions"), ("GET", "/v1")]
 )
 def test_an_unknown_route_gets_the_documented_answer(base_url: str, method: str, path: str) -> None:
     answer = requests.request(method, f"{base_url}{path}", timeout=TIMEOUT)
@@ -481,7 +487,7 @@ def test_local_api_keys_seed_the_tenants(acme_runtime: RunningRuntime) -> None:
     assert_invalid_api_key(get(acme_runtime.base_url, "/v1/sessions", DEMO_KEY))
     # And only the key's hash is stored
     items = moto_client(acme_runtime, "dynamodb").scan(TableName="checkout-sessions")["Items"]
-    keys = [item for item in items if item["entity"]["S"] == "APIKEY"]
+    keys = [item for item in items if item.get("entity", {}).get("S") == "APIKEY"]
     assert [item["tenant"]["S"] for item in keys] == ["acme"]
     assert ACME_KEY not in json.dumps(keys)
 

@@ -56,15 +56,16 @@ def test_the_readme_walk_through_with_the_generated_client(
 ) -> None:
     client_module = module("client")
     models = module("models")
+    # The generator puts each operation in the package of its OpenAPI tag.
     operations = {
-        name: module(f"api.default.{name}")
-        for name in (
-            "create_session",
-            "create_transaction",
-            "cancel_session",
-            "get_session",
-            "list_session_events",
-            "list_sessions",
+        name: module(f"api.{tag}.{name}")
+        for tag, name in (
+            ("sessions", "create_session"),
+            ("payments", "create_transaction"),
+            ("cancel", "cancel_session"),
+            ("sessions", "get_session"),
+            ("timeline", "list_session_events"),
+            ("sessions", "list_sessions"),
         )
     }
     client = client_module.AuthenticatedClient(base_url=runtime.base_url, token="sk_test_demo")
