@@ -807,7 +807,7 @@ class Gateway:
 
 
 # Where `GET /` of the local server sends a browser (the runtime's own: API Gateway has no such route).
-FRONT_PAGE = "/v1/docs"
+FRONT_PAGE = "/console"
 
 
 class GatewayHTTPServer(ThreadingHTTPServer):

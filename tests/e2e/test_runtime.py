@@ -338,10 +338,11 @@ def expected_unknown_route() -> tuple[int, str]:
     )["error"]["code"]
 
 
-def test_the_front_page_leads_to_the_api_docs(base_url: str) -> None:
+def test_the_front_page_leads_to_the_console(base_url: str) -> None:
     answer = requests.get(f"{base_url}/", timeout=TIMEOUT, allow_redirects=False)
-    assert (answer.status_code, answer.headers["Location"]) == (302, "/v1/docs")
-    assert requests.get(f"{base_url}/", timeout=TIMEOUT).url == f"{base_url}/v1/docs"
+    assert (answer.status_code, answer.headers["Location"]) == (302, "/console")
+    followed = requests.get(f"{base_url}/", timeout=TIMEOUT)
+    assert followed.status_code == 200 and 'type="password"' in followed.text  # the console's sign-in
 
 
 @pytest.mark.parametrize(
