@@ -181,7 +181,7 @@ def test_the_reference_is_written_only_while_the_transaction_has_none(aws: Any) 
 class Answering(Sandbox):
     """The sandbox card, made one that can be asked (`status`) and answers `found` (a fake passed in)."""
 
-    reconciles: bool = True
+    has_status_api: bool = True
     found: ProviderState | None = None
 
     def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:
