@@ -5,8 +5,8 @@ answers, how long a SIGTERM takes to stop it, and how long it takes to serve aga
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -25,23 +25,19 @@ from local import processes
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 8
 KEY = "sk_test_demo"
+BANNER = re.compile(r"checkout-sessions listening on (http://\S+)")
 BODY = {"amount": 5000, "currency": "USD", "referenceId": "bench", "returnUrl": "https://example.com/return"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Runtime:
     def __init__(self, state_dir: Path, log: Path, idle_seconds: float = 30) -> None:
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = ""  # known once it says where it listens: PORT=0 lets the kernel choose
+        self._log = log
+        self._log_start = log.stat().st_size if log.exists() else 0
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(state_dir.parent),
-            "PORT": str(self.port),
+            "PORT": "0",
             "LOCAL_STATE_DIR": str(state_dir),
             "SWEEP_INTERVAL_SECONDS": "3600",
             "LOCAL_ENVIRONMENT_IDLE_SECONDS": str(idle_seconds),
@@ -58,6 +54,14 @@ class Runtime:
     def wait_until_serving(self, session_id: str | None = None, timeout: float = 300) -> float:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
+            if not self.base_url:
+                with self._log.open("rb") as log:
+                    log.seek(self._log_start)
+                    found = BANNER.search(log.read().decode(errors="replace"))
+                if found is None:
+                    time.sleep(0.05)
+                    continue
+                self.base_url = found.group(1)
             try:
                 with urllib.request.urlopen(f"{self.base_url}/v1/openapi.json", timeout=5) as answer:  # noqa: S310
                     if answer.status == 200 and (session_id is None or self._reads(session_id)):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -116,3 +117,19 @@ def command_line(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return "?"
+
+
+def loopback_listener() -> socket.socket:
+    """A socket listening on a free loopback port, for a child to serve on (`spawn(..., pass_fds=...)` and
+    `--listen-fd`). Choosing a free port and letting the child bind it later races every other process on the
+    machine (an outgoing connection may take the port in between); a socket already bound cannot be taken."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    listener.set_inheritable(True)
+    return listener
+
+
+def inherited_listener(fd: int) -> socket.socket:
+    """In the child: the listening socket its parent made with `loopback_listener`."""
+    return socket.socket(fileno=fd)

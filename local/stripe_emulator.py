@@ -1,5 +1,6 @@
 """The local Stripe: the `localstripe` emulator (1.15.10), made faithful where the `stripe` provider
-depends on Stripe's behaviour and localstripe differs. `python -m local.stripe_emulator --port N`.
+depends on Stripe's behaviour and localstripe differs. `python -m local.stripe_emulator --port N` (or
+`--listen-fd F`, a listening socket its parent bound).
 
 Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
 - cancel accepts `cancellation_reason` (localstripe answered "Unexpected cancellation_reason");
@@ -175,7 +176,9 @@ def patch() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", type=int)
+    where.add_argument("--listen-fd", type=int, help="a listening socket inherited from the parent")
     args = parser.parse_args()
     patch()
     from aiohttp import web
@@ -189,9 +192,12 @@ def main() -> None:
             return await handler(request)
 
         server.app.middlewares.insert(0, latency)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", args.port))
+    if args.listen_fd is not None:
+        listener = processes.inherited_listener(args.listen_fd)
+    else:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", args.port))
     logging.basicConfig(level=logging.WARNING)
     # Exits at once on SIGTERM: the store is in memory only, so there is nothing to save, and aiohttp's own
     # graceful exit waits up to a minute for the SDK's idle keep-alive connections to close.
@@ -213,13 +219,14 @@ class LocalStripe:
     def __init__(self, webhook_url: str, webhook_secret: str, wait: bool = True) -> None:
         """Starts the emulator; with `wait=False`, `wait_until_ready` is left to the caller (the runtime
         does other work meanwhile)."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.api_base = f"http://127.0.0.1:{port}"
+        with processes.loopback_listener() as listener:
+            self.api_base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            self._process = processes.spawn(
+                [sys.executable, "-m", "local.stripe_emulator", "--listen-fd", str(listener.fileno())],
+                pass_fds=(listener.fileno(),),
+            )
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
-        self._process = processes.spawn([sys.executable, "-m", "local.stripe_emulator", "--port", str(port)])
         if wait:
             self.wait_until_ready()
 

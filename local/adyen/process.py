@@ -27,26 +27,9 @@ class LocalAdyen:
         api_key: str = API_KEY,
         merchant_account: str = MERCHANT_ACCOUNT,
     ) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.api_base = f"http://127.0.0.1:{port}"
-        self._process = processes.spawn(
-            [
-                sys.executable,
-                "-m",
-                "local.adyen",
-                "--port",
-                str(port),
-                "--api-key",
-                api_key,
-                "--merchant-account",
-                merchant_account,
-                "--notification-url",
-                notification_url,
-            ],
-            env={**os.environ, "ADYEN_HMAC_KEY": hmac_key},
-        )
+        with processes.loopback_listener() as listener:
+            self.api_base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            self._process = self._spawn(listener, notification_url, hmac_key, api_key, merchant_account)
         deadline = time.monotonic() + self.READY_TIMEOUT_SECONDS
         while True:
             try:
@@ -57,6 +40,28 @@ class LocalAdyen:
                     self.stop()
                     raise RuntimeError("the local Adyen emulator did not start") from None
                 time.sleep(0.1)
+
+    @staticmethod
+    def _spawn(
+        listener: socket.socket, notification_url: str, hmac_key: str, api_key: str, merchant_account: str
+    ) -> subprocess.Popen[bytes]:
+        return processes.spawn(
+            [
+                sys.executable,
+                "-m",
+                "local.adyen",
+                "--listen-fd",
+                str(listener.fileno()),
+                "--api-key",
+                api_key,
+                "--merchant-account",
+                merchant_account,
+                "--notification-url",
+                notification_url,
+            ],
+            env={**os.environ, "ADYEN_HMAC_KEY": hmac_key},
+            pass_fds=(listener.fileno(),),
+        )
 
     def stop(self) -> None:
         if self._process.poll() is None:

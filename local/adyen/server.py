@@ -1,6 +1,6 @@
 """The local Adyen's HTTP side: Adyen's Checkout paths, checked against its document, and the control
 routes. `python -m local.adyen --port N --api-key K --merchant-account M [--notification-url U]`, with the
-HMAC key in ADYEN_HMAC_KEY."""
+HMAC key in ADYEN_HMAC_KEY (`--listen-fd F` instead of `--port`: a listening socket its parent bound)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import json
 import logging
 import os
 import re
+import socket
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from local import processes
 from local.adyen.openapi_check import VERSION_PREFIX, OpenApiCheck
 from local.adyen.platform import Adyen, ApiError, Settings
 
@@ -215,8 +217,15 @@ class AdyenServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], settings: Settings) -> None:
-        super().__init__(address, Handler)
+    def __init__(
+        self, address: tuple[str, int], settings: Settings, listener: socket.socket | None = None
+    ) -> None:
+        """`listener`: a socket already bound and listening (its address wins over `address`)."""
+        super().__init__(address, Handler, bind_and_activate=listener is None)
+        if listener is not None:
+            self.socket.close()
+            self.socket = listener
+            self.server_address = listener.getsockname()
         self.url = f"http://{address[0]}:{self.server_address[1]}"
         settings.public_url = settings.public_url or self.url
         self.adyen = Adyen(settings, OpenApiCheck())
@@ -234,7 +243,9 @@ class AdyenServer(ThreadingHTTPServer):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="The local Adyen (Checkout API v71)")
-    parser.add_argument("--port", type=int, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", type=int)
+    where.add_argument("--listen-fd", type=int, help="a listening socket inherited from the parent")
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--merchant-account", required=True)
     parser.add_argument("--notification-url", default=None)
@@ -243,5 +254,6 @@ def main() -> None:
     settings = Settings(
         args.api_key, args.merchant_account, os.environ["ADYEN_HMAC_KEY"], args.notification_url
     )
-    server = AdyenServer(("127.0.0.1", args.port), settings)
+    listener = None if args.listen_fd is None else processes.inherited_listener(args.listen_fd)
+    server = AdyenServer(("127.0.0.1", args.port or 0), settings, listener)
     server.serve_forever(poll_interval=0.2)  # SIGTERM's default action ends the process at once

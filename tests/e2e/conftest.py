@@ -11,11 +11,11 @@ a poll of its stdout for the banner it prints once serving, with a deadline; sto
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,22 +35,24 @@ START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
 _MOTO_URL = re.compile(r"AWS emulated by moto at (http://\S+)")
 READY_LINE = "checkout-sessions listening on "  # the banner's first line
+_BASE_URL = re.compile(re.escape(READY_LINE) + r"(http://\S+)")
 _STRIPE_URL = re.compile(r"Stripe emulated by localstripe at (http://\S+)")
 _ADYEN_URL = re.compile(r"Adyen emulated at (http://\S+)")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
 class RunningRuntime:
     process: subprocess.Popen[bytes]
-    base_url: str
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+
+    @functools.cached_property
+    def base_url(self) -> str:
+        """Where it serves, from its banner: it binds a port the kernel chooses (PORT=0), as a port chosen
+        here and bound there later could be taken in between by any other process on the machine."""
+        found = _BASE_URL.search(self.stdout)
+        assert found, f"the runtime did not say where it listens:\n{self.tail()}"
+        return found.group(1)
 
     @property
     def stdout(self) -> str:
@@ -105,9 +107,9 @@ class RunningRuntime:
         return int(self.process.returncode)
 
 
-def clean_environment(port: int, home: Path, extra: dict[str, str]) -> dict[str, str]:
+def clean_environment(home: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
-    env["PORT"] = str(port)
+    env["PORT"] = "0"
     env["LOCAL_STATE_DIR"] = str(home.parent / "state")  # each runtime keeps its data in its own folder
     # The races fire dozens of requests of one tenant at once; the throttling test sets its own limits.
     env["TENANT_THROTTLING_RATE_LIMIT"] = "1000"
@@ -135,12 +137,11 @@ def wait_until_ready(runtime: RunningRuntime, deadline_seconds: float = START_TI
 
 
 def launch(extra_env: dict[str, str] | None = None, *, own_process_group: bool = False) -> RunningRuntime:
-    """A runtime on a free port, serving. It is killed if the test process dies; `own_process_group` puts
+    """A runtime on a port of the kernel's choosing, serving. It is killed if the test process dies; `own_process_group` puts
     it in a process group of its own, as a terminal does, so a test can send the group a Ctrl-C."""
     workdir = Path(tempfile.mkdtemp(prefix="checkout-runtime-"))
     (workdir / "home").mkdir()
-    port = free_port()
-    env = clean_environment(port, workdir / "home", dict(extra_env or {}))
+    env = clean_environment(workdir / "home", dict(extra_env or {}))
     with (workdir / "stdout.log").open("wb") as stdout, (workdir / "stderr.log").open("wb") as stderr:
         process = processes.spawn(
             [sys.executable, "-m", "local"],
@@ -150,7 +151,7 @@ def launch(extra_env: dict[str, str] | None = None, *, own_process_group: bool =
             stderr=stderr,
             process_group=0 if own_process_group else None,
         )
-    runtime = RunningRuntime(process=process, base_url=f"http://127.0.0.1:{port}", workdir=workdir, env=env)
+    runtime = RunningRuntime(process=process, workdir=workdir, env=env)
     wait_until_ready(runtime)
     return runtime
 

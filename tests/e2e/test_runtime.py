@@ -4,6 +4,7 @@ schedules, stream -> bus publication, the state machine really running, and a cl
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -250,7 +251,8 @@ def test_the_pipe_of_the_template_drives_publication() -> None:
 def test_boots_from_a_clean_environment_and_prints_the_url_and_the_demo_key(runtime: RunningRuntime) -> None:
     # Given a runtime started with PATH, an empty HOME and PORT only (no AWS account, no Docker)
     assert not any(name.startswith("AWS_") for name in runtime.env)
-    # Then it says where it listens and which key to use
+    # Then it says where it listens (the port the kernel gave it for PORT=0) and which key to use
+    assert re.fullmatch(r"http://127\.0\.0\.1:[1-9][0-9]*", runtime.base_url)
     assert f"listening on {runtime.base_url}" in runtime.stdout
     assert f"(API key: {DEMO_KEY})" in runtime.stdout
     # And it serves the public routes of the template
