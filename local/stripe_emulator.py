@@ -214,7 +214,7 @@ class LocalStripe:
     webhook URL registered, so a PaymentIntent made through the API comes back as a signed webhook."""
 
     API_KEY = "sk_test_local"
-    READY_TIMEOUT_SECONDS = 30
+    READY_TIMEOUT_SECONDS = 60  # a busy machine: it loads its library (Adyen: its OpenAPI documents) first
 
     def __init__(self, webhook_url: str, webhook_secret: str, wait: bool = True) -> None:
         """Starts the emulator; with `wait=False`, `wait_until_ready` is left to the caller (the runtime
@@ -242,7 +242,7 @@ class LocalStripe:
             try:
                 with urllib.request.urlopen(registration, timeout=5):  # noqa: S310
                     return
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, reset, or timed out while it loads (the socket accepts from the start)
                 if self._process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError("the local Stripe emulator did not start") from None

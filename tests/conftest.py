@@ -20,10 +20,31 @@ import pytest
 from local import processes
 
 LEFTOVER_DEADLINE_SECONDS = 10.0
+# The longest modules, first: pytest-xdist hands out modules in collection order, so a long one collected
+# last would run alone at the end while the other workers wait.
+LONGEST_FIRST = (
+    "tests/fuzz/test_schemathesis.py",
+    "tests/e2e/test_bench_shape.py",
+    "tests/e2e/test_restart.py",
+    "tests/e2e/test_stripe_reconciliation.py",
+    "tests/e2e/test_adyen_reconciliation.py",
+    "tests/e2e/test_webhook_restart.py",
+    "tests/integration/test_webhook_failures.py",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     processes.become_subreaper()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+
+    def rank(item: pytest.Item) -> int:
+        module = item.path.relative_to(root).as_posix()
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module, and of the other modules, is kept
 
 
 def _reap_zombies() -> None:
