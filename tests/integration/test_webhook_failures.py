@@ -369,10 +369,15 @@ def test_the_requeue_job_and_recover_do_a_bounded_amount_of_work_per_call(
         pass
     assert all(d["status"] == "FAILED" for d in world.delivery_log(hook["endpointId"]))
     world.merchant.status = 200
-    monkeypatch.setattr(deliveries, "RECOVER_PER_CALL", 2)
     since = (world.clock.now.replace(year=2000)).isoformat()
-    assert recover(world.services, TENANT, hook["endpointId"], since).recovered == 2
+    # A call whose time budget is spent stops after the one it must make (calls again always progress)
+    monkeypatch.setattr(deliveries, "RECOVER_BUDGET_SECONDS", -1.0)
     assert recover(world.services, TENANT, hook["endpointId"], since).recovered == 1
+    monkeypatch.setattr(deliveries, "RECOVER_BUDGET_SECONDS", 3.0)
+    monkeypatch.setattr(deliveries, "RECOVER_PER_CALL", 1)
+    assert recover(world.services, TENANT, hook["endpointId"], since).recovered == 1
+    assert recover(world.services, TENANT, hook["endpointId"], since).recovered == 1
+    assert recover(world.services, TENANT, hook["endpointId"], since).recovered == 0
 
 
 def test_a_slow_endpoint_holds_only_its_own_group_and_only_its_message_is_reported(world: World) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,9 @@ from checkout_core.webhooks.store import Stale, delivery_key, delivery_shard
 
 RETENTION_SECONDS = 30 * 24 * 3600
 RECOVER_PER_CALL = 100  # the oldest ones; a second call recovers the next
+# A call stops marking once this much time has passed, well inside the function's timeout (a write each:
+# on a slow table, 100 of them could outlast the call, which API Gateway would answer 502 after them all).
+RECOVER_BUDGET_SECONDS = 3.0
 NOT_SENT_WHILE_DISABLED = "endpoint disabled; recorded, not sent"
 
 
@@ -218,7 +222,8 @@ def resend(services: WebhookServices, tenant: Tenant, endpoint_id: str, delivery
 def recover(services: WebhookServices, tenant: Tenant, endpoint_id: str, since: str) -> RecoverResponse:
     """Sends again the FAILED or EXHAUSTED deliveries created since `since` (at most 30 days ago), oldest
     first, so each session's events go out in their order: at most RECOVER_PER_CALL of them (the answer's
-    `recovered` says how many; a second call takes the next ones, as those are PENDING now)."""
+    `recovered` says how many, fewer when RECOVER_BUDGET_SECONDS ran out; a second call takes the next ones,
+    as those are PENDING now)."""
     from checkout_core.webhooks.endpoints import owned_endpoint
 
     try:
@@ -234,7 +239,10 @@ def recover(services: WebhookServices, tenant: Tenant, endpoint_id: str, since: 
         key=lambda item: (item["groupKey"], item["sequence"], item["deliveryId"]),
     )
     messages = []
-    for delivery in failed:
+    stop_at = time.monotonic() + RECOVER_BUDGET_SECONDS
+    for delivery in failed:  # in each group's order: stopping early leaves only later ones for next time
+        if messages and time.monotonic() > stop_at:  # at least one a call: calls again always progress
+            break
         try:
             messages.append(mark_pending(services, delivery, "recover")[1])
         except Stale:
