@@ -238,7 +238,7 @@ def recover(services: WebhookServices, tenant: Tenant, endpoint_id: str, since: 
         services.db.failed_deliveries_since(endpoint_id, lowest, RECOVER_PER_CALL),
         key=lambda item: (item["groupKey"], item["sequence"], item["deliveryId"]),
     )
-    messages = []
+    messages: list[Message] = []
     stop_at = time.monotonic() + RECOVER_BUDGET_SECONDS
     for delivery in failed:  # in each group's order: stopping early leaves only later ones for next time
         if messages and time.monotonic() > stop_at:  # at least one a call: calls again always progress
