@@ -5,7 +5,6 @@ answers, how long a SIGTERM takes to stop it, and how long it takes to serve aga
 from __future__ import annotations
 
 import os
-import re
 import signal
 import statistics
 import sys
@@ -21,11 +20,11 @@ import requests
 
 from bench import harness
 from local import processes
+from local.runtime import BANNER_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 8
 KEY = "sk_test_demo"
-BANNER = re.compile(r"checkout-sessions listening on (http://\S+)")
 BODY = {"amount": 5000, "currency": "USD", "referenceId": "bench", "returnUrl": "https://example.com/return"}
 
 
@@ -57,7 +56,7 @@ class Runtime:
             if not self.base_url:
                 with self._log.open("rb") as log:
                     log.seek(self._log_start)
-                    found = BANNER.search(log.read().decode(errors="replace"))
+                    found = BANNER_URL.search(log.read().decode(errors="replace"))
                 if found is None:
                     time.sleep(0.05)
                     continue

@@ -4,7 +4,6 @@ with its data in a temporary folder; the runtime is stopped afterwards (so nothi
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -15,10 +14,10 @@ import urllib.request
 from pathlib import Path
 
 from local import processes
+from local.runtime import BANNER_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_SECONDS = 90
-BANNER = re.compile(r"checkout-sessions listening on (http://\S+)")
 BASH = shutil.which("bash") or "/bin/bash"
 
 
@@ -28,7 +27,7 @@ def wait_until_serving(log: Path, runtime: subprocess.Popen[bytes]) -> str:
     while time.monotonic() < deadline:
         if runtime.poll() is not None:
             raise SystemExit(f"the runtime exited with {runtime.returncode}")
-        found = BANNER.search(log.read_text(errors="replace"))
+        found = BANNER_URL.search(log.read_text(errors="replace"))
         if found is None:
             time.sleep(0.2)
             continue

@@ -20,6 +20,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,20 @@ def loopback_listener() -> socket.socket:
 def inherited_listener(fd: int) -> socket.socket:
     """In the child: the listening socket its parent made with `loopback_listener`."""
     return socket.socket(fileno=fd)
+
+
+def wait_until_answered(
+    process: subprocess.Popen[Any], request: urllib.request.Request | str, timeout_seconds: float
+) -> bool:
+    """Sends `request` to a child serving on a `loopback_listener` until it answers: False if the child
+    exits or `timeout_seconds` pass first. Refused, reset and timed-out tries are tried again, since the
+    inherited socket accepts connections before the child serves them."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - a child on loopback
+                return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import threading
@@ -73,6 +74,8 @@ _AWS_VARIABLES_TO_DROP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOK
 # Template variables that stay unset locally: with no PROVIDER_SECRETS_NAME the handlers read the sandbox
 # providers' secret from SANDBOX_WEBHOOK_SECRET.
 LOCALLY_UNSET = ("PROVIDER_SECRETS_NAME", "SERVER_KEY_SECRET_NAME", "ENDPOINT_SECRETS_KMS_KEY_ID")
+LISTENING_ON = "checkout-sessions listening on "  # the banner's first line, then the URL it serves
+BANNER_URL = re.compile(re.escape(LISTENING_ON) + r"(http://\S+)")
 DROPPED_WEBHOOKS_URL = "http://127.0.0.1:9/dropped"  # the discard port: nothing listens
 QUEUE_WORKERS = 4
 WEBHOOK_EVENTS_QUEUE = "WebhookEventsQueue"
@@ -877,7 +880,7 @@ class Runtime:
         )
         return "\n".join(
             [
-                f"checkout-sessions listening on {self.base_url}  ({key_text})",
+                f"{LISTENING_ON}{self.base_url}  ({key_text})",
                 f"  API docs:  {self.base_url}/v1/docs",
                 f"  console:   {self.base_url}/console",
                 f"  try:       curl -s -X POST {self.base_url}/v1/sessions"

@@ -32,7 +32,6 @@ import re
 import signal
 import socket
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -232,21 +231,14 @@ class LocalStripe:
 
     def wait_until_ready(self) -> None:
         """Registers the webhook endpoint as soon as the emulator answers."""
-        deadline = time.monotonic() + self.READY_TIMEOUT_SECONDS
         registration = urllib.request.Request(  # noqa: S310 - the emulator on loopback
             f"{self.api_base}/_config/webhooks/checkout-sessions",
             data=urllib.parse.urlencode({"url": self.webhook_url, "secret": self.webhook_secret}).encode(),
             method="POST",
         )
-        while True:
-            try:
-                with urllib.request.urlopen(registration, timeout=5):  # noqa: S310
-                    return
-            except OSError:  # refused, reset, or timed out while it loads (the socket accepts from the start)
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("the local Stripe emulator did not start") from None
-                time.sleep(0.05)
+        if not processes.wait_until_answered(self._process, registration, self.READY_TIMEOUT_SECONDS):
+            self.stop()
+            raise RuntimeError("the local Stripe emulator did not start")
 
     def stop(self) -> None:
         if self._process.poll() is None:

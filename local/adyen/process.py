@@ -6,9 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
 from local import processes
 
@@ -30,16 +27,11 @@ class LocalAdyen:
         with processes.loopback_listener() as listener:
             self.api_base = f"http://127.0.0.1:{listener.getsockname()[1]}"
             self._process = self._spawn(listener, notification_url, hmac_key, api_key, merchant_account)
-        deadline = time.monotonic() + self.READY_TIMEOUT_SECONDS
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.api_base}/_emulator/stats", timeout=5):  # noqa: S310
-                    return
-            except OSError:  # refused, reset, or timed out while it loads (the socket accepts from the start)
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("the local Adyen emulator did not start") from None
-                time.sleep(0.1)
+        if not processes.wait_until_answered(
+            self._process, f"{self.api_base}/_emulator/stats", self.READY_TIMEOUT_SECONDS
+        ):
+            self.stop()
+            raise RuntimeError("the local Adyen emulator did not start")
 
     @staticmethod
     def _spawn(

@@ -28,14 +28,14 @@ from pathlib import Path
 import pytest
 
 from local import processes
+from local.runtime import BANNER_URL, LISTENING_ON
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_KEY = "sk_test_demo"
 START_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
 _MOTO_URL = re.compile(r"AWS emulated by moto at (http://\S+)")
-READY_LINE = "checkout-sessions listening on "  # the banner's first line
-_BASE_URL = re.compile(re.escape(READY_LINE) + r"(http://\S+)")
+READY_LINE = LISTENING_ON
 _STRIPE_URL = re.compile(r"Stripe emulated by localstripe at (http://\S+)")
 _ADYEN_URL = re.compile(r"Adyen emulated at (http://\S+)")
 
@@ -50,7 +50,7 @@ class RunningRuntime:
     def base_url(self) -> str:
         """Where it serves, from its banner: it binds a port the kernel chooses (PORT=0), as a port chosen
         here and bound there later could be taken in between by any other process on the machine."""
-        found = _BASE_URL.search(self.stdout)
+        found = BANNER_URL.search(self.stdout)
         assert found, f"the runtime did not say where it listens:\n{self.tail()}"
         return found.group(1)
 
