@@ -130,6 +130,16 @@ def control(emulator: AdyenServer, route: str, body: dict[str, Any] | None = Non
         return json.loads(answer.read())
 
 
+def settled_notifications(emulator: AdyenServer) -> list[dict[str, Any]]:
+    """The emulator's notifications once none is pending: it records an answer only after the receiver has sent it."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        notifications = control(emulator, "notifications")["notifications"]
+        if all(n["state"] != "pending" for n in notifications) or time.monotonic() > deadline:
+            return notifications
+        time.sleep(0.02)
+
+
 def pay(checkout: AdyenCheckoutApi, reference: str, value: int = 1250, **card: str) -> dict[str, Any]:
     result = checkout.payments_api.payments(
         {
@@ -364,7 +374,7 @@ def test_a_notification_is_retried_until_the_answer_is_accepted(emulator, receiv
 
     receiver.wait_for("AUTHORISATION", psp)
     assert receiver.requests == 2
-    (sent,) = control(emulator, "notifications")["notifications"]
+    (sent,) = settled_notifications(emulator)
     assert (sent["state"], sent["attempts"]) == ("sent", 2)
 
 
