@@ -16,6 +16,13 @@ Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
   (localstripe answered 404);
 - a refund of a charge already refunded in full is refused with code `charge_already_refunded`
   (https://docs.stripe.com/error-codes#charge-already-refunded; localstripe refunded it again);
+- an intent's `payment_method_types` are kept and checked as Stripe checks them: `sepa_debit` only in EUR
+  (https://docs.stripe.com/payments/sepa-debit), and the payment method of one of the listed types;
+- amounts follow Stripe's currency rules (https://docs.stripe.com/currencies#special-cases): ISK and UGX in
+  multiples of 100, three-decimal currencies with a last digit of 0, the documented minimum charge in USD,
+  EUR, GBP and JPY, and at most eight digits;
+- a SEPA debit is confirmed only with `mandate_data` (the customer's acceptance of the mandate), which
+  confirm accepts (localstripe refused the parameter);
 - the store is not pickled to disk after every POST (which made each request cost in proportion to all
   before it), and LOCAL_STRIPE_LATENCY_MS adds Stripe's round trip to every answer (default 0).
 The store is kept in memory only (`--from-scratch`): a restart of `make run` starts a new Stripe, as a
@@ -39,7 +46,7 @@ from typing import Any
 
 from localstripe import resources
 from localstripe.errors import UserError
-from localstripe.resources import Charge, Event, PaymentIntent, Refund, store
+from localstripe.resources import Charge, Event, PaymentIntent, PaymentMethod, Refund, store
 from localstripe.webhooks import schedule_webhook
 
 from local import processes
@@ -51,7 +58,17 @@ LATENCY_SECONDS = float(os.environ.get("LOCAL_STRIPE_LATENCY_MS", "0")) / 1000
 CANCELLATION_REASONS = {"duplicate", "fraudulent", "requested_by_customer", "abandoned"}
 _METADATA_QUERY = re.compile(r"^metadata\['(?P<key>[^']+)'\]:'(?P<value>[^']*)'$")
 
+WHOLE_UNITS_IN_TWO_DECIMALS = {"isk", "ugx"}
+THREE_DECIMAL = {"bhd", "jod", "kwd", "omr", "tnd"}
+METHOD_CURRENCIES = {"sepa_debit": {"eur"}}
+# Stripe's documented minimum charge amounts (https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts),
+# for an account settling in the same currency; the largest amount is eight digits.
+MINIMUM_AMOUNTS = {"usd": 50, "eur": 50, "gbp": 30, "jpy": 50}
+MAXIMUM_AMOUNT = 99_999_999
+
 _original_cancel = PaymentIntent._api_cancel.__func__
+_original_intent_init = PaymentIntent.__init__
+_original_confirm = PaymentIntent._api_confirm.__func__
 _original_initialize_charge = Charge._initialize_charge
 _original_create_charge = PaymentIntent._create_charge
 _original_report_failure = PaymentIntent._report_failure
@@ -72,6 +89,73 @@ def _cancel(cls: Any, id: str, cancellation_reason: str | None = None, **kwargs:
     intent.cancellation_reason = cancellation_reason
     schedule_webhook(Event("payment_intent.canceled", intent))
     return intent
+
+
+def _intent_init(self: Any, payment_method_types: Any = None, **kwargs: Any) -> None:
+    """What Stripe refuses of a new intent and localstripe took: a method type in a currency it does not
+    pay in, a payment method of a type the intent does not list, an amount the currency's rules forbid."""
+    currency = str(kwargs.get("currency") or "").lower()
+    types = list(payment_method_types or ["card"])
+    for method_type in types:
+        allowed = METHOD_CURRENCIES.get(method_type)
+        if allowed is not None and currency not in allowed:
+            raise UserError(
+                400,
+                f"The currency provided ({currency}) is invalid. Payments with {method_type} support the "
+                f"following currencies: {', '.join(sorted(allowed))}.",
+                {"code": "payment_intent_invalid_parameter", "param": "payment_method_types"},
+            )
+    amount = kwargs.get("amount")
+    amount = int(amount) if isinstance(amount, (int, str)) and str(amount).isdigit() else None
+    if amount is not None and amount < MINIMUM_AMOUNTS.get(currency, 1):
+        raise UserError(
+            400,
+            f"Amount must be at least {MINIMUM_AMOUNTS.get(currency, 1)} in {currency}'s smallest unit.",
+            {"code": "amount_too_small", "param": "amount"},
+        )
+    if amount is not None and amount > MAXIMUM_AMOUNT:
+        raise UserError(
+            400,
+            "Amount must be no more than 99999999 in the currency's smallest unit.",
+            {"code": "amount_too_large", "param": "amount"},
+        )
+    if amount is not None and currency in WHOLE_UNITS_IN_TWO_DECIMALS and amount % 100:
+        raise UserError(
+            400,
+            f"Invalid amount. Currency {currency.upper()} has become effectively zero-decimal and charged "
+            "amounts must be evenly divisible by 100.",
+            {"code": "invalid_charge_amount_no_decimal_compatible", "param": "amount"},
+        )
+    if amount is not None and currency in THREE_DECIMAL and amount % 10:
+        raise UserError(
+            400,
+            f"Invalid amount. Amounts in {currency.upper()} must have a last digit of 0.",
+            {"code": "invalid_charge_amount", "param": "amount"},
+        )
+    method = kwargs.get("payment_method")
+    if isinstance(method, str) and method.startswith("pm_"):
+        method_type = PaymentMethod._api_retrieve(method).type
+        if method_type not in types:
+            raise UserError(
+                400,
+                f"The PaymentMethod provided ({method_type}) is not allowed for this PaymentIntent. Please "
+                f"attach a PaymentMethod of one of the following types: {', '.join(types)}.",
+                {"code": "payment_intent_incompatible_payment_method", "param": "payment_method"},
+            )
+    _original_intent_init(self, **kwargs)
+    self.payment_method_types = types
+
+
+def _confirm(cls: Any, id: str, mandate_data: Any = None, **kwargs: Any) -> Any:
+    intent = cls._api_retrieve(id)
+    method = PaymentMethod._api_retrieve(intent.payment_method) if intent.payment_method else None
+    if method is not None and method.type == "sepa_debit" and not mandate_data:
+        raise UserError(
+            400,
+            "A mandate is required to confirm a sepa_debit payment: provide mandate_data.",
+            {"code": "parameter_missing", "param": "mandate_data"},
+        )
+    return _original_confirm(cls, id, **kwargs)
 
 
 def _initialize_charge(
@@ -160,6 +244,8 @@ def patch() -> None:
     # request cost in proportion to everything created before it (Stripe's cost does not grow so).
     store.dump_to_disk = lambda *args, **kwargs: None
     PaymentIntent._api_cancel = classmethod(_cancel)
+    PaymentIntent._api_confirm = classmethod(_confirm)
+    PaymentIntent.__init__ = _intent_init
     Charge._initialize_charge = _initialize_charge
     PaymentIntent._create_charge = _create_charge
     PaymentIntent._report_failure = _report_failure
@@ -170,6 +256,8 @@ def patch() -> None:
     for index, (method, url, _) in enumerate(apis):
         if (method, url) == ("POST", "/v1/payment_intents/{id}/cancel"):
             apis[index] = (method, url, PaymentIntent._api_cancel)
+        if (method, url) == ("POST", "/v1/payment_intents/{id}/confirm"):
+            apis[index] = (method, url, PaymentIntent._api_confirm)
     apis.insert(0, ("GET", "/v1/payment_intents/search", _search))
 
 

@@ -234,3 +234,93 @@ def test_an_intent_made_elsewhere_naming_our_transaction_moves_nothing(api: Api,
         started.body["providerReference"],
     )
     assert api.events(session["sessionId"]) == timeline
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "sent"),
+    [
+        ("USD", 5000, 5000),  # two-decimal: as it is
+        ("JPY", 5000, 5000),  # zero-decimal in both
+        ("ISK", 5000, 500000),  # zero-decimal in ISO 4217, two-decimal at Stripe: 5,000 kr
+        ("KWD", 12340, 12340),  # three-decimal, last digit 0
+        ("MGA", 150000, 1500),  # two-decimal in ISO 4217, zero-decimal at Stripe: 1,500 Ar
+    ],
+)
+def test_amounts_reach_stripe_in_its_units_and_come_back_in_ours(
+    api: Api, emulator: Any, currency: str, amount: int, sent: int
+) -> None:
+    session = api.open_session(amount=amount, currency=currency)
+    started = start(api, session["sessionId"], "pm_card_visa")
+    assert started.status == 201, started
+    intent = emulator.v1.payment_intents.retrieve(started.body["providerReference"])
+    assert (intent.amount, intent.currency) == (sent, currency.lower())
+    # Stripe's webhook of it (in Stripe's units) matches the record: the session completes, nobody is alerted
+    completed = wait_for_status(api, session["sessionId"], "COMPLETED", timeout=30)
+    assert completed["transactions"][0]["amount"] == amount
+    assert "session.attention_required" not in [e["type"] for e in api.events(session["sessionId"])]
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "why"),
+    [("KWD", 12345, "last digit is 0"), ("MGA", 150050, "multiple of 100")],
+)
+def test_an_amount_stripe_cannot_take_is_400_before_anything_is_recorded(
+    api: Api, currency: str, amount: int, why: str
+) -> None:
+    session = api.open_session(amount=amount, currency=currency)
+    error = assert_error(start(api, session["sessionId"], "pm_card_visa"), 400, "invalid_request")
+    assert error["param"] == "amount" and why in error["message"]
+    assert api.get(session["sessionId"])["transactions"] == []
+
+
+def test_a_sepa_debit_outside_eur_is_400_naming_the_payment_method_before_any_attempt(
+    api: Api, emulator: Any
+) -> None:
+    session = api.open_session(currency="USD")
+    error = assert_error(start(api, session["sessionId"], sepa_method(emulator)), 400, "invalid_request")
+    assert error["param"] == "paymentMethod" and "EUR" in error["message"]
+    unknown = assert_error(start(api, session["sessionId"], "pm_no_such_method"), 400, "invalid_request")
+    assert unknown["param"] == "paymentMethod"
+    assert api.get(session["sessionId"])["transactions"] == []
+
+
+def test_a_refusal_that_is_not_a_decline_is_400_naming_the_field_and_the_attempt_failed(api: Api) -> None:
+    # Given an amount below Stripe's minimum charge (USD 0.50), which only Stripe knows to refuse
+    session = api.open_session(amount=10, currency="USD")
+    refused = start(api, session["sessionId"], "pm_card_visa")
+    error = assert_error(refused, 400, "invalid_request")
+    assert error["param"] == "amount"
+    [transaction] = api.get(session["sessionId"])["transactions"]
+    assert (transaction["status"], transaction["failureCode"]) == ("FAILED", "amount_too_small")
+    assert api.get(session["sessionId"])["status"] == "OPEN"
+
+
+def test_the_local_stripe_refuses_what_stripe_refuses(emulator: Any) -> None:
+    sepa = sepa_method(emulator)
+    refusals = [
+        ({"amount": 5000, "currency": "usd", "payment_method_types": ["sepa_debit"]}, "payment_method_types"),
+        ({"amount": 5000, "currency": "usd", "payment_method": sepa}, "payment_method"),  # a card intent
+        ({"amount": 150, "currency": "isk"}, "amount"),
+        ({"amount": 1235, "currency": "kwd"}, "amount"),
+        ({"amount": 49, "currency": "usd"}, "amount"),
+        ({"amount": 100_000_000, "currency": "usd"}, "amount"),
+    ]
+    for params, param in refusals:
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            emulator.v1.payment_intents.create(params=params)
+        assert refused.value.param == param, params
+    debit = emulator.v1.payment_intents.create(
+        params={
+            "amount": 5000,
+            "currency": "eur",
+            "payment_method": sepa,
+            "payment_method_types": ["sepa_debit"],
+        }
+    )
+    with pytest.raises(stripe.InvalidRequestError) as no_mandate:
+        emulator.v1.payment_intents.confirm(debit.id)
+    assert no_mandate.value.param == "mandate_data"
+    confirmed = emulator.v1.payment_intents.confirm(
+        debit.id, params={"mandate_data": {"customer_acceptance": {"type": "offline"}}}
+    )
+    assert confirmed.status == "processing"

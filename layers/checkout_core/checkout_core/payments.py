@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from checkout_core import faults, transitions
@@ -21,13 +22,14 @@ from checkout_core.errors import (
     InvalidRequest,
     PaymentDeclined,
     PaymentInFlight,
+    ServiceUnavailable,
     SessionNotOpen,
     TransactionLimitReached,
     WriteConflict,
 )
 from checkout_core.models import Tenant, Transaction
 from checkout_core.observability import count_transition, logger
-from checkout_core.providers import Attempt, ProviderReport
+from checkout_core.providers import Attempt, ProviderReport, Refusal
 from checkout_core.providers.base import reconciliation_can_act
 from checkout_core.reconciliation import reconcile_keys
 from checkout_core.repository import transaction_key
@@ -70,6 +72,7 @@ def create_transaction(
         raise InvalidRequest(f"paymentMethod must be {shape} with {provider_name}.", "paymentMethod")
     limit = transitions.MAX_TRANSACTIONS_PER_SESSION
     marker = attempt_key(tenant, session_id, idempotency_key) if idempotency_key else None
+    checked = False
     for _ in attempts():
         if marker is not None:
             earlier = _earlier_attempt(ctx, marker)
@@ -80,6 +83,10 @@ def create_transaction(
         require_open(item, now, SessionNotOpen)
         if item["txCount"] >= limit:
             raise TransactionLimitReached(limit)
+        if not checked:
+            # What the provider would refuse of the merchant's input is refused before anything is written.
+            provider.check_attempt(int(item["amount"]), item["currency"], payment_method)
+            checked = True
         if alone and item["inFlight"]:
             raise PaymentInFlight(
                 [
@@ -137,11 +144,12 @@ def create_transaction(
         attempt = Attempt(
             transaction_id,
             session_id,
-            item["amount"],
+            int(item["amount"]),
             item["currency"],
             payment_method,
             capture_manually,
             return_url=item["returnUrl"],
+            record_reference=partial(_record_reference, ctx, session_id, transaction_id),
         )
         return _start_at_provider(ctx, provider_name, attempt, Transaction.model_validate(summary))
     raise ConcurrentUpdate()
@@ -178,9 +186,30 @@ def _start_at_provider(
     elif state.reference:
         record_provider_reference(ctx, attempt.session_id, attempt.transaction_id, state.reference)
     transaction = _transaction_view(ctx.repository.get_transaction(attempt.transaction_id) or {})
+    if transaction.status == TransactionStatus.FAILED and state.status == TransactionStatus.FAILED:
+        if state.refusal is Refusal.INPUT:
+            raise InvalidRequest(
+                f"{provider_name} refused the attempt: {state.refusal_message or state.failure_code}",
+                state.refused_field,
+            )
+        if state.refusal is Refusal.CONFIGURATION:
+            logger.error(
+                "the provider refused this service's credentials",
+                extra={"provider": provider_name, "transactionId": attempt.transaction_id},
+            )
+            raise ServiceUnavailable()
     if transaction.status == TransactionStatus.FAILED:
         raise PaymentDeclined(transaction.transactionId, transaction.failureCode)
     return transaction
+
+
+def _record_reference(ctx: Context, session_id: str, transaction_id: str, reference: str) -> bool:
+    """The provider's id recorded before the payment can charge; True once the record holds it."""
+    from checkout_core.provider_events import record_provider_reference
+
+    recorded = record_provider_reference(ctx, session_id, transaction_id, reference)
+    faults.inject("transaction.after_reference_recorded")
+    return recorded
 
 
 def _marker_items(marker: dict[str, str] | None, transaction_id: str, now: datetime) -> list[dict[str, Any]]:

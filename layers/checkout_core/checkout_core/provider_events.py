@@ -380,14 +380,15 @@ def record_provider_reference(
     reference: str,
     amount: int | None = None,
     currency: str | None = None,
-) -> None:
+) -> bool:
     """The provider's id of an attempt still in flight, recorded once the call that created it answered
-    (or reconciliation found it), unless the provider holds it for another amount or currency."""
+    (or reconciliation found it), unless the provider holds it for another amount or currency. True when
+    the record holds this id (recorded now or before)."""
     for _ in attempts():
         item = ctx.repository.get_session(session_id)
         summary = ((item or {}).get("transactions") or {}).get(transaction_id)
         if item is None or summary is None or summary.get("providerReference"):
-            return
+            return summary is not None and summary.get("providerReference") == reference
         found = ProviderReport("", transaction_id, reference, None, amount=amount, currency=currency)
         match = match_report(summary, item["currency"], found)
         if match is not Match.MATCHES:
@@ -395,7 +396,7 @@ def record_provider_reference(
                 "the provider's payment disagrees with the recorded attempt; its reference not recorded",
                 extra={"sessionId": session_id, "transactionId": transaction_id, "reason": match.value},
             )
-            return
+            return False
         now = ctx.clock()
         change = session_change(
             item,
@@ -417,5 +418,5 @@ def record_provider_reference(
             ctx.repository.apply(change)
         except WriteConflict:
             continue
-        return
+        return True
     raise ConcurrentUpdate()

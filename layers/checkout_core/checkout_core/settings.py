@@ -45,6 +45,7 @@ class Settings:
     adyen_merchant_account: str = ""
     adyen_hmac_key: str = ""
     adyen_api_base: str | None = None
+    stripe_confirm_window_seconds: int = 120
 
 
 @cache
@@ -68,6 +69,7 @@ def get_settings() -> Settings:
         stripe_api_key=os.environ.get("STRIPE_API_KEY", ""),
         stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
         stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
+        stripe_confirm_window_seconds=_int("STRIPE_CONFIRM_WINDOW_SECONDS", 120),
         provider_reconcile_seconds=_int("PROVIDER_RECONCILE_SECONDS", 900),
         hosted_test_payments=os.environ.get("HOSTED_TEST_PAYMENTS", "false").strip().lower() == "true",
         webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL", ""),

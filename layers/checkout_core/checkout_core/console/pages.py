@@ -12,8 +12,8 @@ from checkout_core.clock import from_iso
 from checkout_core.console.charts import bar_chart
 from checkout_core.console.layout import ConsolePage, document, hidden_token, status_badge, table
 from checkout_core.console.overview import Overview
-from checkout_core.hosted.money import format_amount
 from checkout_core.models import Event, ReasonType, Session, SessionList
+from checkout_core.money import format_amount
 from checkout_core.transitions import SessionStatus
 
 

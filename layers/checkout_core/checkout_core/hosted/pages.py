@@ -11,8 +11,8 @@ from html import escape
 
 from checkout_core.clock import from_iso
 from checkout_core.hosted.checkout import TestMethod
-from checkout_core.hosted.money import format_amount
 from checkout_core.models import Session
+from checkout_core.money import format_amount
 
 STYLE = """
 :root{color-scheme:light;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;

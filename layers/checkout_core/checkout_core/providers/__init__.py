@@ -17,6 +17,7 @@ from checkout_core.providers.base import (
     ProviderBatch,
     ProviderReport,
     ProviderState,
+    Refusal,
 )
 from checkout_core.settings import get_settings
 
@@ -33,6 +34,7 @@ __all__ = [
     "ProviderRegistry",
     "ProviderReport",
     "ProviderState",
+    "Refusal",
     "get_providers",
 ]
 
@@ -110,7 +112,16 @@ def get_providers() -> ProviderRegistry:
         from checkout_core.providers.stripe import StripeProvider, StripeSettings
 
         webhook_secret = stripe_keys.get("webhookSecret") or settings.stripe_webhook_secret
-        adapters.append(StripeProvider(StripeSettings(api_key, webhook_secret, settings.stripe_api_base)))
+        adapters.append(
+            StripeProvider(
+                StripeSettings(
+                    api_key,
+                    webhook_secret,
+                    settings.stripe_api_base,
+                    confirm_window_seconds=settings.stripe_confirm_window_seconds,
+                )
+            )
+        )
     adyen_keys = stored.get("adyen") or {}
     adyen_api_key = adyen_keys.get("apiKey") or settings.adyen_api_key
     if adyen_api_key:

@@ -112,6 +112,11 @@ class AdyenProvider:
     def reference_before_start(self, transaction_id: str) -> str | None:
         return None  # Adyen names the payment (pspReference) when it answers
 
+    def check_attempt(
+        self, amount: int, currency: str, payment_method: str | Mapping[str, Any] | None
+    ) -> None:
+        return None  # Adyen takes ISO minor units as they are; its own refusals come with its answer
+
     def start(self, attempt: Attempt) -> ProviderState:
         from Adyen import AdyenAPIUnprocessableEntity, AdyenAPIValidationError
 

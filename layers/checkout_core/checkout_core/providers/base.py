@@ -6,7 +6,7 @@ record the intent first, call the adapter, then record what it answered (see pay
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +23,14 @@ class CancelOutcome(StrEnum):
     REQUESTED = "REQUESTED"
 
 
+class Refusal(StrEnum):
+    """Why a provider refused an attempt at once: only DECLINED is the customer's payment method."""
+
+    DECLINED = "DECLINED"
+    INPUT = "INPUT"  # the merchant's input (`field` names it): a 400, not a decline
+    CONFIGURATION = "CONFIGURATION"  # this service's credentials or account: a 503, not a decline
+
+
 @dataclass(frozen=True)
 class Attempt:
     """A payment attempt as recorded before the provider is called."""
@@ -36,6 +44,9 @@ class Attempt:
     payment_method: str | Mapping[str, Any] | None = None
     capture_manually: bool = False
     return_url: str | None = None  # where a provider that sends the customer away sends them back
+    # Records the provider's id of the payment before it can charge, True once the record holds that id:
+    # an adapter whose provider names a payment before confirming it calls it between the two.
+    record_reference: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,9 @@ class ProviderState:
     failure_code: str | None = None
     amount: int | None = None
     currency: str | None = None
+    refusal: Refusal | None = None  # set with FAILED when the provider refused the attempt at once
+    refused_field: str | None = None  # the request's field, for Refusal.INPUT
+    refusal_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,14 @@ class ProviderAdapter(Protocol):
 
     def reference_before_start(self, transaction_id: str) -> str | None:
         """The provider's id of an attempt when it is known before the call (a sandbox's), else None."""
+        ...
+
+    def check_attempt(
+        self, amount: int, currency: str, payment_method: str | Mapping[str, Any] | None
+    ) -> None:
+        """Refuses (errors.InvalidRequest naming the field) what the provider is known to refuse of the
+        merchant's input, before anything is recorded or charged; errors.ServiceUnavailable when it
+        cannot tell now."""
         ...
 
     def start(self, attempt: Attempt) -> ProviderState: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from checkout_core import signatures
 from checkout_core.providers.base import Attempt, CancelOutcome, ProviderReport, ProviderState
@@ -26,6 +27,11 @@ class Sandbox:
 
     def reference_before_start(self, transaction_id: str) -> str | None:
         return f"sbx_{transaction_id.replace('-', '')}"
+
+    def check_attempt(
+        self, amount: int, currency: str, payment_method: str | Mapping[str, Any] | None
+    ) -> None:
+        return None  # a sandbox takes any amount in any currency
 
     def start(self, attempt: Attempt) -> ProviderState:
         return ProviderState(

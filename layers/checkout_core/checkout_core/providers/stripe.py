@@ -1,5 +1,10 @@
 """Stripe PaymentIntents through the official `stripe` SDK: the only code that talks to Stripe.
 
+An attempt is made in two calls so that nothing can charge before its PaymentIntent is recorded: the
+intent is created unconfirmed, its id recorded (`Attempt.record_reference`), and only then confirmed. An
+attempt with no recorded id was therefore never confirmed (reconciliation needs no search), and an intent
+left unconfirmed by a crash is cancelled once it is older than `confirm_window_seconds`.
+
 Status mapping: requires_confirmation / requires_action / processing -> PROCESSING;
 requires_capture -> AUTHORIZED; succeeded -> SETTLED; canceled -> CANCELLED; requires_payment_method
 after an attempt -> FAILED. Stripe refuses to cancel a `processing` intent: that is NOT_SUPPORTED (the
@@ -8,12 +13,14 @@ payment ends on its own), not a failure.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from checkout_core.errors import InvalidSignature
-from checkout_core.providers.base import Attempt, CancelOutcome, ProviderReport, ProviderState
+from checkout_core.errors import InvalidRequest, InvalidSignature, ServiceUnavailable
+from checkout_core.providers.base import Attempt, CancelOutcome, ProviderReport, ProviderState, Refusal
+from checkout_core.providers.stripe_amounts import AmountNotAccepted, from_stripe, to_stripe
 from checkout_core.transitions import TransactionStatus
 
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -41,6 +48,18 @@ _EVENT_STATUSES = {
 }
 _REFUSED_WHILE_PROCESSING = "payment_intent_unexpected_state"
 _ALREADY_REFUNDED = "charge_already_refunded"
+# The payment method types this service confirms server-side, and the currencies Stripe takes each in
+# (https://docs.stripe.com/payments/sepa-debit: EUR only); a card takes any currency Stripe does.
+_METHOD_CURRENCIES: dict[str, frozenset[str] | None] = {"card": None, "sepa_debit": frozenset({"EUR"})}
+# Stripe's parameters, as this service's request names them: a refusal naming one is the merchant's input.
+_FIELDS = {
+    "payment_method": "paymentMethod",
+    "payment_method_types": "paymentMethod",
+    "mandate_data": "paymentMethod",
+    "amount": "amount",
+    "currency": "currency",
+}
+_KNOWN_METHOD_TYPES = 1024  # PaymentMethod types remembered: a type never changes
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,9 @@ class StripeSettings:
     api_key: str
     webhook_secret: str
     api_base: str | None = None  # a Stripe emulator (localstripe) instead of api.stripe.com
+    # An intent still unconfirmed this long after its creation was left by a crash between recording and
+    # confirming it: cancelled. Longer than any call that creates and confirms one can last.
+    confirm_window_seconds: int = 120
 
 
 class StripeProvider:
@@ -63,6 +85,7 @@ class StripeProvider:
     def __init__(self, settings: StripeSettings) -> None:
         self._settings = settings
         self._client: Any = None
+        self._method_types: dict[str, str] = {}
 
     def _stripe(self) -> Any:
         """The SDK's client, made on first use (importing the SDK costs a cold start that most calls skip)."""
@@ -78,31 +101,101 @@ class StripeProvider:
     def reference_before_start(self, transaction_id: str) -> str | None:
         return None  # Stripe names the PaymentIntent when it creates it
 
+    def check_attempt(
+        self, amount: int, currency: str, payment_method: str | Mapping[str, Any] | None
+    ) -> None:
+        try:
+            to_stripe(amount, currency)
+        except AmountNotAccepted as refused:
+            raise InvalidRequest(str(refused), "amount") from refused
+        method_type = self._method_type(str(payment_method))
+        if method_type not in _METHOD_CURRENCIES:
+            raise InvalidRequest(
+                f"A {method_type} PaymentMethod is not taken here; "
+                f"use one of {', '.join(_METHOD_CURRENCIES)}.",
+                "paymentMethod",
+            )
+        currencies = _METHOD_CURRENCIES[method_type]
+        if currencies is not None and currency not in currencies:
+            raise InvalidRequest(
+                f"A {method_type} PaymentMethod pays in {', '.join(sorted(currencies))} only; "
+                f"this session is in {currency}.",
+                "paymentMethod",
+            )
+
+    def _method_type(self, payment_method: str) -> str:
+        """The PaymentMethod's type (card, sepa_debit, ...): asked of Stripe once, then remembered."""
+        import stripe
+
+        known = self._method_types.get(payment_method)
+        if known is not None:
+            return known
+        try:
+            method = self._stripe().v1.payment_methods.retrieve(payment_method)
+        except stripe.InvalidRequestError as refused:
+            raise InvalidRequest(
+                f"Stripe does not know this PaymentMethod: {refused.user_message or refused.code}.",
+                "paymentMethod",
+            ) from refused
+        except stripe.StripeError as failed:
+            raise ServiceUnavailable() from failed
+        if len(self._method_types) >= _KNOWN_METHOD_TYPES:
+            self._method_types.clear()
+        self._method_types[payment_method] = str(method.type)
+        return str(method.type)
+
     def start(self, attempt: Attempt) -> ProviderState:
         import stripe
 
+        method_type = self._method_type(str(attempt.payment_method))
         params: dict[str, Any] = {
-            "amount": attempt.amount,
+            "amount": to_stripe(attempt.amount, attempt.currency),
             "currency": attempt.currency.lower(),
             "payment_method": attempt.payment_method,
-            "payment_method_types": ["card", "sepa_debit"],
+            "payment_method_types": [method_type],
             "capture_method": "manual" if attempt.capture_manually else "automatic",
-            "confirm": True,
             "metadata": {"sessionId": attempt.session_id, "transactionId": attempt.transaction_id},
         }
+        confirm: dict[str, Any] = {}
+        if method_type == "sepa_debit":
+            # A server-side confirm of a debit carries the mandate the merchant collected from the customer.
+            confirm["mandate_data"] = {"customer_acceptance": {"type": "offline"}}
+        client = self._stripe()
         try:
-            intent = self._stripe().v1.payment_intents.create(
+            intent = client.v1.payment_intents.create(
                 params=params, options={"idempotency_key": attempt.transaction_id}
+            )
+            if attempt.record_reference is not None and not attempt.record_reference(str(intent.id)):
+                raise RuntimeError("the PaymentIntent's id could not be recorded: it is left unconfirmed")
+            intent = client.v1.payment_intents.confirm(
+                intent.id, params=confirm, options={"idempotency_key": f"confirm-{attempt.transaction_id}"}
             )
         except stripe.CardError as declined:
             error = declined.error
-            reference = _intent_id_of(error)
             code = (error.decline_code or error.code) if error else None
-            return ProviderState(reference, TransactionStatus.FAILED, code or "card_declined")
-        except stripe.InvalidRequestError as refused:
-            # Stripe refused the attempt at once (no such payment method, one it cannot use): it failed.
             return ProviderState(
-                _intent_id_of(refused.error), TransactionStatus.FAILED, refused.code or "invalid_request"
+                _intent_id_of(error),
+                TransactionStatus.FAILED,
+                code or "card_declined",
+                refusal=Refusal.DECLINED,
+            )
+        except stripe.InvalidRequestError as refused:
+            # Not a decline: Stripe refused the request (the merchant's input where it names a field).
+            return ProviderState(
+                _intent_id_of(refused.error),
+                TransactionStatus.FAILED,
+                refused.code or "invalid_request",
+                refusal=Refusal.INPUT,
+                refused_field=_FIELDS.get(refused.param or ""),
+                refusal_message=refused.user_message or str(refused),
+            )
+        except (stripe.AuthenticationError, stripe.PermissionError) as misconfigured:
+            return ProviderState(
+                None,
+                TransactionStatus.FAILED,
+                "provider_configuration",
+                refusal=Refusal.CONFIGURATION,
+                refusal_message=type(misconfigured).__name__,
             )
         return state_of(intent)
 
@@ -167,15 +260,27 @@ class StripeProvider:
             raise RuntimeError("Stripe says the payment is refunded but lists no refund of it")
         return str(chosen[0]["id"])
 
+    def _refund_id(self, reference: str, transaction_id: str) -> str | None:
+        try:
+            return self._refund_made(reference, transaction_id)
+        except RuntimeError:
+            return None  # none listed yet: the refund job records it when it refunds
+
     def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:
+        """None for an attempt with no recorded intent: an intent is confirmed only once its id is
+        recorded, so nothing of such an attempt can have charged."""
+        if reference is None:
+            return None
         client = self._stripe()
-        if reference is not None:
-            return state_of(client.v1.payment_intents.retrieve(reference))
-        found = client.v1.payment_intents.search(
-            params={"query": f"metadata['transactionId']:'{transaction_id}'"}
-        )
-        intents = list(found.data)
-        return state_of(intents[0]) if intents else None
+        intent = client.v1.payment_intents.retrieve(reference)
+        age = int(time.time()) - int(intent.created or 0)
+        if intent.status == "requires_confirmation" and age > self._settings.confirm_window_seconds:
+            intent = client.v1.payment_intents.cancel(
+                reference,
+                params={"cancellation_reason": "abandoned"},
+                options={"idempotency_key": f"cancel-{transaction_id}"},
+            )
+        return state_of(intent)
 
     def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:
         import stripe
@@ -197,7 +302,13 @@ class StripeProvider:
                 intent = self._stripe().v1.payment_intents.retrieve(obj["payment_intent"])
                 metadata = intent.metadata.to_dict()
             refunds = (obj.get("refunds") or {}).get("data") or []
-            refund_id = refunds[0]["id"] if refunds else None
+            if refunds:
+                refund_id: str | None = refunds[0]["id"]
+            elif obj.get("payment_intent"):
+                # Current API versions do not embed the refunds in the charge: ask for them.
+                refund_id = self._refund_id(obj["payment_intent"], metadata.get("transactionId") or "")
+            else:
+                refund_id = None
             return ProviderReport(
                 event.id,
                 metadata.get("transactionId"),
@@ -227,12 +338,13 @@ class StripeProvider:
 
 
 def _money_of(obj: dict[str, Any]) -> dict[str, Any]:
-    """A PaymentIntent's or a Charge's amount and currency as a report carries them (Stripe writes
-    currencies in lower case)."""
+    """A PaymentIntent's or a Charge's amount and currency as a report carries them: ISO minor units and
+    an upper-case code (Stripe writes lower case, in its own units)."""
     amount, currency = obj.get("amount"), obj.get("currency")
+    code = currency.upper() if isinstance(currency, str) else None
     return {
-        "amount": amount if isinstance(amount, int) else None,
-        "currency": currency.upper() if isinstance(currency, str) else None,
+        "amount": from_stripe(amount, code) if isinstance(amount, int) and code else None,
+        "currency": code,
     }
 
 
