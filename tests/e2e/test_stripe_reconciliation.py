@@ -195,3 +195,35 @@ def deliver(runtime: RunningRuntime, event: dict[str, Any], event_id: str | None
         headers={"Stripe-Signature": f"t={now},v1={signature}"},
         authorized=False,
     )
+
+
+def test_a_refund_event_without_its_refunds_is_recorded_with_the_refund_stripe_lists(
+    start_runtime: Callable[..., RunningRuntime],
+) -> None:
+    # Given a settled card payment, and only the webhooks delivered here
+    runtime = start_runtime(
+        LOCAL_STRIPE_WEBHOOKS="off", PROVIDER_RECONCILE_SECONDS="3600", STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET
+    )
+    api, emulator = Api(runtime.base_url, "sk_test_demo"), emulator_of(runtime)
+    session = api.open_session()
+    started = attempt(api, session["sessionId"], "pm_card_visa")
+    assert started.body["status"] == "SETTLED"
+    intent_id = started.body["providerReference"]
+    made = emulator.v1.refunds.create(params={"payment_intent": intent_id})
+    # When Stripe's charge.refunded arrives as current API versions send it: no `refunds` in the charge
+    # (the local Stripe sends no charge.refunded: the event is Stripe's envelope around the charge it holds)
+    intent = emulator.v1.payment_intents.retrieve(intent_id)
+    latest = intent.latest_charge  # an id at Stripe; the local Stripe answers the charge itself
+    charge = emulator.v1.charges.retrieve(latest if isinstance(latest, str) else latest.id).to_dict()
+    assert charge["refunded"] is True
+    charge.pop("refunds", None)
+    event = {
+        "id": f"evt_refunded_{intent_id}",
+        "object": "event",
+        "type": "charge.refunded",
+        "data": {"object": charge},
+    }
+    assert deliver(runtime, event).body == {"received": True, "applied": True}
+    # Then the refund Stripe lists for the payment is the one recorded
+    [refunded] = api.get(session["sessionId"])["transactions"]
+    assert (refunded["status"], refunded["refundId"]) == ("REFUNDED", made.id)
