@@ -1,9 +1,9 @@
 """Reconciliation: webhooks are not trusted to arrive. Every attempt at a provider that can be asked
 (`status`) carries `reconcileAt` while in flight, in the sparse index `byReconcile`; the scheduled job
 asks the provider about each one due and applies what changed exactly as a webhook would (actor
-`scheduler`). It also finishes what a crash interrupted: an attempt with no provider reference is
-looked up by our transaction id (Stripe: the PaymentIntent's metadata), or marked FAILED when the
-provider never created it; and a settled payment whose automatic refund failed is refunded again.
+`scheduler`). It also finishes what a crash interrupted: an attempt with no provider reference never
+reached a state that can charge (Stripe's intent is confirmed only once its id is recorded) and is marked
+FAILED; and a settled payment whose automatic refund failed is refunded again.
 
 A provider that cannot be asked (`has_status_api` false: Adyen) is acted on instead: while the session
 takes payments its attempt waits; once the session no longer does (it left OPEN, or passed expiresAt), the
@@ -71,7 +71,8 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
     }
     if state is None:
         if reference is None:
-            # Recorded, then the process died before the provider was asked: it never happened there.
+            # Recorded, then the process died before the provider was asked (or before anything it was
+            # asked could charge): it never happened there.
             logger.warning("attempt never reached its provider; marked FAILED", extra=log_extra)
             report = ProviderReport(
                 f"reconcile:{transaction_id}:never-created",
