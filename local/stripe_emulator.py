@@ -23,6 +23,11 @@ Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
   EUR, GBP and JPY, and at most eight digits;
 - a SEPA debit is confirmed only with `mandate_data` (the customer's acceptance of the mandate), which
   confirm accepts (localstripe refused the parameter);
+- Stripe's documented test payment methods (https://docs.stripe.com/testing#declined-payments) answer as
+  Stripe's do: the decline cards are declined when charged (localstripe declined them only when attached
+  to a customer, and settled them), with Stripe's error and decline codes, and the test PaymentMethod ids
+  localstripe did not know (`pm_card_mastercard`, `pm_card_visa_chargeDeclinedInsufficientFunds`, ...,
+  `pm_card_threeDSecure2Required`) exist;
 - the store is not pickled to disk after every POST (which made each request cost in proportion to all
   before it), and LOCAL_STRIPE_LATENCY_MS adds Stripe's round trip to every answer (default 0).
 The store is kept in memory only (`--from-scratch`): a restart of `make run` starts a new Stripe, as a
@@ -66,7 +71,38 @@ METHOD_CURRENCIES = {"sepa_debit": {"eur"}}
 MINIMUM_AMOUNTS = {"usd": 50, "eur": 50, "gbp": 30, "jpy": 50}
 MAXIMUM_AMOUNT = 99_999_999
 
+# Card number -> (error code, decline code, message), as Stripe declines them when they are charged.
+DECLINED_CARDS: dict[str, tuple[str, str | None, str]] = {
+    "4000000000000002": ("card_declined", "generic_decline", "Your card was declined."),
+    "4000000000009995": ("card_declined", "insufficient_funds", "Your card has insufficient funds."),
+    "4000000000009987": ("card_declined", "lost_card", "Your card was declined."),
+    "4000000000009979": ("card_declined", "stolen_card", "Your card was declined."),
+    "4000000000000069": ("expired_card", None, "Your card has expired."),
+    "4000000000000127": ("incorrect_cvc", None, "Your card's security code is incorrect."),
+    "4000000000000119": (
+        "processing_error",
+        None,
+        "An error occurred while processing your card. Try again in a little bit.",
+    ),
+}
+# Stripe's test PaymentMethod ids that localstripe does not know, and the card number each stands for.
+TEST_PAYMENT_METHODS = {
+    "pm_card_mastercard": "5555555555554444",
+    "pm_card_visa_chargeDeclinedInsufficientFunds": "4000000000009995",
+    "pm_card_visa_chargeDeclinedLostCard": "4000000000009987",
+    "pm_card_visa_chargeDeclinedStolenCard": "4000000000009979",
+    "pm_card_chargeDeclinedExpiredCard": "4000000000000069",
+    "pm_card_chargeDeclinedIncorrectCvc": "4000000000000127",
+    "pm_card_chargeDeclinedProcessingError": "4000000000000119",
+    "pm_card_authenticationRequired": "4000002760003184",
+    "pm_card_threeDSecure2Required": "4000000000003220",
+}
+
 _original_cancel = PaymentIntent._api_cancel.__func__
+_original_test_article = PaymentMethod._try_get_canonical_test_article.__func__
+_original_charging_is_declined = PaymentMethod._charging_is_declined
+_original_set_auth_failure = Charge._set_auth_failure
+_original_last_payment_error = PaymentIntent.last_payment_error.fget
 _original_intent_init = PaymentIntent.__init__
 _original_confirm = PaymentIntent._api_confirm.__func__
 _original_initialize_charge = Charge._initialize_charge
@@ -158,6 +194,39 @@ def _confirm(cls: Any, id: str, mandate_data: Any = None, **kwargs: Any) -> Any:
     return _original_confirm(cls, id, **kwargs)
 
 
+def _test_article(cls: Any, id: str) -> Any:
+    found = _original_test_article(cls, id)
+    if found is None and id in TEST_PAYMENT_METHODS:
+        card = {"number": TEST_PAYMENT_METHODS[id], "exp_month": "12", "exp_year": "2030", "cvc": "123"}
+        found = PaymentMethod(type="card", card=card)
+    return found
+
+
+def _charging_is_declined(self: Any) -> bool:
+    return bool(
+        _original_charging_is_declined(self) or (self.type == "card" and self._card_number in DECLINED_CARDS)
+    )
+
+
+def _set_auth_failure(self: Any) -> None:
+    """Stripe's codes and message for the test card declined (localstripe said card_declined of all)."""
+    _original_set_auth_failure(self)
+    self._decline_code = None
+    if isinstance(self.payment_method, str) and self.payment_method.startswith("pm_"):
+        method = PaymentMethod._api_retrieve(self.payment_method)
+        declined = DECLINED_CARDS.get(getattr(method, "_card_number", ""))
+        if declined is not None:
+            self.failure_code, self._decline_code, self.failure_message = declined
+
+
+def _last_payment_error(self: Any) -> Any:
+    error = _original_last_payment_error(self)
+    if error is None or not self.latest_charge or self.latest_charge.status != "failed":
+        return error
+    decline_code = getattr(self.latest_charge, "_decline_code", None)
+    return {**error, "type": "card_error", **({"decline_code": decline_code} if decline_code else {})}
+
+
 def _initialize_charge(
     self: Any, on_success: Any = None, on_failure_now: Any = None, on_failure_later: Any = None
 ) -> None:
@@ -194,6 +263,9 @@ def _report_failure(self: Any) -> None:
     except UserError as declined:
         if declined.code == 402:
             declined.body["error"].update(type="card_error", payment_intent=self._export())
+            decline_code = getattr(self.latest_charge, "_decline_code", None)
+            if decline_code:
+                declined.body["error"]["decline_code"] = decline_code
         raise
 
 
@@ -246,6 +318,10 @@ def patch() -> None:
     PaymentIntent._api_cancel = classmethod(_cancel)
     PaymentIntent._api_confirm = classmethod(_confirm)
     PaymentIntent.__init__ = _intent_init
+    PaymentIntent.last_payment_error = property(_last_payment_error)
+    PaymentMethod._try_get_canonical_test_article = classmethod(_test_article)
+    PaymentMethod._charging_is_declined = _charging_is_declined
+    Charge._set_auth_failure = _set_auth_failure
     Charge._initialize_charge = _initialize_charge
     PaymentIntent._create_charge = _create_charge
     PaymentIntent._report_failure = _report_failure

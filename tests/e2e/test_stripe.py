@@ -324,3 +324,30 @@ def test_the_local_stripe_refuses_what_stripe_refuses(emulator: Any) -> None:
         debit.id, params={"mandate_data": {"customer_acceptance": {"type": "offline"}}}
     )
     assert confirmed.status == "processing"
+
+
+@pytest.mark.parametrize(
+    ("payment_method", "status", "failure_code"),
+    [
+        ("pm_card_visa", "SETTLED", None),
+        ("pm_card_mastercard", "SETTLED", None),
+        ("pm_card_visa_chargeDeclined", "FAILED", "generic_decline"),
+        ("pm_card_visa_chargeDeclinedInsufficientFunds", "FAILED", "insufficient_funds"),
+        ("pm_card_chargeDeclinedExpiredCard", "FAILED", "expired_card"),
+        ("pm_card_chargeDeclinedIncorrectCvc", "FAILED", "incorrect_cvc"),
+        ("pm_card_chargeDeclinedProcessingError", "FAILED", "processing_error"),
+        ("pm_card_authenticationRequired", "PROCESSING", None),  # waits for the customer
+        ("pm_card_threeDSecure2Required", "PROCESSING", None),
+    ],
+)
+def test_stripes_documented_test_methods_answer_as_stripe_documents(
+    api: Api, payment_method: str, status: str, failure_code: str | None
+) -> None:
+    session = api.open_session()
+    answer = start(api, session["sessionId"], payment_method)
+    if status == "FAILED":
+        assert assert_error(answer, 402, "payment_declined")["failureCode"] == failure_code
+    else:
+        assert answer.status == 201, answer
+    [transaction] = api.get(session["sessionId"])["transactions"]
+    assert (transaction["status"], transaction["failureCode"]) == (status, failure_code)
