@@ -282,6 +282,12 @@ def test_a_sepa_debit_outside_eur_is_400_naming_the_payment_method_before_any_at
     unknown = assert_error(start(api, session["sessionId"], "pm_no_such_method"), 400, "invalid_request")
     assert unknown["param"] == "paymentMethod"
     assert api.get(session["sessionId"])["transactions"] == []
+    in_eur = api.open_session(currency="EUR")
+    held = assert_error(
+        start(api, in_eur["sessionId"], sepa_method(emulator), "MANUAL"), 400, "invalid_request"
+    )
+    assert held["param"] == "captureMethod"  # Stripe places holds on cards only
+    assert api.get(in_eur["sessionId"])["transactions"] == []
 
 
 def test_a_refusal_that_is_not_a_decline_is_400_naming_the_field_and_the_attempt_failed(api: Api) -> None:

@@ -122,14 +122,17 @@ def test_a_crash_between_recording_the_intent_and_confirming_it_charges_nothing(
     session = api.open_session()
     assert attempt(api, session["sessionId"], "pm_card_visa").status >= 500
     [crashed] = api.get(session["sessionId"])["transactions"]
-    assert crashed["status"] == "PROCESSING" and crashed["providerReference"].startswith("pi_")
-    intent = emulator.v1.payment_intents.retrieve(crashed["providerReference"])
-    # Then nothing was charged: the intent waits for a confirm that never comes
-    assert (intent.status, intent.latest_charge) == ("requires_confirmation", None)
-    # And reconciliation cancels it at Stripe and records the attempt CANCELLED; the customer may pay again
+    assert crashed["providerReference"].startswith("pi_")  # recorded before anything could charge
+    # Then reconciliation cancels the intent a confirm never reached and records the attempt CANCELLED
     cancelled = recorded(api, session["sessionId"], lambda tx: tx["status"] == "CANCELLED", "CANCELLED")
+    intent = emulator.v1.payment_intents.retrieve(crashed["providerReference"])
     assert cancelled["providerReference"] == intent.id
-    assert emulator.v1.payment_intents.retrieve(intent.id).status == "canceled"
+    # And nothing was ever charged; the customer may pay again
+    assert (intent.status, intent.latest_charge, intent.cancellation_reason) == (
+        "canceled",
+        None,
+        "abandoned",
+    )
     assert api.get(session["sessionId"])["status"] == "OPEN"
     moves = [e for e in api.events(session["sessionId"]) if e["type"] == "transaction.updated"]
     assert [(e["actor"], e["data"]["to"]) for e in moves] == [("scheduler", "CANCELLED")]

@@ -188,7 +188,7 @@ class Answering(Sandbox):
         return self.found
 
 
-def asking(found: ProviderState) -> Context:
+def asking(found: ProviderState | None) -> Context:
     card = next(s for s in sandboxes("whsec_sandbox") if s.name == "sandbox_card")
     adapter = Answering(
         card.name, card.cancel_in_flight, card.cancel_outcome, card.webhook_secret, found=found
@@ -228,3 +228,50 @@ def test_reconciliation_does_not_take_a_reference_for_another_amount(aws: Any) -
     # And a payment that matches is
     reconcile_transaction(asking(ProviderState("sbx_ours", TransactionStatus.PROCESSING, amount=5000)), tx)
     assert get(session_id)["transactions"][0]["providerReference"] == "sbx_ours"
+
+
+def test_an_attempt_reconciliation_found_never_reached_its_provider_is_not_given_a_reference_later(
+    aws: Any,
+) -> None:
+    # Given an attempt with no reference that reconciliation, finding nothing at the provider, marked FAILED
+    from checkout_core.provider_events import record_provider_reference
+
+    session_id = create_session(amount=5000, currency="USD")["sessionId"]
+    tx = transaction(session_id)
+    forget_reference(aws, session_id, tx)
+    ctx = asking(None)
+    assert reconcile_transaction(ctx, tx) is True
+    assert get(session_id)["transactions"][0]["failureCode"] == "not_created_at_provider"
+    # When the start that was still running records the provider's id (before it would confirm the payment)
+    recorded = record_provider_reference(ctx, session_id, tx, "sbx_late", 5000, "USD")
+    # Then it is told no, so it never confirms, and the record is unchanged
+    assert recorded is False
+    assert get(session_id)["transactions"][0]["providerReference"] is None
+
+
+def test_a_reference_recorded_meanwhile_wins_over_reconciliations_never_reached_finding(aws: Any) -> None:
+    # Given an attempt with no reference, read so by reconciliation
+    from checkout_core.provider_events import apply_provider_event, record_provider_reference
+    from checkout_core.providers import ProviderReport
+
+    session_id = create_session(amount=5000, currency="USD")["sessionId"]
+    tx = transaction(session_id)
+    forget_reference(aws, session_id, tx)
+    repository = SessionRepository(aws.table_name)
+    read_before = repository.get_transaction(tx)
+    ctx = asking(None)
+    # When the start records the provider's id, and then reconciliation writes what it read
+    assert record_provider_reference(ctx, session_id, tx, "sbx_ours", 5000, "USD") is True
+    finding = ProviderReport(
+        f"reconcile:{tx}:never-created",
+        tx,
+        None,
+        TransactionStatus.FAILED,
+        failure_code="not_created_at_provider",
+        never_reached_provider=True,
+    )
+    result = apply_provider_event(ctx, "sandbox_card", finding, actor="scheduler", known=read_before)
+    # Then its write is refused by the record's condition, and the attempt stays in flight with its id
+    assert result.applied is False
+    [kept] = get(session_id)["transactions"]
+    assert (kept["status"], kept["providerReference"]) == ("PROCESSING", "sbx_ours")

@@ -85,7 +85,7 @@ def create_transaction(
             raise TransactionLimitReached(limit)
         if not checked:
             # What the provider would refuse of the merchant's input is refused before anything is written.
-            provider.check_attempt(int(item["amount"]), item["currency"], payment_method)
+            provider.check_attempt(int(item["amount"]), item["currency"], payment_method, capture_manually)
             checked = True
         if alone and item["inFlight"]:
             raise PaymentInFlight(

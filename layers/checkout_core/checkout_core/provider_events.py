@@ -79,6 +79,9 @@ def apply_provider_event(
         if not movable and not contradicted:
             logger.info("provider event ignored", extra=log_extra)
             return ProviderEventResult(applied=False)
+        if event.never_reached_provider and transaction.get("providerReference"):
+            logger.info("the attempt reached its provider meanwhile: not marked FAILED", extra=log_extra)
+            return ProviderEventResult(applied=False)
         item = ctx.repository.get_session(session_id)
         if item is None:
             raise TransactionNotFound(transaction_id)
@@ -354,7 +357,7 @@ def _transaction_move(
                     check_token=True,
                     also_set=tx_fields,
                 ),
-                reference_unset="providerReference" in recorded,
+                reference_unset="providerReference" in recorded or event.never_reached_provider,
             )
         ],
         new_items=[_seen_item(provider_name, event, tx_id, now)],
@@ -389,6 +392,8 @@ def record_provider_reference(
         summary = ((item or {}).get("transactions") or {}).get(transaction_id)
         if item is None or summary is None or summary.get("providerReference"):
             return summary is not None and summary.get("providerReference") == reference
+        if not transitions.is_in_flight(summary["status"]):
+            return False  # ended meanwhile (reconciliation found nothing at the provider): not to be revived
         found = ProviderReport("", transaction_id, reference, None, amount=amount, currency=currency)
         match = match_report(summary, item["currency"], found)
         if match is not Match.MATCHES:

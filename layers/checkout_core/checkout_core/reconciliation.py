@@ -80,6 +80,7 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
                 None,
                 TransactionStatus.FAILED,
                 failure_code=NEVER_CREATED,
+                never_reached_provider=True,
             )
             return apply_provider_event(ctx, transaction["provider"], report, actor=ACTOR).applied
         ctx.repository.leave_reconciliation(transaction_id, now + ctx.settings.provider_reconcile_seconds)

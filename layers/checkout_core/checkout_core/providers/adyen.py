@@ -113,7 +113,11 @@ class AdyenProvider:
         return None  # Adyen names the payment (pspReference) when it answers
 
     def check_attempt(
-        self, amount: int, currency: str, payment_method: str | Mapping[str, Any] | None
+        self,
+        amount: int,
+        currency: str,
+        payment_method: str | Mapping[str, Any] | None,
+        capture_manually: bool,
     ) -> None:
         return None  # Adyen takes ISO minor units as they are; its own refusals come with its answer
 

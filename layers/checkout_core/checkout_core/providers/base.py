@@ -82,6 +82,9 @@ class ProviderReport:
     # The provider reports that a cancel it had accepted did not happen: the transaction is no longer
     # waiting on a cancel, and finishes on its own (refunded if it settles where it must not).
     cancel_refused: bool = False
+    # Reconciliation's finding that the provider never received the attempt (no id of it was recorded):
+    # it applies only while none is, so a start that records one meanwhile wins.
+    never_reached_provider: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,11 @@ class ProviderAdapter(Protocol):
         ...
 
     def check_attempt(
-        self, amount: int, currency: str, payment_method: str | Mapping[str, Any] | None
+        self,
+        amount: int,
+        currency: str,
+        payment_method: str | Mapping[str, Any] | None,
+        capture_manually: bool,
     ) -> None:
         """Refuses (errors.InvalidRequest naming the field) what the provider is known to refuse of the
         merchant's input, before anything is recorded or charged; errors.ServiceUnavailable when it

@@ -29,7 +29,11 @@ class Sandbox:
         return f"sbx_{transaction_id.replace('-', '')}"
 
     def check_attempt(
-        self, amount: int, currency: str, payment_method: str | Mapping[str, Any] | None
+        self,
+        amount: int,
+        currency: str,
+        payment_method: str | Mapping[str, Any] | None,
+        capture_manually: bool,
     ) -> None:
         return None  # a sandbox takes any amount in any currency
 

@@ -58,7 +58,13 @@ _FIELDS = {
     "mandate_data": "paymentMethod",
     "amount": "amount",
     "currency": "currency",
+    "capture_method": "captureMethod",
 }
+# The types Stripe can authorise and capture later (https://docs.stripe.com/payments/place-a-hold-on-a-payment-method).
+_HOLDS = frozenset({"card"})
+# Refusals that are this service's account or a race, not the merchant's input.
+_CONFIGURATION_CODES = frozenset({"payment_method_unactivated", "account_invalid", "secret_key_required"})
+_UNEXPECTED_STATE = "payment_intent_unexpected_state"
 _KNOWN_METHOD_TYPES = 1024  # PaymentMethod types remembered: a type never changes
 
 
@@ -102,7 +108,11 @@ class StripeProvider:
         return None  # Stripe names the PaymentIntent when it creates it
 
     def check_attempt(
-        self, amount: int, currency: str, payment_method: str | Mapping[str, Any] | None
+        self,
+        amount: int,
+        currency: str,
+        payment_method: str | Mapping[str, Any] | None,
+        capture_manually: bool,
     ) -> None:
         try:
             to_stripe(amount, currency)
@@ -121,6 +131,12 @@ class StripeProvider:
                 f"A {method_type} PaymentMethod pays in {', '.join(sorted(currencies))} only; "
                 f"this session is in {currency}.",
                 "paymentMethod",
+            )
+        if capture_manually and method_type not in _HOLDS:
+            raise InvalidRequest(
+                f"A {method_type} payment cannot be authorised now and captured later; "
+                "use captureMethod AUTOMATIC.",
+                "captureMethod",
             )
 
     def _method_type(self, payment_method: str) -> str:
@@ -161,10 +177,12 @@ class StripeProvider:
             # A server-side confirm of a debit carries the mandate the merchant collected from the customer.
             confirm["mandate_data"] = {"customer_acceptance": {"type": "offline"}}
         client = self._stripe()
+        created: str | None = None
         try:
             intent = client.v1.payment_intents.create(
                 params=params, options={"idempotency_key": attempt.transaction_id}
             )
+            created = str(intent.id)
             if attempt.record_reference is not None and not attempt.record_reference(str(intent.id)):
                 raise RuntimeError("the PaymentIntent's id could not be recorded: it is left unconfirmed")
             intent = client.v1.payment_intents.confirm(
@@ -181,8 +199,19 @@ class StripeProvider:
             )
         except stripe.InvalidRequestError as refused:
             # Not a decline: Stripe refused the request (the merchant's input where it names a field).
+            intent_id = _intent_id_of(refused.error) or created
+            if refused.code == _UNEXPECTED_STATE and intent_id:
+                return state_of(client.v1.payment_intents.retrieve(intent_id))  # cancelled meanwhile, say
+            if refused.code in _CONFIGURATION_CODES:
+                return ProviderState(
+                    intent_id,
+                    TransactionStatus.FAILED,
+                    refused.code or "provider_configuration",
+                    refusal=Refusal.CONFIGURATION,
+                    refusal_message=refused.user_message or str(refused),
+                )
             return ProviderState(
-                _intent_id_of(refused.error),
+                intent_id,
                 TransactionStatus.FAILED,
                 refused.code or "invalid_request",
                 refusal=Refusal.INPUT,
@@ -278,7 +307,7 @@ class StripeProvider:
             intent = client.v1.payment_intents.cancel(
                 reference,
                 params={"cancellation_reason": "abandoned"},
-                options={"idempotency_key": f"cancel-{transaction_id}"},
+                options={"idempotency_key": f"abandon-{transaction_id}"},
             )
         return state_of(intent)
 
