@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from checkout_core.hosted import checkout
-from checkout_core.money import format_amount
 from checkout_core.hosted.pages import STYLE, checkout_page, closed_page, time_left
 from checkout_core.models import Session
+from checkout_core.money import format_amount
 from checkout_core.transitions import SessionStatus
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
