@@ -159,12 +159,17 @@ def test_a_failed_cancel_then_a_capture_is_reversed_and_the_session_ends_cancell
     )
     assert (captured["status"], captured["body"]) == (200, "[accepted]")
     # Then it is reversed at Adyen and the session ends CANCELLED with it refunded
-    ended = wait_for_status(api, session["sessionId"], "CANCELLED", timeout=60)
+    wait_for_status(api, session["sessionId"], "CANCELLED", timeout=60)
+    # (recorded refunded when Adyen's CANCEL_OR_REFUND says the reversal was made, not on its `received`)
+    wait_until(lambda: sent(running, "CANCEL_OR_REFUND", started["transactionId"]), 30, "the reversal")
+    wait_until(
+        lambda: transaction_of(api, session["sessionId"])["status"] == "REFUNDED", 30, "the reversal's report"
+    )
+    ended = api.get(session["sessionId"])
     [refunded] = ended["transactions"]
-    assert refunded["status"] == "REFUNDED" and refunded["refundId"]
+    assert refunded["refundId"]
     assert ended["cancellation"]["refundedTransactionIds"] == [started["transactionId"]]
     assert ended["cancellation"]["settledTransactionIds"] == [started["transactionId"]]
-    wait_until(lambda: sent(running, "CANCEL_OR_REFUND", started["transactionId"]), 30, "the reversal")
 
 
 def test_an_attempt_whose_payments_call_never_answered_is_technically_cancelled(

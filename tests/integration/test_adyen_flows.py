@@ -223,17 +223,71 @@ def test_a_failed_cancel_then_a_settlement_is_reversed_and_the_session_ends_canc
     authorised = one(adyen, "AUTHORISATION", tx_id)
     assert authorised["success"] == "true"
     assert deliver(authorised).body == "[accepted]"
-    # Then it is reversed at Adyen, and the session ends CANCELLED with it refunded
+    # Then the session ends CANCELLED, and the reversal is asked of Adyen, which answers only `received`:
+    # the payment is not recorded refunded on that word
     wait_until(lambda: get(session_id)["status"] == "CANCELLED", 30, "the finaliser")
+    reversal = one(adyen, "CANCEL_OR_REFUND", tx_id)
+    session = get(session_id)
+    [settled] = session["transactions"]
+    assert (settled["status"], settled["refundId"]) == ("SETTLED", None)
+    assert session["cancellation"]["settledTransactionIds"] == [tx_id]
+    assert session["cancellation"]["refundedTransactionIds"] == []
+    # When Adyen reports the reversal made
+    assert deliver(reversal).body == "[accepted]"
+    # Then it is recorded refunded, with the reversal's id, once
     session = get(session_id)
     [refunded] = session["transactions"]
-    assert refunded["status"] == "REFUNDED" and refunded["refundId"]
+    assert (refunded["status"], refunded["refundId"]) == ("REFUNDED", reversal["pspReference"])
     assert session["cancellation"]["refundedTransactionIds"] == [tx_id]
-    assert session["cancellation"]["settledTransactionIds"] == [tx_id]
-    reversal = one(adyen, "CANCEL_OR_REFUND", tx_id)
-    assert reversal["pspReference"] == refunded["refundId"]
-    assert deliver(reversal).body == "[accepted]"  # news of what is recorded: changes nothing
+    assert event_types(session_id).count("transaction.refunded") == 1
+    assert deliver(reversal).body == "[accepted]"  # resent: changes nothing
     assert get(session_id) == session
+
+
+def test_a_reversal_adyen_refuses_or_a_capture_the_scheme_refuses_tells_a_person(adyen: AdyenServer) -> None:
+    # Given a payment that settles on a session already cancelled (Adyen refused the cancel), its reversal
+    # asked of Adyen
+    session_id = create_session()["sessionId"]
+    tx_id = pay(session_id, {**CARD, "holderName": "PENDING"}).json()["transactionId"]
+    control(adyen, "fail-cancels", {"count": 1})
+    assert cancel(session_id).json()["status"] == "PENDING_CANCELLATION"
+    assert deliver(one(adyen, "CANCELLATION", tx_id)).body == "[accepted]"
+    assert deliver(one(adyen, "AUTHORISATION", tx_id)).body == "[accepted]"
+    payment_psp = one(adyen, "CANCEL_OR_REFUND", tx_id)["originalReference"]
+    # When Adyen reports that the reversal failed (twice: Adyen resends)
+    refused = signed_item("CANCEL_OR_REFUND", tx_id, payment_psp, success=False)
+    assert deliver(refused).body == "[accepted]"
+    assert deliver(refused).body == "[accepted]"
+    # Then the payment stays SETTLED, and a person is told once that the refund was not made
+    assert get(session_id)["transactions"][0]["status"] == "SETTLED"
+    raised = [e["data"] for e in events(session_id) if e["type"] == "session.attention_required"]
+    assert [(r["reason"], r["transactionId"], r["refundRequired"]) for r in raised] == [
+        ("REFUND_NOT_MADE", tx_id, True)
+    ]
+    # And a capture the card scheme refused (Adyen's CAPTURE_FAILED) is told too
+    assert deliver(signed_item("CAPTURE_FAILED", tx_id, payment_psp)).body == "[accepted]"
+    reasons = [e["data"]["reason"] for e in events(session_id) if e["type"] == "session.attention_required"]
+    assert reasons == ["REFUND_NOT_MADE", "CAPTURE_FAILED"]
+
+
+def signed_item(
+    event_code: str, merchant_reference: str, original: str, success: bool = True
+) -> dict[str, Any]:
+    """A notification item the local Adyen cannot be made to send (a refusal by Adyen or a card scheme),
+    signed as Adyen signs."""
+    from Adyen.util import generate_notification_sig
+
+    body: dict[str, Any] = {
+        "amount": {"currency": "EUR", "value": 5000},
+        "eventCode": event_code,
+        "eventDate": "2026-12-04T08:00:00+01:00",
+        "merchantAccountCode": MERCHANT,
+        "merchantReference": merchant_reference,
+        "originalReference": original,
+        "pspReference": f"PSP{event_code.replace('_', '')[:13]}",
+        "success": "true" if success else "false",
+    }
+    return {**body, "additionalData": {"hmacSignature": generate_notification_sig(body, HMAC_KEY).decode()}}
 
 
 def test_a_forged_item_refuses_the_whole_batch_and_a_repeat_is_applied_once(adyen: AdyenServer) -> None:
@@ -363,3 +417,24 @@ def test_an_attempt_adyen_never_received_raises_attention_past_the_deadline_once
         sweep(context_at(clock), lambda: 60_000)
     assert event_types(session_id).count("session.attention_required") == 1
     assert len(notifications(adyen, "TECHNICAL_CANCEL", tx_id)) == 1
+
+
+def test_a_request_adyen_refuses_is_400_naming_the_payment_method_not_a_decline(adyen: AdyenServer) -> None:
+    # Given a card number that fails Adyen's own check (Adyen answers 422, error 101: not the shopper's bank)
+    session_id = create_session()["sessionId"]
+    answer = pay(session_id, {**CARD, "number": "4111111111111112"})
+    # Then it is 400 naming paymentMethod, and the attempt is kept FAILED with Adyen's code
+    assert answer.status == 400, answer.body
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", "paymentMethod")
+    [failed] = get(session_id)["transactions"]
+    assert (failed["status"], failed["failureCode"]) == ("FAILED", "adyen_101")
+
+
+def test_a_method_this_account_cannot_take_is_a_503_not_the_merchants_fault(adyen: AdyenServer) -> None:
+    # Adyen answers 422 with errorType "configuration": no acquirer account for the method on this account
+    session_id = create_session()["sessionId"]
+    answer = pay(session_id, {**CARD, "type": "bcmc"})
+    assert answer.status == 503, answer.body
+    [failed] = get(session_id)["transactions"]
+    assert (failed["status"], failed["failureCode"]) == ("FAILED", "adyen_905_1")

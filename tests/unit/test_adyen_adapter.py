@@ -91,14 +91,28 @@ def test_a_cancel_that_failed_is_a_refused_cancel_not_a_move(event_code: str) ->
     assert report.cancel_refused
 
 
-@pytest.mark.parametrize(
-    ("action", "expected"), [("cancel", TransactionStatus.CANCELLED), ("refund", TransactionStatus.REFUNDED)]
-)
-def test_a_cancel_or_refund_says_which_it_did(action: str, expected: TransactionStatus) -> None:
+@pytest.mark.parametrize("action", ["cancel", "refund"])
+def test_a_reversal_made_is_a_refund_whichever_it_did(action: str) -> None:
+    # Only a refund of a payment recorded SETTLED asks for a reversal: cancelled before its capture or
+    # refunded after it, the customer has the money back
     signed = item("CANCEL_OR_REFUND", additionalData={"modification.action": action})
     [report] = parse(signed).reports
-    assert report.status == expected
-    assert report.refund_id == ("PSP0000000000099" if action == "refund" else None)
+    assert (report.status, report.refund_id) == (TransactionStatus.REFUNDED, "PSP0000000000099")
+
+
+@pytest.mark.parametrize("event_code", ["CAPTURE_FAILED", "REFUND_FAILED"])
+def test_a_capture_or_refund_the_scheme_refused_is_for_a_person_to_look_at(event_code: str) -> None:
+    [report] = parse(item(event_code)).reports
+    assert (report.status, report.attention) == (None, event_code)
+
+
+@pytest.mark.parametrize(
+    ("event_code", "carried"),
+    [("AUTHORISATION", True), ("CAPTURE", True), ("REFUND", True), ("CANCELLATION", False)],
+)
+def test_the_money_a_notification_moved_is_carried_to_be_matched(event_code: str, carried: bool) -> None:
+    [report] = parse(item(event_code, amount={"currency": "eur", "value": 1234})).reports
+    assert (report.amount, report.currency) == ((1234, "EUR") if carried else (None, None))
 
 
 def test_reports_are_deduplicated_by_psp_reference_event_code_and_success() -> None:

@@ -15,7 +15,7 @@ from checkout_core.clock import is_uuid7
 from checkout_core.context import Context
 from checkout_core.errors import TransactionNotFound
 from checkout_core.observability import logger
-from checkout_core.provider_events import apply_provider_event
+from checkout_core.provider_events import apply_provider_event, raise_reported_failure
 from checkout_core.providers import ProviderReport
 from checkout_core.transitions import TransactionStatus
 
@@ -37,7 +37,8 @@ def apply_provider_batch(ctx: Context, provider_name: str, reports: tuple[Provid
 
 
 def _apply_one(ctx: Context, provider_name: str, report: ProviderReport) -> bool:
-    if (report.status is None and not report.cancel_refused) or report.transaction_id is None:
+    acted_on = report.status is not None or report.cancel_refused or report.attention
+    if not acted_on or report.transaction_id is None:
         return apply_provider_event(ctx, provider_name, report).applied  # logged there as not acted on
     transaction = (
         ctx.repository.get_transaction(report.transaction_id) if is_uuid7(report.transaction_id) else None
@@ -51,6 +52,15 @@ def _apply_one(ctx: Context, provider_name: str, report: ProviderReport) -> bool
             extra={"transactionId": report.transaction_id, "provider": provider_name},
         )
         return False
+    if (
+        report.cancel_refused
+        and transaction["status"] == TransactionStatus.SETTLED
+        and transaction.get("refundDue")
+    ):
+        # A reversal refused: no cancel was waited for, a refund was, and it was not made.
+        report = replace(report, cancel_refused=False, attention="REFUND_NOT_MADE")
+    if report.attention:
+        return raise_reported_failure(ctx, provider_name, transaction, report)
     if report.cancel_refused:
         return cancel_requests.record_cancel_refused(ctx, provider_name, transaction, report)
     return apply_provider_event(

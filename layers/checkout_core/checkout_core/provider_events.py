@@ -100,6 +100,13 @@ def apply_provider_event(
             if _raise_contradiction(ctx, item, transaction, provider_name, event):
                 return ProviderEventResult(applied=False)
             continue
+        if target == TransactionStatus.REFUNDED:
+            # The refund's own bookkeeping (transaction.refunded, refundedTransactionIds), as when the
+            # service's own refund call is answered with the refund made.
+            made = refunds.record_refund(
+                ctx, session_id, transaction, event.refund_id or "", actor or f"provider:{provider_name}"
+            )
+            return ProviderEventResult(applied=made)
         change = _transaction_move(item, transaction, provider_name, event, ctx.clock(), actor)
         try:
             version = ctx.repository.apply(change)
@@ -171,6 +178,56 @@ def _raise_contradiction(
         extra={"sessionId": item["sessionId"], "transactionId": tx_id, "from": previous},
     )
     return True
+
+
+def raise_reported_failure(
+    ctx: Context, provider_name: str, transaction: dict[str, Any], report: ProviderReport
+) -> bool:
+    """A failure the provider reports that moves nothing (`report.attention`: a capture or a refund the
+    card scheme refused, a reversal refused): session.attention_required with its reason, once per report.
+    False when there is nothing to record (a resent report)."""
+    tx_id, session_id = transaction["transactionId"], transaction["sessionId"]
+    for _ in attempts():
+        item = ctx.repository.get_session(session_id)
+        if item is None:
+            return False
+        now = ctx.clock()
+        updates: dict[str, Any] = {"updatedAt": to_iso(now)}
+        if item.get("cancellation"):
+            updates["cancellation.attentionRequired"] = True
+        change = session_change(
+            item,
+            f"reported_failure:{provider_name}:{report.event_id}",
+            set=updates,
+            events=[
+                new_event(
+                    "session.attention_required",
+                    f"provider:{provider_name}",
+                    now,
+                    {
+                        "reason": report.attention,
+                        "transactionId": tx_id,
+                        "provider": provider_name,
+                        "providerReference": report.reference or transaction.get("providerReference"),
+                        "refundRequired": report.attention != "CAPTURE_FAILED",
+                    },
+                )
+            ],
+            new_items=[_seen_item(provider_name, report, tx_id, now)],
+        )
+        try:
+            ctx.repository.apply(change)
+        except WriteConflict as conflict:
+            if conflict.part.startswith("item:PROVIDER_EVENT#"):
+                return False
+            continue
+        count_transition("SessionAttentionRequired")
+        logger.warning(
+            "provider reports a failure a person must look at",
+            extra={"sessionId": session_id, "transactionId": tx_id, "reason": report.attention},
+        )
+        return True
+    raise ConcurrentUpdate()
 
 
 def _raise_mismatch(

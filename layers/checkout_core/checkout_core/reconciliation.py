@@ -50,12 +50,16 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
         return False
     status = transaction["status"]
     if status == TransactionStatus.SETTLED and transaction.get("refundDue"):
-        if refunds.refund_settled(ctx, session_id, transaction):
+        # A refund requested of a provider that reports it later is not asked again: it is waited for.
+        requested = bool(transaction.get("refundRequestedAt"))
+        if not requested and refunds.refund_settled(ctx, session_id, transaction):
             return True
         settled_at = epoch(from_iso(transaction["updatedAt"]))
         overdue = now - settled_at > ctx.settings.cancellation_deadline_seconds
         if overdue and not transaction.get("refundAttentionRaised"):
             return refunds.raise_refund_attention(ctx, session_id, transaction)
+        if requested:
+            ctx.repository.leave_reconciliation(transaction_id, now + ctx.settings.provider_reconcile_seconds)
         return False
     if not transitions.is_in_flight(status):
         ctx.repository.leave_reconciliation(transaction_id, None)
@@ -137,8 +141,12 @@ def _act_without_asking(
     summary = (item.get("transactions") or {}).get(transaction_id) or {}
     if provider.cancel_by_our_reference and not summary.get("cancelRefused"):
         try:
+            # By the provider's id where one is recorded (a technical cancel reaches only an uncaptured
+            # payment within a day of it); by our own reference where none is.
             outcome = provider.cancel(
-                None, transaction_id, (item.get("cancellation") or {}).get("reasonType")
+                transaction.get("providerReference"),
+                transaction_id,
+                (item.get("cancellation") or {}).get("reasonType"),
             )
         except Exception:
             logger.exception("cancel by our reference failed; asked again next time", extra=log_extra)

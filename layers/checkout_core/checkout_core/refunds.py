@@ -5,7 +5,10 @@ The settlement is recorded first (with `refundRequired` on the session); then th
 then its refund is recorded: the transaction REFUNDED with `refundId`, `transaction.refunded` on the
 timeline, and the id in `cancellation.refundedTransactionIds` where there is a cancellation. A refund
 call that fails leaves the transaction SETTLED with `refundRequired` set, for the scheduled job to ask
-again; nothing is recorded as refunded that the provider did not refund.
+again; nothing is recorded as refunded that the provider did not refund. A provider that answers a
+refund later (`refund_is_async`: Adyen's reversal) gets `refundRequestedAt` instead, and the refund is
+recorded when the provider reports it made; the job does not ask again, and past the deadline raises
+attention as for a refund never made.
 """
 
 from __future__ import annotations
@@ -34,23 +37,58 @@ def refund_settled(ctx: Context, session_id: str, transaction: dict[str, Any]) -
     except Exception:
         logger.exception("provider refund call failed; the scheduled job will ask again", extra=log_extra)
         return False
+    if provider.refund_is_async:
+        _record_refund_requested(ctx, session_id, transaction_id)
+        logger.info(
+            "refund requested; the provider reports it later", extra={**log_extra, "request": refund_id}
+        )
+        return True
     record_refund(ctx, session_id, transaction, refund_id, f"provider:{provider_name}")
     logger.info("settled payment refunded", extra={**log_extra, "refundId": refund_id})
     return True
 
 
+def _record_refund_requested(ctx: Context, session_id: str, transaction_id: str) -> None:
+    """`refundRequestedAt` on a SETTLED transaction whose provider will report the refund's outcome."""
+    for _ in attempts():
+        item = ctx.repository.get_session(session_id)
+        summary = ((item or {}).get("transactions") or {}).get(transaction_id) or {}
+        if item is None or summary.get("status") != TransactionStatus.SETTLED:
+            return
+        now = ctx.clock()
+        change = session_change(
+            item,
+            f"refund_requested:{transaction_id}",
+            set={f"transactions.{transaction_id}.refundRequestedAt": to_iso(now), "updatedAt": to_iso(now)},
+            transactions=[
+                TransactionChange(
+                    transaction_id=transaction_id,
+                    expected_statuses=[TransactionStatus.SETTLED.value],
+                    set={"refundRequestedAt": to_iso(now)},
+                )
+            ],
+        )
+        try:
+            ctx.repository.apply(change)
+        except WriteConflict:
+            continue
+        return
+    raise ConcurrentUpdate()
+
+
 def record_refund(
     ctx: Context, session_id: str, transaction: dict[str, Any], refund_id: str, actor: str
-) -> None:
-    """SETTLED -> REFUNDED with the provider's refund id, once (a second call finds it REFUNDED)."""
+) -> bool:
+    """SETTLED -> REFUNDED with the provider's refund id, once (a second call finds it REFUNDED): True
+    when this call recorded it."""
     tx_id = transaction["transactionId"]
     for _ in attempts():
         item = ctx.repository.get_session(session_id)
         if item is None:
-            return
+            return False
         summary = (item.get("transactions") or {}).get(tx_id) or {}
         if summary.get("status") != TransactionStatus.SETTLED:
-            return  # refunded already (a webhook of the refund, or another call)
+            return False  # refunded already (a webhook of the refund, or another call)
         now = ctx.clock()
         updates: dict[str, Any] = {
             f"transactions.{tx_id}.status": TransactionStatus.REFUNDED.value,
@@ -90,7 +128,7 @@ def record_refund(
         except WriteConflict:
             continue
         count_transition("TransactionRefunded")
-        return
+        return True
     raise ConcurrentUpdate()
 
 

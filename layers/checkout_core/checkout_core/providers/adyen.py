@@ -25,6 +25,7 @@ from checkout_core.providers.base import (
     ProviderBatch,
     ProviderReport,
     ProviderState,
+    Refusal,
 )
 from checkout_core.transitions import TransactionStatus
 
@@ -55,9 +56,11 @@ _SUCCEEDED = {
 }
 # eventCodes whose `success: "false"` means a cancel Adyen had accepted did not happen.
 _CANCELS = frozenset({"CANCELLATION", "TECHNICAL_CANCEL", "CANCEL_OR_REFUND"})
-# Handled, and nothing to move: a failed capture or refund request leaves the payment as it was; it is
-# logged by the caller as a report of a kind this service does not act on.
+# Handled, and nothing to move: the card scheme refused a capture or a refund Adyen had accepted, so the
+# money did not move as recorded; a person must look (Adyen: some need the merchant, or Adyen's support).
 _NO_MOVE = frozenset({"CAPTURE_FAILED", "REFUND_FAILED"})
+# The notifications whose `amount` is the payment's money that moved: matched against the record.
+_MONEY_MOVED = frozenset({"AUTHORISATION", "CAPTURE", "REFUND", "CANCEL_OR_REFUND"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class AdyenProvider:
     cancel_is_async = True
     cancel_by_our_reference = True
     reverses = True  # refund() is Adyen's reversal: a cancel if not captured yet, else a refund
+    refund_is_async = True  # a reversal is `received`; CANCEL_OR_REFUND reports its outcome
     has_status_api = False
     requires_payment_method = True
     payment_method_is_object = True
@@ -122,7 +126,12 @@ class AdyenProvider:
         return None  # Adyen takes ISO minor units as they are; its own refusals come with its answer
 
     def start(self, attempt: Attempt) -> ProviderState:
-        from Adyen import AdyenAPIUnprocessableEntity, AdyenAPIValidationError
+        from Adyen import (
+            AdyenAPIAuthenticationError,
+            AdyenAPIInvalidPermission,
+            AdyenAPIUnprocessableEntity,
+            AdyenAPIValidationError,
+        )
 
         if not isinstance(attempt.payment_method, Mapping):
             raise ValueError("Adyen takes its own paymentMethod object")  # refused at the edge already
@@ -141,9 +150,33 @@ class AdyenProvider:
         try:
             result = payments.payments(request, idempotency_key=attempt.transaction_id)
         except (AdyenAPIUnprocessableEntity, AdyenAPIValidationError) as refused:
-            # Adyen refused the request itself (an invalid card number, a method it cannot use): no
-            # payment was made, so the attempt failed; its error code says why.
-            return ProviderState(None, TransactionStatus.FAILED, _error_code(refused))
+            # Adyen refused the request itself, not the shopper's payment: no payment was made. Its
+            # `errorType` says whose it is: this account's set-up (no acquirer for the method), or the
+            # merchant's paymentMethod (an invalid card number).
+            if _error_type(refused) in ("configuration", "security"):
+                return ProviderState(
+                    None,
+                    TransactionStatus.FAILED,
+                    _error_code(refused),
+                    refusal=Refusal.CONFIGURATION,
+                    refusal_message=str(getattr(refused, "message", "") or _error_code(refused)),
+                )
+            return ProviderState(
+                None,
+                TransactionStatus.FAILED,
+                _error_code(refused),
+                refusal=Refusal.INPUT,
+                refused_field="paymentMethod" if isinstance(refused, AdyenAPIUnprocessableEntity) else None,
+                refusal_message=str(getattr(refused, "message", "") or _error_code(refused)),
+            )
+        except (AdyenAPIAuthenticationError, AdyenAPIInvalidPermission) as misconfigured:
+            return ProviderState(
+                None,
+                TransactionStatus.FAILED,
+                "provider_configuration",
+                refusal=Refusal.CONFIGURATION,
+                refusal_message=type(misconfigured).__name__,
+            )
         return state_of(result.message or {}, attempt.capture_manually)
 
     def cancellable_now(self, reference: str | None, transaction_id: str) -> bool:
@@ -263,7 +296,7 @@ def report_of(item: Mapping[str, Any]) -> ProviderReport:
     payment = item.get("originalReference") or (psp if event_code == "AUTHORISATION" else None)
     reference = str(payment) if payment else None
     if event_code in _NO_MOVE:
-        return ProviderReport(event_id, transaction_id, reference, None)
+        return ProviderReport(event_id, transaction_id, reference, None, attention=event_code)
     if not succeeded:
         if event_code == "AUTHORISATION":
             reason = str(item.get("reason") or "Refused")
@@ -273,16 +306,35 @@ def report_of(item: Mapping[str, Any]) -> ProviderReport:
         return ProviderReport(
             event_id, transaction_id, reference, None, cancel_refused=event_code in _CANCELS
         )
+    money = _money_of(item) if event_code in _MONEY_MOVED else {}
     if event_code == "CANCEL_OR_REFUND":
-        action = str((item.get("additionalData") or {}).get("modification.action", "")).lower()
-        if action == "refund":
-            return ProviderReport(
-                event_id, transaction_id, reference, TransactionStatus.REFUNDED, refund_id=psp or None
-            )
-        return ProviderReport(event_id, transaction_id, reference, TransactionStatus.CANCELLED)
+        # Only refund() asks for a reversal, of a payment recorded SETTLED: cancelled before its capture
+        # or refunded after it (`modification.action`), the customer has the money back either way.
+        return ProviderReport(
+            event_id, transaction_id, reference, TransactionStatus.REFUNDED, refund_id=psp or None, **money
+        )
     status = _SUCCEEDED.get(event_code)
     refund_id = psp or None if status is TransactionStatus.REFUNDED else None
-    return ProviderReport(event_id, transaction_id, reference, status, refund_id=refund_id)
+    return ProviderReport(event_id, transaction_id, reference, status, refund_id=refund_id, **money)
+
+
+def _money_of(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A notification's amount (Adyen's `value` is in ISO 4217 minor units) and currency."""
+    amount = item.get("amount") or {}
+    value, currency = amount.get("value"), amount.get("currency")
+    return {
+        "amount": value if isinstance(value, int) else None,
+        "currency": str(currency).upper() if currency else None,
+    }
+
+
+def _error_type(error: Any) -> str | None:
+    """Adyen's `errorType` of a refused request (validation, configuration, security, ...)."""
+    try:
+        answer = json.loads(getattr(error, "raw_response", None) or "{}")
+    except (TypeError, ValueError):
+        return None
+    return str(answer.get("errorType")) if isinstance(answer, dict) and answer.get("errorType") else None
 
 
 def _error_code(error: Any) -> str:

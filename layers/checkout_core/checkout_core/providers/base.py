@@ -85,6 +85,9 @@ class ProviderReport:
     # Reconciliation's finding that the provider never received the attempt (no id of it was recorded):
     # it applies only while none is, so a start that records one meanwhile wins.
     never_reached_provider: bool = False
+    # A failure the provider reports that moves nothing but needs a person (CAPTURE_FAILED, REFUND_FAILED,
+    # REFUND_NOT_MADE): session.attention_required with this reason, once per report.
+    attention: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,13 @@ class ProviderAdapter(Protocol):
     def reverses(self) -> bool:
         """Whether `refund` undoes a payment whatever its state there (cancelled if not captured yet,
         refunded if captured): a payment reported settled can be undone before its capture is made."""
+        ...
+
+    @property
+    def refund_is_async(self) -> bool:
+        """Whether `refund` only asks (the provider answers `received`): the id it returns is the request's,
+        and the refund is recorded when the provider reports it made (REFUNDED), or a person is told when it
+        reports it refused."""
         ...
 
     @property

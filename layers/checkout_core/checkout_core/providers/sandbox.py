@@ -24,6 +24,7 @@ class Sandbox:
     cancel_is_async: bool = False
     cancel_by_our_reference: bool = False
     reverses: bool = False
+    refund_is_async: bool = False
 
     def reference_before_start(self, transaction_id: str) -> str | None:
         return f"sbx_{transaction_id.replace('-', '')}"

@@ -84,6 +84,7 @@ class StripeProvider:
     cancel_is_async = False
     cancel_by_our_reference = False  # reconciliation finds an intent by our id instead (status())
     reverses = False  # a refund needs a succeeded PaymentIntent
+    refund_is_async = False  # Stripe answers a refund with the refund made (or pending at the bank)
     has_status_api = True
     requires_payment_method = True
     payment_method_is_object = False  # an id: pm_card_visa, pm_...
