@@ -264,10 +264,23 @@ def test_a_reversal_adyen_refuses_or_a_capture_the_scheme_refuses_tells_a_person
     assert [(r["reason"], r["transactionId"], r["refundRequired"]) for r in raised] == [
         ("REFUND_NOT_MADE", tx_id, True)
     ]
+    # And the scheduled job, past the deadline, does not raise that alarm again
+    raised_again = reconcile_past_the_deadline(tx_id)
+    assert raised_again is False
     # And a capture the card scheme refused (Adyen's CAPTURE_FAILED) is told too
     assert deliver(signed_item("CAPTURE_FAILED", tx_id, payment_psp)).body == "[accepted]"
     reasons = [e["data"]["reason"] for e in events(session_id) if e["type"] == "session.attention_required"]
     assert reasons == ["REFUND_NOT_MADE", "CAPTURE_FAILED"]
+
+
+def reconcile_past_the_deadline(transaction_id: str) -> bool:
+    """The scheduled job's look at one transaction, a day and more after it settled."""
+    from checkout_core.reconciliation import reconcile_transaction
+
+    clock = Clock()
+    ctx = context_at(clock)
+    clock.now += timedelta(seconds=ctx.settings.cancellation_deadline_seconds + 60)
+    return reconcile_transaction(ctx, transaction_id)
 
 
 def signed_item(

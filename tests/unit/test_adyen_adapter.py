@@ -84,11 +84,17 @@ def test_a_refusal_carries_adyens_reason_as_the_failure_code() -> None:
     assert (report.status, report.failure_code) == (TransactionStatus.FAILED, "Not enough balance")
 
 
-@pytest.mark.parametrize("event_code", ["CANCELLATION", "TECHNICAL_CANCEL", "CANCEL_OR_REFUND"])
+@pytest.mark.parametrize("event_code", ["CANCELLATION", "TECHNICAL_CANCEL"])
 def test_a_cancel_that_failed_is_a_refused_cancel_not_a_move(event_code: str) -> None:
     [report] = parse(item(event_code, False, reason="Transaction already captured")).reports
     assert report.status is None
     assert report.cancel_refused
+
+
+def test_a_reversal_that_failed_is_a_refund_not_made_for_a_person() -> None:
+    # Only refund() asks for a reversal: its refusal is not a cancel that failed
+    [report] = parse(item("CANCEL_OR_REFUND", False, reason="Transaction already refunded")).reports
+    assert (report.status, report.cancel_refused, report.attention) == (None, False, "REFUND_NOT_MADE")
 
 
 @pytest.mark.parametrize("action", ["cancel", "refund"])

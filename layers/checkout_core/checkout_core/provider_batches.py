@@ -52,13 +52,6 @@ def _apply_one(ctx: Context, provider_name: str, report: ProviderReport) -> bool
             extra={"transactionId": report.transaction_id, "provider": provider_name},
         )
         return False
-    if (
-        report.cancel_refused
-        and transaction["status"] == TransactionStatus.SETTLED
-        and transaction.get("refundDue")
-    ):
-        # A reversal refused: no cancel was waited for, a refund was, and it was not made.
-        report = replace(report, cancel_refused=False, attention="REFUND_NOT_MADE")
     if report.attention:
         return raise_reported_failure(ctx, provider_name, transaction, report)
     if report.cancel_refused:

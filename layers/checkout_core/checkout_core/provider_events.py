@@ -214,12 +214,24 @@ def raise_reported_failure(
                 )
             ],
             new_items=[_seen_item(provider_name, report, tx_id, now)],
+            transactions=[
+                # A refund reported not made is the alarm the scheduled job would raise at the deadline.
+                TransactionChange(
+                    transaction_id=tx_id,
+                    expected_statuses=[transaction["status"]],
+                    set={"refundAttentionRaised": True},
+                )
+            ]
+            if report.attention == "REFUND_NOT_MADE"
+            else [],
         )
         try:
             ctx.repository.apply(change)
         except WriteConflict as conflict:
             if conflict.part.startswith("item:PROVIDER_EVENT#"):
                 return False
+            if conflict.part.startswith("transaction:"):
+                transaction = ctx.repository.get_transaction(tx_id) or transaction
             continue
         count_transition("SessionAttentionRequired")
         logger.warning(

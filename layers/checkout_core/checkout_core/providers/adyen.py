@@ -54,8 +54,9 @@ _SUCCEEDED = {
     "CAPTURE": TransactionStatus.SETTLED,
     "REFUND": TransactionStatus.REFUNDED,
 }
-# eventCodes whose `success: "false"` means a cancel Adyen had accepted did not happen.
-_CANCELS = frozenset({"CANCELLATION", "TECHNICAL_CANCEL", "CANCEL_OR_REFUND"})
+# eventCodes whose `success: "false"` means a cancel Adyen had accepted did not happen. (A CANCEL_OR_REFUND
+# answers a reversal, which only refund() asks for: its refusal is a refund not made.)
+_CANCELS = frozenset({"CANCELLATION", "TECHNICAL_CANCEL"})
 # Handled, and nothing to move: the card scheme refused a capture or a refund Adyen had accepted, so the
 # money did not move as recorded; a person must look (Adyen: some need the merchant, or Adyen's support).
 _NO_MOVE = frozenset({"CAPTURE_FAILED", "REFUND_FAILED"})
@@ -159,7 +160,7 @@ class AdyenProvider:
                     TransactionStatus.FAILED,
                     _error_code(refused),
                     refusal=Refusal.CONFIGURATION,
-                    refusal_message=str(getattr(refused, "message", "") or _error_code(refused)),
+                    refusal_message=_error_message(refused),
                 )
             return ProviderState(
                 None,
@@ -167,7 +168,7 @@ class AdyenProvider:
                 _error_code(refused),
                 refusal=Refusal.INPUT,
                 refused_field="paymentMethod" if isinstance(refused, AdyenAPIUnprocessableEntity) else None,
-                refusal_message=str(getattr(refused, "message", "") or _error_code(refused)),
+                refusal_message=_error_message(refused),
             )
         except (AdyenAPIAuthenticationError, AdyenAPIInvalidPermission) as misconfigured:
             return ProviderState(
@@ -303,6 +304,8 @@ def report_of(item: Mapping[str, Any]) -> ProviderReport:
             return ProviderReport(
                 event_id, transaction_id, reference, TransactionStatus.FAILED, failure_code=reason
             )
+        if event_code == "CANCEL_OR_REFUND":
+            return ProviderReport(event_id, transaction_id, reference, None, attention="REFUND_NOT_MADE")
         return ProviderReport(
             event_id, transaction_id, reference, None, cancel_refused=event_code in _CANCELS
         )
@@ -326,6 +329,14 @@ def _money_of(item: Mapping[str, Any]) -> dict[str, Any]:
         "amount": value if isinstance(value, int) else None,
         "currency": str(currency).upper() if currency else None,
     }
+
+
+def _error_message(error: Any) -> str:
+    """Adyen's own words for a refused request (the SDK keeps its whole answer as `message`)."""
+    message = getattr(error, "message", None)
+    if isinstance(message, Mapping):
+        message = message.get("message")
+    return str(message or _error_code(error))
 
 
 def _error_type(error: Any) -> str | None:
