@@ -21,7 +21,7 @@ Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
 - amounts follow Stripe's currency rules (https://docs.stripe.com/currencies#special-cases): ISK and UGX in
   multiples of 100, three-decimal currencies with a last digit of 0, the documented minimum charge in USD,
   EUR, GBP and JPY, and at most eight digits;
-- a SEPA debit is confirmed only with `mandate_data` (the customer's acceptance of the mandate), which
+- a SEPA debit is confirmed only with `mandate_data` (the customer's acceptance of the mandate) or an existing `mandate`, which
   confirm accepts (localstripe refused the parameter);
 - Stripe's documented test payment methods (https://docs.stripe.com/testing#declined-payments) answer as
   Stripe's do: the decline cards are declined when charged (localstripe declined them only when attached
@@ -182,13 +182,13 @@ def _intent_init(self: Any, payment_method_types: Any = None, **kwargs: Any) -> 
     self.payment_method_types = types
 
 
-def _confirm(cls: Any, id: str, mandate_data: Any = None, **kwargs: Any) -> Any:
+def _confirm(cls: Any, id: str, mandate_data: Any = None, mandate: Any = None, **kwargs: Any) -> Any:
     intent = cls._api_retrieve(id)
     method = PaymentMethod._api_retrieve(intent.payment_method) if intent.payment_method else None
-    if method is not None and method.type == "sepa_debit" and not mandate_data:
+    if method is not None and method.type == "sepa_debit" and not (mandate_data or mandate):
         raise UserError(
             400,
-            "A mandate is required to confirm a sepa_debit payment: provide mandate_data.",
+            "A mandate is required to confirm a sepa_debit payment: provide mandate_data or mandate.",
             {"code": "parameter_missing", "param": "mandate_data"},
         )
     return _original_confirm(cls, id, **kwargs)
