@@ -21,8 +21,8 @@ Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
 - amounts follow Stripe's currency rules (https://docs.stripe.com/currencies#special-cases): ISK and UGX in
   multiples of 100, three-decimal currencies with a last digit of 0, the documented minimum charge in USD,
   EUR, GBP and JPY, and at most eight digits;
-- a SEPA debit is confirmed only with `mandate_data` (the customer's acceptance of the mandate) or an existing `mandate`, which
-  confirm accepts (localstripe refused the parameter);
+- a SEPA debit is confirmed only with `mandate_data` (the customer's acceptance of the mandate) or an
+  existing `mandate`, which confirm accepts (localstripe refused the parameters);
 - Stripe's documented test payment methods (https://docs.stripe.com/testing#declined-payments) answer as
   Stripe's do: the decline cards are declined when charged (localstripe declined them only when attached
   to a customer, and settled them), with Stripe's error and decline codes, and the test PaymentMethod ids
