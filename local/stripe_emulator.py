@@ -28,6 +28,15 @@ Each patch is what Stripe does (https://docs.stripe.com/api/payment_intents):
   to a customer, and settled them), with Stripe's error and decline codes, and the test PaymentMethod ids
   localstripe did not know (`pm_card_mastercard`, `pm_card_visa_chargeDeclinedInsufficientFunds`, ...,
   `pm_card_threeDSecure2Required`) exist;
+- a confirm with `return_url` of a card that needs the customer (`pm_card_authenticationRequired`,
+  `pm_card_threeDSecure2Required`) answers `requires_action` with `next_action.redirect_to_url`, as Stripe
+  does (https://docs.stripe.com/payments/3d-secure/authentication-flow), and sends
+  `payment_intent.requires_action`; the URL is a one-screen stand-in for Stripe's test authentication page
+  (Complete / Fail authentication), reachable only with the intent's client secret, which sends the
+  customer back to the return_url with `payment_intent`, `payment_intent_client_secret` and
+  `redirect_status`; a failed authentication leaves the intent `requires_payment_method` with
+  `payment_intent_authentication_failure` and sends `payment_intent.payment_failed` (localstripe answered
+  only `use_stripe_sdk`, and sent nothing);
 - the store is not pickled to disk after every POST (which made each request cost in proportion to all
   before it), and LOCAL_STRIPE_LATENCY_MS adds Stripe's round trip to every answer (default 0).
 The store is kept in memory only (`--from-scratch`): a restart of `make run` starts a new Stripe, as a
@@ -182,7 +191,9 @@ def _intent_init(self: Any, payment_method_types: Any = None, **kwargs: Any) -> 
     self.payment_method_types = types
 
 
-def _confirm(cls: Any, id: str, mandate_data: Any = None, mandate: Any = None, **kwargs: Any) -> Any:
+def _confirm(
+    cls: Any, id: str, mandate_data: Any = None, mandate: Any = None, return_url: Any = None, **kwargs: Any
+) -> Any:
     intent = cls._api_retrieve(id)
     method = PaymentMethod._api_retrieve(intent.payment_method) if intent.payment_method else None
     if method is not None and method.type == "sepa_debit" and not (mandate_data or mandate):
@@ -191,7 +202,69 @@ def _confirm(cls: Any, id: str, mandate_data: Any = None, mandate: Any = None, *
             "A mandate is required to confirm a sepa_debit payment: provide mandate_data or mandate.",
             {"code": "parameter_missing", "param": "mandate_data"},
         )
-    return _original_confirm(cls, id, **kwargs)
+    if return_url is not None and not (isinstance(return_url, str) and re.match(r"^https?://", return_url)):
+        raise UserError(400, "Invalid URL: return_url", {"code": "url_invalid", "param": "return_url"})
+    confirmed = _original_confirm(cls, id, **kwargs)
+    confirmed._return_url = return_url  # kept for the way back, after next_action is cleared
+    if confirmed.next_action and return_url:
+        # With a return_url Stripe sends the customer to authenticate on its own page, then back.
+        query = urllib.parse.urlencode({"client_secret": confirmed.client_secret})
+        confirmed.next_action = {
+            "type": "redirect_to_url",
+            "redirect_to_url": {
+                "url": f"{_own_url}{AUTHENTICATION_PATH}{confirmed.id}?{query}",
+                "return_url": return_url,
+            },
+        }
+    if confirmed.next_action:
+        schedule_webhook(Event("payment_intent.requires_action", confirmed))
+    return confirmed
+
+
+AUTHENTICATION_PATH = "/redirect/authenticate/"
+_own_url = "http://127.0.0.1"  # this emulator's address, as a customer's browser reaches it (main())
+_AUTHENTICATION_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>3D Secure test page</title></head><body>
+<h1>3D Secure test page</h1><p>{text}</p>{forms}</body></html>"""
+
+
+async def _authentication_page(request: Any) -> Any:
+    """Stripe's test page for a payment that needs the customer: authenticate, or fail, then back to the
+    confirm's return_url with `payment_intent`, `payment_intent_client_secret` and `redirect_status`.
+    Reached only through next_action.redirect_to_url: it carries the intent's client secret."""
+    from html import escape
+
+    from aiohttp import web
+
+    intent_id = request.path[len(AUTHENTICATION_PATH) :]
+    form = dict(await request.post()) if request.method == "POST" else {}
+    secret = form.get("client_secret") or request.query.get("client_secret", "")
+    intent = store.get(f"{PaymentIntent.object}:{intent_id}") if intent_id else None
+    if not isinstance(intent, PaymentIntent) or secret != intent.client_secret:
+        return web.Response(status=404, text="No such payment.", content_type="text/plain")
+    if request.method == "POST" and intent.status == "requires_action":
+        succeeded = form.get("outcome") == "authenticate"
+        PaymentIntent._api_authenticate(intent.id, client_secret=secret, success=succeeded)
+        if not succeeded:
+            schedule_webhook(Event("payment_intent.payment_failed", intent))
+    if request.method == "POST" or intent.status != "requires_action":
+        back = getattr(intent, "_return_url", None) or ""
+        separator = "&" if "?" in back else "?"
+        status = {"canceled": "failed", "requires_payment_method": "failed"}.get(intent.status, "succeeded")
+        query = urllib.parse.urlencode(
+            {"payment_intent": intent.id, "payment_intent_client_secret": secret, "redirect_status": status}
+        )
+        raise web.HTTPSeeOther(f"{back}{separator}{query}")
+    amount = f"{intent.amount} {intent.currency.upper()} (smallest unit)"
+    forms = "".join(
+        f'<form method="post"><input type="hidden" name="client_secret" value="{escape(secret)}">'
+        f'<button type="submit" name="outcome" value="{outcome}">{label}</button></form>'
+        for outcome, label in (("authenticate", "Complete authentication"), ("fail", "Fail authentication"))
+    )
+    text = escape(f"A payment of {amount} asks you to authenticate.")
+    return web.Response(text=_AUTHENTICATION_PAGE.format(text=text, forms=forms), content_type="text/html")
 
 
 def _test_article(cls: Any, id: str) -> Any:
@@ -355,12 +428,24 @@ def main() -> None:
             return await handler(request)
 
         server.app.middlewares.insert(0, latency)
+
+    @web.middleware
+    async def authentication_pages(request: Any, handler: Any) -> Any:
+        # The customer's page, outside the API and its keys, as hooks.stripe.com is.
+        if request.path.startswith(AUTHENTICATION_PATH) and request.method in ("GET", "POST"):
+            return await _authentication_page(request)
+        return await handler(request)
+
+    server.app.middlewares.insert(0, authentication_pages)
     if args.listen_fd is not None:
         listener = processes.inherited_listener(args.listen_fd)
     else:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", args.port))
+    global _own_url
+    host, port = listener.getsockname()[:2]
+    _own_url = f"http://{host}:{port}"
     logging.basicConfig(level=logging.WARNING)
     # Exits at once on SIGTERM: the store is in memory only, so there is nothing to save, and aiohttp's own
     # graceful exit waits up to a minute for the SDK's idle keep-alive connections to close.

@@ -10,8 +10,10 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import stripe
 
 from tests.e2e.conftest import RunningRuntime, launch, stop_and_check
@@ -25,7 +27,16 @@ SEPA_IBAN = "DE89370400440532013000"  # Stripe's test IBAN: processing, then suc
 @pytest.fixture(scope="module")
 def running() -> Iterator[RunningRuntime]:
     # The SEPA debits process for 8 s: time enough, on a loaded machine, to cancel one while it processes.
-    runtime = launch({"STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "LOCAL_STRIPE_SEPA_SECONDS": "8"})
+    # Sessions may expire after 2 s, and the sweep runs every second: a payment left waiting for the
+    # customer is cancelled at expiry.
+    runtime = launch(
+        {
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "LOCAL_STRIPE_SEPA_SECONDS": "8",
+            "SESSION_TTL_MIN_SECONDS": "2",
+            "SWEEP_INTERVAL_SECONDS": "1",
+        }
+    )
     yield runtime
     stop_and_check(runtime)
 
@@ -357,3 +368,163 @@ def test_stripes_documented_test_methods_answer_as_stripe_documents(
         assert answer.status == 201, answer
     [transaction] = api.get(session["sessionId"])["transactions"]
     assert (transaction["status"], transaction["failureCode"]) == (status, failure_code)
+
+
+# -- payments that need the customer (3-D Secure) -------------------------------------------------------
+
+THREE_D_SECURE = "pm_card_threeDSecure2Required"
+RETURN_URL = "https://example.com/return"
+
+
+def authenticate(next_action_url: str, outcome: str) -> str:
+    """The customer on the local Stripe's authentication page: Complete or Fail; where it sends them."""
+    page = requests.get(next_action_url, timeout=30)
+    assert page.status_code == 200 and "Complete authentication" in page.text, page.text
+    secret = parse_qs(urlsplit(next_action_url).query)["client_secret"][0]
+    answer = requests.post(
+        next_action_url, data={"client_secret": secret, "outcome": outcome}, allow_redirects=False, timeout=30
+    )
+    assert answer.status_code == 303, answer.text
+    return str(answer.headers["Location"])
+
+
+def come_back(url: str) -> requests.Response:
+    return requests.get(url, allow_redirects=False, timeout=30)
+
+
+def waiting_payment(api: Api, **session: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    opened = api.open_session(returnUrl=RETURN_URL, **session)
+    started = start(api, opened["sessionId"], THREE_D_SECURE)
+    assert started.status == 201, started
+    return opened, started.body
+
+
+def settled_events(api: Api, session_id: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in api.events(session_id)
+        if e["type"] == "transaction.updated" and e["data"]["to"] == "SETTLED"
+    ]
+
+
+def test_a_card_that_needs_3ds_waits_for_the_customer_and_completes_when_they_come_back(
+    api: Api, emulator: Any, running: RunningRuntime
+) -> None:
+    # Given a card that needs 3-D Secure: PROCESSING, with the page to send the customer to
+    session, transaction = waiting_payment(api)
+    assert transaction["status"] == "PROCESSING"
+    assert transaction["nextAction"]["type"] == "redirect"
+    assert transaction["nextAction"]["url"].startswith(f"{running.stripe_url}/redirect/authenticate/")
+    intent = emulator.v1.payment_intents.retrieve(transaction["providerReference"])
+    assert intent.status == "requires_action" and intent.next_action.type == "redirect_to_url"
+    assert api.get(session["sessionId"])["transactions"][0]["nextAction"] == transaction["nextAction"]
+    # When they authenticate, Stripe sends them back to the hosted page's return route
+    back = authenticate(transaction["nextAction"]["url"], "authenticate")
+    assert back.startswith(f"{running.base_url}/pay/") and "/return?" in back
+    landed = come_back(back)
+    # Then they are sent on to the merchant, paid, whichever of the return and the webhook came first
+    assert landed.status_code == 303
+    assert landed.headers["Location"] == f"{RETURN_URL}?sessionId={session['sessionId']}&status=COMPLETED"
+    done = api.get(session["sessionId"])
+    assert done["status"] == "COMPLETED"
+    assert (done["transactions"][0]["status"], done["transactions"][0]["nextAction"]) == ("SETTLED", None)
+    # And Stripe's own webhook of it, arriving after, records nothing twice
+    wait_until(lambda: emulator.v1.payment_intents.retrieve(intent.id).status == "succeeded", timeout=30)
+    assert len(settled_events(api, session["sessionId"])) == 1
+    assert come_back(back).status_code == 303  # coming back again: the same answer
+
+
+def test_the_return_alone_records_the_outcome_when_no_webhook_arrives(
+    api: Api, emulator: Any, running: RunningRuntime
+) -> None:
+    # Given Stripe's webhooks do not reach the service for a while
+    register = f"{running.stripe_url}/_config/webhooks/checkout-sessions"
+    webhook_url = f"{running.base_url}/v1/providers/stripe/events"
+    requests.post(register, data={"url": "http://127.0.0.1:9/nowhere", "secret": WEBHOOK_SECRET}, timeout=30)
+    try:
+        session, transaction = waiting_payment(api)
+        back = authenticate(transaction["nextAction"]["url"], "authenticate")
+        # When the customer comes back
+        landed = come_back(back)
+    finally:
+        requests.post(register, data={"url": webhook_url, "secret": WEBHOOK_SECRET}, timeout=30)
+    # Then their return alone completes the session
+    assert landed.status_code == 303 and landed.headers["Location"].endswith("status=COMPLETED")
+    done = api.get(session["sessionId"])
+    assert done["status"] == "COMPLETED" and done["transactions"][0]["status"] == "SETTLED"
+    [settled] = settled_events(api, session["sessionId"])
+    assert settled["actor"] == "customer"
+
+
+def test_when_the_webhook_comes_first_the_return_changes_nothing(api: Api) -> None:
+    session, transaction = waiting_payment(api)
+    back = authenticate(transaction["nextAction"]["url"], "authenticate")
+    wait_for_status(api, session["sessionId"], "COMPLETED")
+    timeline = api.events(session["sessionId"])
+    assert [e["actor"] for e in settled_events(api, session["sessionId"])] == ["provider:stripe"]
+    landed = come_back(back)
+    assert landed.status_code == 303 and landed.headers["Location"].endswith("status=COMPLETED")
+    assert api.events(session["sessionId"]) == timeline
+
+
+def test_a_failed_authentication_fails_the_attempt_and_the_customer_can_try_again(api: Api) -> None:
+    session, transaction = waiting_payment(api)
+    back = authenticate(transaction["nextAction"]["url"], "fail")
+    landed = come_back(back)
+    # The page says so, and offers to pay again
+    assert landed.status_code == 200
+    assert "did not confirm the payment" in landed.text and '/pay"' in landed.text
+    [failed] = api.get(session["sessionId"])["transactions"]
+    assert (failed["status"], failed["failureCode"], failed["nextAction"]) == (
+        "FAILED",
+        "payment_intent_authentication_failure",
+        None,
+    )
+    again = start(api, session["sessionId"], "pm_card_visa")
+    assert again.status == 201 and again.body["status"] == "SETTLED"
+    assert api.get(session["sessionId"])["status"] == "COMPLETED"
+
+
+def test_a_cancel_while_the_customer_authenticates_cancels_at_stripe_and_they_come_back_to_a_closed_page(
+    api: Api, emulator: Any
+) -> None:
+    session, transaction = waiting_payment(api)
+    # A cancel that must not wait: nothing is authorised yet, so Stripe can cancel it
+    cancelled = api.cancel(session["sessionId"], {"whenInFlight": "REJECT"})
+    assert cancelled.status == 200 and cancelled.body["status"] == "CANCELLED", cancelled
+    intent = emulator.v1.payment_intents.retrieve(transaction["providerReference"])
+    assert intent.status == "canceled"
+    # The customer, still on the bank's page, authenticates and comes back: the checkout is closed
+    back = authenticate_after_cancel(transaction["nextAction"]["url"])
+    landed = come_back(back)
+    assert landed.status_code == 410 and "cancelled" in landed.text
+    assert api.get(session["sessionId"])["transactions"][0]["status"] == "CANCELLED"
+
+
+def authenticate_after_cancel(next_action_url: str) -> str:
+    secret = parse_qs(urlsplit(next_action_url).query)["client_secret"][0]
+    answer = requests.post(
+        next_action_url,
+        data={"client_secret": secret, "outcome": "authenticate"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code == 303, answer.text
+    return str(answer.headers["Location"])
+
+
+def test_expiry_cancels_a_payment_left_waiting_for_the_customer(api: Api, emulator: Any) -> None:
+    session, transaction = waiting_payment(api, expiresInSeconds=2)
+    expired = wait_for_status(api, session["sessionId"], "EXPIRED", timeout=60)
+    assert expired["transactions"][0]["status"] == "CANCELLED"
+    assert emulator.v1.payment_intents.retrieve(transaction["providerReference"]).status == "canceled"
+    assert [e["actor"] for e in api.events(session["sessionId"]) if e["type"] == "session.expired"] == [
+        "scheduler"
+    ]
+
+
+def test_the_bank_page_is_reached_only_through_next_action(api: Api) -> None:
+    _, transaction = waiting_payment(api)
+    url = transaction["nextAction"]["url"]
+    assert requests.get(url.split("?")[0], timeout=30).status_code == 404
+    assert requests.get(url.split("?")[0] + "?client_secret=pi_x_secret_guess", timeout=30).status_code == 404

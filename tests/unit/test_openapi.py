@@ -28,6 +28,7 @@ def test_every_contract_route_is_documented() -> None:
         "/pay/{token}",
         "/pay/{token}/cancel",
         "/pay/{token}/pay",
+        "/pay/{token}/return",
         "/v1/webhook-endpoints",
         "/v1/webhook-endpoints/{endpointId}",
         "/v1/webhook-endpoints/{endpointId}/rotate-secret",

@@ -529,6 +529,7 @@ def test_routes_and_auth_are_as_the_contract_says(template: Template) -> None:
         ("HEAD", "/pay/{token}"): ("PayPageFunction", True),
         ("POST", "/pay/{token}/cancel"): ("PayPageFunction", True),
         ("POST", "/pay/{token}/pay"): ("PayPageFunction", True),
+        ("GET", "/pay/{token}/return"): ("PayPageFunction", True),
         ("GET", "/v1/openapi.json"): ("OpenApiFunction", True),
         ("GET", "/v1/docs"): ("OpenApiFunction", True),
         ("GET", "/v1/docs/{asset}"): ("OpenApiFunction", True),

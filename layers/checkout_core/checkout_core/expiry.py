@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from checkout_core import finalisation, reconciliation, transitions
+from checkout_core import customer_actions, finalisation, reconciliation, transitions
 from checkout_core.changes import (
     Guard,
     attempts,
@@ -147,8 +147,12 @@ def expire_session(ctx: Context, session_id: str) -> bool:
         if item is None or item["status"] != SessionStatus.OPEN:
             return False
         if transitions.is_past_expiry(item["expiresAt"], epoch(now)) and item["inFlight"] > 0:
-            _leave_expiry_index(ctx, item, now)
-            return False
+            # Nothing is authorised while a payment waits for the customer: it is cancelled, and its
+            # cancel, the last move in flight, expires the session (provider_events).
+            cancelled = customer_actions.cancel_waiting_payments(ctx, item, "scheduler")
+            if cancelled is None:
+                _leave_expiry_index(ctx, item, now)
+            return bool(cancelled)
         effective = transitions.effective_status(
             item["status"], item["expiresAt"], item["inFlight"], epoch(now)
         )

@@ -313,6 +313,13 @@ class ProviderEventRequest(Strict):
     ) = None
 
 
+class NextAction(Model):
+    """Where the customer must go to finish a payment (3-D Secure, their bank's page)."""
+
+    type: Literal["redirect"] = "redirect"
+    url: str
+
+
 class Transaction(Model):
     transactionId: str
     provider: str
@@ -321,6 +328,13 @@ class Transaction(Model):
     providerReference: str | None = None
     refundId: str | None = None
     failureCode: str | None = None
+    nextAction: NextAction | None = Field(
+        default=None,
+        description=(
+            "Set while a PROCESSING payment waits for the customer: send them to `url`; the provider "
+            "brings them back to the hosted page's return route, which records the outcome"
+        ),
+    )
     cancelRequestedAt: str | None = Field(
         default=None,
         description="Set while a cancel the provider accepted awaits its report (adyen): still in flight",

@@ -8,12 +8,14 @@ back instead of a second one."""
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 from checkout_core import faults, transitions
+from checkout_core.api_keys import hash_secret
 from checkout_core.changes import Guard, attempts, new_event, owned_session, require_open, session_change
 from checkout_core.clock import to_iso, uuid7
 from checkout_core.context import Context
@@ -54,11 +56,18 @@ def create_transaction(
     payment_method: str | Mapping[str, Any] | None = None,
     capture_manually: bool = False,
     alone: bool = False,
+    pay_page_url: str | None = None,
+    public_base_url: str | None = None,
 ) -> Transaction:
     """Records the attempt first (PROCESSING; no provider reference yet where the provider names it),
     then asks the provider, then records its answer. A crash between the two leaves an attempt in flight
     with no reference, which reconciliation finishes. `alone`: made only while no other attempt is in
-    flight (the write's condition), else PaymentInFlight (the hosted page's pay)."""
+    flight (the write's condition), else PaymentInFlight (the hosted page's pay).
+
+    A customer the provider sends away (3-D Secure, their bank) comes back to the hosted page's return
+    route: the page's own (`pay_page_url`, `<base>/pay/<token>`) when the page started the attempt; from
+    the API (`public_base_url`) a return link of the attempt's own, a new secret stored only as its hash,
+    as the page's token is."""
     provider = ctx.providers.get(provider_name)
     if provider is None:
         raise InvalidRequest(f"Unknown provider; use one of {', '.join(ctx.providers.names())}.", "provider")
@@ -118,6 +127,9 @@ def create_transaction(
             # when the capture is automatic (provider_events.apply_provider_batch).
             "captureMethod": "MANUAL" if capture_manually else "AUTOMATIC",
         }
+        return_url, return_link = _return_link(
+            pay_page_url, public_base_url, provider.requires_payment_method, session_id
+        )
         if reconciliation_can_act(provider):
             due = int(now.timestamp()) + ctx.settings.provider_reconcile_seconds
             transaction_item.update(reconcile_keys(transaction_id, due))
@@ -128,7 +140,11 @@ def create_transaction(
             add={"inFlight": 1, "txCount": 1},
             guard=guard,
             events=[new_event("transaction.created", actor, now, {**summary})],
-            new_items=[{**transaction_item, **summary}, *_marker_items(marker, transaction_id, now)],
+            new_items=[
+                {**transaction_item, **summary},
+                *_marker_items(marker, transaction_id, now),
+                *return_link,
+            ],
         )
         try:
             ctx.repository.apply(change)
@@ -148,7 +164,7 @@ def create_transaction(
             item["currency"],
             payment_method,
             capture_manually,
-            return_url=item["returnUrl"],
+            return_url=return_url,
             record_reference=partial(_record_reference, ctx, session_id, transaction_id),
         )
         return _start_at_provider(ctx, provider_name, attempt, Transaction.model_validate(summary))
@@ -160,6 +176,7 @@ def _start_at_provider(
 ) -> Transaction:
     """Asks the provider to make the payment recorded as `recorded`, then records its answer as a
     provider event would be. A call that fails leaves the attempt recorded, in flight, for reconciliation."""
+    from checkout_core.customer_actions import record_next_action
     from checkout_core.provider_events import apply_provider_event, record_provider_reference
 
     provider = ctx.providers.get(provider_name)
@@ -183,8 +200,11 @@ def _start_at_provider(
             failure_code=state.failure_code,
         )
         apply_provider_event(ctx, provider_name, report)
-    elif state.reference:
-        record_provider_reference(ctx, attempt.session_id, attempt.transaction_id, state.reference)
+    else:
+        if state.reference:
+            record_provider_reference(ctx, attempt.session_id, attempt.transaction_id, state.reference)
+        if state.next_action_url:
+            record_next_action(ctx, attempt.session_id, attempt.transaction_id, state.next_action_url)
     transaction = _transaction_view(ctx.repository.get_transaction(attempt.transaction_id) or {})
     if transaction.status == TransactionStatus.FAILED and state.status == TransactionStatus.FAILED:
         if state.refusal is Refusal.INPUT:
@@ -210,6 +230,26 @@ def _record_reference(ctx: Context, session_id: str, transaction_id: str, refere
     recorded = record_provider_reference(ctx, session_id, transaction_id, reference)
     faults.inject("transaction.after_reference_recorded")
     return recorded
+
+
+def _return_link(
+    pay_page_url: str | None, public_base_url: str | None, sends_customer_away: bool, session_id: str
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """The attempt's return URL, and the item of the new secret it carries when it needs one."""
+    if not sends_customer_away:
+        return None, []
+    if pay_page_url:
+        return f"{pay_page_url}/return", []
+    if not public_base_url:
+        return None, []
+    token = secrets.token_urlsafe(24)
+    pointer = {
+        "pk": f"PAYTOKEN#{hash_secret(token)}",
+        "sk": "PAYTOKEN",
+        "entity": "PAYTOKEN",
+        "sessionId": session_id,
+    }
+    return f"{public_base_url.rstrip('/')}/pay/{token}/return", [pointer]
 
 
 def _marker_items(marker: dict[str, str] | None, transaction_id: str, now: datetime) -> list[dict[str, Any]]:

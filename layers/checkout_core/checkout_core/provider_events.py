@@ -380,6 +380,10 @@ def _transaction_move(
         **{f"transactions.{tx_id}.{name}": value for name, value in recorded.items()},
         "updatedAt": to_iso(now),
     }
+    if transaction.get("nextAction") and target != TransactionStatus.PROCESSING:
+        # No longer waiting for the customer.
+        updates[f"transactions.{tx_id}.nextAction"] = None
+        tx_fields["nextAction"] = None
     remove: list[str] = []
     events = [transaction_moved_event(actor, now, transaction, previous, target)]
     if item["status"] == SessionStatus.PENDING_CANCELLATION and leaves_flight:

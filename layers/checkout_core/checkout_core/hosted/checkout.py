@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from checkout_core import transitions
@@ -24,6 +25,7 @@ from checkout_core.models import (
     ReasonType,
     Session,
     Tenant,
+    Transaction,
     WhenInFlight,
 )
 from checkout_core.providers import ProviderReport
@@ -57,6 +59,14 @@ TEST_METHODS = (
     TestMethod("sandbox_card", "Test card (sandbox)", "sandbox_card", settles_at_once=True),
     # Stripe answers the card's payment itself (succeeded at once for pm_card_visa).
     TestMethod("stripe_card_visa", "Test Visa card (Stripe)", "stripe", False, "pm_card_visa"),
+    # Stripe's card that always asks for 3-D Secure: the customer is sent to authenticate (§6.3).
+    TestMethod(
+        "stripe_card_3ds",
+        "Test card with 3-D Secure (Stripe)",
+        "stripe",
+        False,
+        "pm_card_threeDSecure2Required",
+    ),
 )
 
 
@@ -136,10 +146,11 @@ def cancel(ctx: Context, hosted: HostedSession) -> Session:
     return hosted.session.model_copy(update={"status": answer.status})
 
 
-def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str) -> None:
+def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str, page_url: str) -> Transaction:
     """Starts a test payment, only while no other is in flight (errors.PaymentInFlight). The sandbox
     test card is approved at once, as a provider's test card is on its own hosted form: the sandbox
-    reports SETTLED through the same path a provider event takes."""
+    reports SETTLED through the same path a provider event takes. A provider that needs the customer
+    brings them back to `page_url`'s return route."""
     from checkout_core.errors import PaymentInFlight
     from checkout_core.payments import create_transaction
     from checkout_core.provider_events import apply_provider_event
@@ -162,6 +173,7 @@ def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str) -> Non
         actor=ACTOR,
         payment_method=method.payment_method,
         alone=True,
+        pay_page_url=page_url,
     )
     if method.settles_at_once and transitions.is_in_flight(transaction.status):
         event = ProviderReport(
@@ -171,6 +183,41 @@ def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str) -> Non
             TransactionStatus.SETTLED,
         )
         apply_provider_event(ctx, method.provider, event)
+    return transaction
+
+
+def complete_return(ctx: Context, hosted: HostedSession, returned: Mapping[str, str]) -> HostedSession:
+    """The customer is back from the provider's page: what the provider says of the attempts that waited
+    for them is recorded (customer_actions.py), and the session read again."""
+    from checkout_core.customer_actions import complete_returns, waiting_for_customer
+
+    item = ctx.repository.get_session(hosted.session.sessionId)
+    if item is None:
+        return hosted
+    if waiting_for_customer(item):
+        complete_returns(ctx, item, returned)
+        # Read again whatever this return recorded: a webhook may have recorded the same outcome meanwhile.
+        item = ctx.repository.get_session(hosted.session.sessionId) or item
+    return replace(hosted, session=session_view(item, ctx.clock()))
+
+
+def provider_page_origins(ctx: Context) -> list[str]:
+    """Where the page's Pay may send the customer: the pages of the providers it offers (3-D Secure)."""
+    origins: list[str] = []
+    for method in test_methods(ctx):
+        provider = ctx.providers.get(method.provider)
+        for origin in provider.customer_page_origins if provider else ():
+            if origin not in origins:
+                origins.append(origin)
+    return origins
+
+
+def waiting_action(session: Session) -> str | None:
+    """The page a payment of this session waits for the customer on, if one does."""
+    for tx in session.transactions:
+        if tx.status is TransactionStatus.PROCESSING and tx.nextAction is not None:
+            return tx.nextAction.url
+    return None
 
 
 def _tenant(hosted: HostedSession) -> Tenant:

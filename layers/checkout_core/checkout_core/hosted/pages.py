@@ -90,7 +90,9 @@ def checkout_page(
     status: int = 200,
     in_flight: bool = False,
     merchant: str | None = None,
+    waiting_at: str | None = None,
 ) -> Page:
+    """`waiting_at`: the provider's page a payment waits for the customer on (3-D Secure)."""
     amount = format_amount(session.amount, session.currency)
     expires_at = from_iso(session.expiresAt)
 
@@ -107,11 +109,16 @@ def checkout_page(
     )
     details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
     notices = []
-    if in_flight:
+    if waiting_at:
+        notices.append("Your payment waits for you to confirm it with your bank.")
+    elif in_flight:
         notices.append("A payment is being processed. This page will update on its own.")
     if notice:
         notices.append(notice)
     notice_html = "".join(f'<p class="notice" role="alert">{escape(text)}</p>' for text in notices)
+    if waiting_at:
+        notice_html += f'<p><a class="continue" href="{escape(waiting_at)}">Continue to your bank</a></p>'
+
     pay_forms = ""
     if methods and not in_flight:
         buttons = "".join(
@@ -129,7 +136,8 @@ def checkout_page(
         f'<p class="amount" aria-label="Amount due">{escape(amount)}</p>'
         f"{notice_html}<dl>{details}</dl>{pay_forms}{cancel_form}"
     )
-    refresh = "3" if in_flight else None
+    # While a payment is processing the page reloads itself (its own address: not a return to replay).
+    refresh = f"3; url={page_ref}" if in_flight and not waiting_at else None
     return Page(status, _document(f"Pay {amount}", content, refresh), merchant_origins)
 
 

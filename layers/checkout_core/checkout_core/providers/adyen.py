@@ -83,6 +83,7 @@ class AdyenProvider:
     has_status_api = False
     requires_payment_method = True
     payment_method_is_object = True
+    customer_page_origins: tuple[str, ...] = ()
 
     def __init__(self, settings: AdyenSettings) -> None:
         self._settings = settings
@@ -215,6 +216,11 @@ class AdyenProvider:
 
     def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:
         return None  # Adyen has no API to ask a payment's status
+
+    def complete_return(
+        self, reference: str | None, transaction_id: str, returned: Mapping[str, str]
+    ) -> ProviderState | None:
+        return None  # the outcome of a redirect arrives in Adyen's AUTHORISATION notification
 
     def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:
         reports = self.parse_batch(headers, raw, now).reports

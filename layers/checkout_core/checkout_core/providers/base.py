@@ -43,7 +43,9 @@ class Attempt:
     # object (adyen: what its Drop-in produces).
     payment_method: str | Mapping[str, Any] | None = None
     capture_manually: bool = False
-    return_url: str | None = None  # where a provider that sends the customer away sends them back
+    # Where a provider that sends the customer away (3-D Secure, their bank) brings them back: the hosted
+    # page's return route, `<PUBLIC_BASE_URL>/pay/<token>/return`.
+    return_url: str | None = None
     # Records the provider's id of the payment before it can charge, True once the record holds that id:
     # an adapter whose provider names a payment before confirming it calls it between the two.
     record_reference: Callable[[str], bool] | None = None
@@ -62,6 +64,8 @@ class ProviderState:
     refusal: Refusal | None = None  # set with FAILED when the provider refused the attempt at once
     refused_field: str | None = None  # the request's field, for Refusal.INPUT
     refusal_message: str | None = None
+    # PROCESSING and waiting for the customer: the page the provider sends them to (a bank's 3-D Secure).
+    next_action_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,12 @@ class ProviderAdapter(Protocol):
         Without it, reconciliation acts instead of asking (see reconciliation.py)."""
         ...
 
+    @property
+    def customer_page_origins(self) -> tuple[str, ...]:
+        """The origins of the pages the provider sends a customer to (`ProviderState.next_action_url`):
+        the hosted page's forms may lead there (its Content-Security-Policy's form-action)."""
+        ...
+
     def reference_before_start(self, transaction_id: str) -> str | None:
         """The provider's id of an attempt when it is known before the call (a sandbox's), else None."""
         ...
@@ -185,6 +195,13 @@ class ProviderAdapter(Protocol):
 
     def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:
         """The attempt as the provider knows it now; None when it never received it."""
+        ...
+
+    def complete_return(
+        self, reference: str | None, transaction_id: str, returned: Mapping[str, str]
+    ) -> ProviderState | None:
+        """The attempt's state once the customer is back from the provider's page, `returned` being the
+        query the provider brought them back with; None when there is nothing to complete here."""
         ...
 
     def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:

@@ -25,6 +25,7 @@ class Sandbox:
     cancel_by_our_reference: bool = False
     reverses: bool = False
     refund_is_async: bool = False
+    customer_page_origins: tuple[str, ...] = ()
 
     def reference_before_start(self, transaction_id: str) -> str | None:
         return f"sbx_{transaction_id.replace('-', '')}"
@@ -54,6 +55,11 @@ class Sandbox:
 
     def status(self, reference: str | None, transaction_id: str) -> ProviderState | None:
         return None  # a sandbox keeps no state: its news arrives only by webhook
+
+    def complete_return(
+        self, reference: str | None, transaction_id: str, returned: Mapping[str, str]
+    ) -> ProviderState | None:
+        return None  # a sandbox never sends the customer away
 
     def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:
         """Raises InvalidSignature, or pydantic's ValidationError for a body of the wrong shape."""

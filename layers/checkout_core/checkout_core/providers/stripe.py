@@ -5,6 +5,10 @@ intent is created unconfirmed, its id recorded (`Attempt.record_reference`), and
 attempt with no recorded id was therefore never confirmed (reconciliation needs no search), and an intent
 left unconfirmed by a crash is cancelled once it is older than `confirm_window_seconds`.
 
+A card that needs 3-D Secure answers requires_action with next_action.redirect_to_url: PROCESSING with
+that page as `next_action_url`; Stripe brings the customer back to the attempt's return_url, where
+`complete_return` reads the intent again.
+
 Status mapping: requires_confirmation / requires_action / processing -> PROCESSING;
 requires_capture -> AUTHORIZED; succeeded -> SETTLED; canceled -> CANCELLED; requires_payment_method
 after an attempt -> FAILED. Stripe refuses to cancel a `processing` intent: that is NOT_SUPPORTED (the
@@ -17,6 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from checkout_core.errors import InvalidRequest, InvalidSignature, ServiceUnavailable
 from checkout_core.providers.base import Attempt, CancelOutcome, ProviderReport, ProviderState, Refusal
@@ -66,6 +71,8 @@ _HOLDS = frozenset({"card"})
 _CONFIGURATION_CODES = frozenset({"payment_method_unactivated", "account_invalid", "secret_key_required"})
 _UNEXPECTED_STATE = "payment_intent_unexpected_state"
 _KNOWN_METHOD_TYPES = 1024  # PaymentMethod types remembered: a type never changes
+# Where Stripe's next_action.redirect_to_url sends a customer (https://docs.stripe.com/payments/3d-secure).
+CUSTOMER_PAGE_ORIGIN = "https://hooks.stripe.com"
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,14 @@ class StripeProvider:
         self._settings = settings
         self._client: Any = None
         self._method_types: dict[str, str] = {}
+
+    @property
+    def customer_page_origins(self) -> tuple[str, ...]:
+        """Stripe sends a customer to authenticate at hooks.stripe.com; a Stripe emulator at its own."""
+        if self._settings.api_base:
+            parts = urlsplit(self._settings.api_base)
+            return (f"{parts.scheme}://{parts.netloc}",)
+        return (CUSTOMER_PAGE_ORIGIN,)
 
     def _stripe(self) -> Any:
         """The SDK's client, made on first use (importing the SDK costs a cold start that most calls skip)."""
@@ -173,7 +188,9 @@ class StripeProvider:
             "capture_method": "manual" if attempt.capture_manually else "automatic",
             "metadata": {"sessionId": attempt.session_id, "transactionId": attempt.transaction_id},
         }
-        confirm: dict[str, Any] = {}
+        # With a return_url, a payment that needs the customer answers requires_action with a redirect
+        # (next_action.redirect_to_url) that brings them back there once they have authenticated.
+        confirm: dict[str, Any] = {"return_url": attempt.return_url} if attempt.return_url else {}
         if method_type == "sepa_debit":
             # A server-side confirm of a debit carries the mandate the merchant collected from the customer.
             confirm["mandate_data"] = {"customer_acceptance": {"type": "offline"}}
@@ -312,6 +329,13 @@ class StripeProvider:
             )
         return state_of(intent)
 
+    def complete_return(
+        self, reference: str | None, transaction_id: str, returned: Mapping[str, str]
+    ) -> ProviderState | None:
+        """The PaymentIntent as Stripe has it once the customer is back: its status says how the
+        authentication went (the query Stripe adds, `redirect_status`, is not proof of anything)."""
+        return self.status(reference, transaction_id)
+
     def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:
         import stripe
 
@@ -386,7 +410,16 @@ def state_of(intent: Any) -> ProviderState:
     if status is TransactionStatus.FAILED:
         error = data.get("last_payment_error") or {}
         failure_code = error.get("decline_code") or error.get("code") or "payment_failed"
-    return ProviderState(str(data["id"]), status, failure_code, **_money_of(data))
+    next_action = data.get("next_action") or {}
+    redirect = next_action.get("redirect_to_url") or {}
+    waits_for_customer = data.get("status") == "requires_action" and redirect.get("url")
+    return ProviderState(
+        str(data["id"]),
+        status,
+        failure_code,
+        next_action_url=str(redirect["url"]) if waits_for_customer else None,
+        **_money_of(data),
+    )
 
 
 def _intent_id_of(error: Any) -> str | None:

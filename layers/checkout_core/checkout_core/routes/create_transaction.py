@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from checkout_core.http import tenant_of
+from checkout_core.http import public_base_url, tenant_of
 from checkout_core.models import (
     CaptureMethod,
     CreateTransactionRequest,
@@ -34,13 +34,15 @@ def create_transaction(sessionId: SessionId, body: CreateTransactionRequest) -> 
     from checkout_core.payments import create_transaction as create
 
     key = router.current_event.headers.get("Idempotency-Key")
+    context = get_context()
     transaction = create(
-        get_context(),
+        context,
         tenant_of(router),
         sessionId,
         body.provider,
         key,
         payment_method=body.paymentMethod,
         capture_manually=body.captureMethod is CaptureMethod.MANUAL,
+        public_base_url=public_base_url(router, context.settings.public_base_url),
     )
     return created(transaction)

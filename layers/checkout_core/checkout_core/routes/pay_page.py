@@ -16,9 +16,10 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from checkout_core import errors
 from checkout_core.hosted import checkout
 from checkout_core.hosted.pages import Page, checkout_page, closed_page, message_page
+from checkout_core.http import public_base_url
 from checkout_core.observability import logger
 from checkout_core.routes import get_context
-from checkout_core.transitions import SessionStatus
+from checkout_core.transitions import SessionStatus, TransactionStatus
 
 router = Router()
 
@@ -101,8 +102,9 @@ def pay_from_page(token: str) -> Response[str]:
         return posted
     hosted, fields, nonce = posted
     ctx = get_context()
+    page_url = f"{public_base_url(router, ctx.settings.public_base_url)}/pay/{token}"
     try:
-        checkout.pay(ctx, hosted, fields.get("method", ""), nonce)
+        transaction = checkout.pay(ctx, hosted, fields.get("method", ""), nonce, page_url)
     except checkout.FormRefused as exc:
         return _answer(message_page(400, "Payment not started", str(exc), link=_page_link(token)))
     except errors.PaymentInFlight:
@@ -114,11 +116,48 @@ def pay_from_page(token: str) -> Response[str]:
         return _render_open(token, current, _page_link(token)[0], notice=notice, status=409)
     except (errors.StateConflict, errors.ConcurrentUpdate, errors.ServiceUnavailable) as exc:
         return _refused_write(hosted, exc)
+    if transaction.nextAction is not None:
+        # The provider needs the customer (3-D Secure): off to its page, which brings them back to
+        # /pay/<token>/return.
+        return _see_other(transaction.nextAction.url)
     paid = checkout.find(ctx, token)
     if paid is not None and paid.session.status is SessionStatus.COMPLETED:
         # Paid at once: straight on to the merchant, not through the closed page.
         return _see_other(checkout.back_to_merchant(paid.session, SessionStatus.COMPLETED))
     return _see_other(_page_link(token)[0])
+
+
+@router.get(
+    "/pay/<token>/return",
+    operation_id="returnToPayPage",
+    summary="The customer is back from the provider's page (3-D Secure, their bank)",
+    responses={
+        **_PAGE_RESPONSES,
+        303: {"description": "Paid: sent on to the merchant's returnUrl with sessionId and status"},
+    },
+)
+def return_from_provider(token: str) -> Response[str]:
+    """Records what the provider says of the attempt the customer was sent away for, as its webhook
+    would, then shows the outcome: on to the merchant when paid, the page (to try again) when not."""
+    ctx = get_context()
+    hosted = checkout.find(ctx, token)
+    if hosted is None:
+        return _answer(message_page(404, *_NOT_FOUND))
+    returned = router.current_event.query_string_parameters or {}
+    if hosted.session.status is SessionStatus.OPEN:
+        hosted = checkout.complete_return(ctx, hosted, returned)
+    session = hosted.session
+    if session.status is SessionStatus.COMPLETED:
+        return _see_other(checkout.back_to_merchant(session, SessionStatus.COMPLETED))
+    if session.status is not SessionStatus.OPEN:
+        return _answer(_closed(hosted))
+    latest = session.transactions[-1] if session.transactions else None
+    notice = None
+    if latest is not None and latest.status is TransactionStatus.FAILED:
+        notice = "Your bank did not confirm the payment, so nothing was charged. You can try again."
+    elif latest is not None and latest.status is TransactionStatus.AUTHORIZED:
+        notice = "Your payment is authorised. The merchant will complete it."
+    return _render_open(token, hosted, _page_link(token)[0], notice=notice)
 
 
 def _posted_form(
@@ -166,11 +205,12 @@ def _render_open(
         {action: checkout.form_token(token, nonce, action) for action in checkout.ACTIONS},
         checkout.test_methods(ctx),
         ctx.clock(),
-        checkout.merchant_origins(hosted.session),
+        [*checkout.merchant_origins(hosted.session), *checkout.provider_page_origins(ctx)],
         merchant=hosted.merchant_name,
         notice=notice,
         status=status,
         in_flight=checkout.payment_in_flight(hosted.session),
+        waiting_at=checkout.waiting_action(hosted.session),
     )
     cookie = Cookie(
         name=checkout.form_cookie_name(token),
