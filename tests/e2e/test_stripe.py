@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 import requests
@@ -368,6 +368,9 @@ def test_stripes_documented_test_methods_answer_as_stripe_documents(
         assert answer.status == 201, answer
     [transaction] = api.get(session["sessionId"])["transactions"]
     assert (transaction["status"], transaction["failureCode"]) == (status, failure_code)
+    # Only the cards that need the customer send them away (to authenticate, §6.3)
+    waits = payment_method in ("pm_card_authenticationRequired", "pm_card_threeDSecure2Required")
+    assert (transaction["nextAction"] is not None) == waits, transaction
 
 
 # -- payments that need the customer (3-D Secure) -------------------------------------------------------
@@ -471,9 +474,13 @@ def test_a_failed_authentication_fails_the_attempt_and_the_customer_can_try_agai
     session, transaction = waiting_payment(api)
     back = authenticate(transaction["nextAction"]["url"], "fail")
     landed = come_back(back)
-    # The page says so, and offers to pay again
-    assert landed.status_code == 200
-    assert "did not confirm the payment" in landed.text and '/pay"' in landed.text
+    # Back to the page, which says so and offers to pay again
+    # (an attempt made through the API comes back under a return link of its own, not the session's)
+    assert landed.status_code == 303
+    page_url = urljoin(back, landed.headers["Location"])
+    assert page_url == back.split("/return?")[0] and page_url != session["url"]
+    page = requests.get(page_url, timeout=30)
+    assert "did not go through" in page.text and '/pay"' in page.text
     [failed] = api.get(session["sessionId"])["transactions"]
     assert (failed["status"], failed["failureCode"], failed["nextAction"]) == (
         "FAILED",

@@ -212,6 +212,12 @@ def provider_page_origins(ctx: Context) -> list[str]:
     return origins
 
 
+def last_attempt_failed(session: Session) -> bool:
+    """Whether the newest attempt failed: the page says so."""
+    latest = session.transactions[-1] if session.transactions else None
+    return latest is not None and latest.status is TransactionStatus.FAILED
+
+
 def waiting_action(session: Session) -> str | None:
     """The page a payment of this session waits for the customer on, if one does."""
     for tx in session.transactions:

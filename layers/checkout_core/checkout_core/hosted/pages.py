@@ -91,8 +91,10 @@ def checkout_page(
     in_flight: bool = False,
     merchant: str | None = None,
     waiting_at: str | None = None,
+    last_failed: bool = False,
 ) -> Page:
-    """`waiting_at`: the provider's page a payment waits for the customer on (3-D Secure)."""
+    """`waiting_at`: the provider's page a payment waits for the customer on (3-D Secure);
+    `last_failed`: the newest attempt failed (declined, or not authenticated)."""
     amount = format_amount(session.amount, session.currency)
     expires_at = from_iso(session.expiresAt)
 
@@ -113,6 +115,8 @@ def checkout_page(
         notices.append("Your payment waits for you to confirm it with your bank.")
     elif in_flight:
         notices.append("A payment is being processed. This page will update on its own.")
+    elif last_failed:
+        notices.append("Your last payment did not go through, so nothing was charged. You can try again.")
     if notice:
         notices.append(notice)
     notice_html = "".join(f'<p class="notice" role="alert">{escape(text)}</p>' for text in notices)
@@ -136,8 +140,7 @@ def checkout_page(
         f'<p class="amount" aria-label="Amount due">{escape(amount)}</p>'
         f"{notice_html}<dl>{details}</dl>{pay_forms}{cancel_form}"
     )
-    # While a payment is processing the page reloads itself (its own address: not a return to replay).
-    refresh = f"3; url={page_ref}" if in_flight and not waiting_at else None
+    refresh = "3" if in_flight and not waiting_at else None
     return Page(status, _document(f"Pay {amount}", content, refresh), merchant_origins)
 
 

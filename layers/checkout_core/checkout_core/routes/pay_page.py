@@ -19,7 +19,7 @@ from checkout_core.hosted.pages import Page, checkout_page, closed_page, message
 from checkout_core.http import public_base_url
 from checkout_core.observability import logger
 from checkout_core.routes import get_context
-from checkout_core.transitions import SessionStatus, TransactionStatus
+from checkout_core.transitions import SessionStatus
 
 router = Router()
 
@@ -132,13 +132,18 @@ def pay_from_page(token: str) -> Response[str]:
     operation_id="returnToPayPage",
     summary="The customer is back from the provider's page (3-D Secure, their bank)",
     responses={
-        **_PAGE_RESPONSES,
-        303: {"description": "Paid: sent on to the merchant's returnUrl with sessionId and status"},
+        303: {
+            "description": "Paid: on to the merchant's returnUrl with sessionId and status; not paid: "
+            "back to the page, which says how the attempt went"
+        },
+        404: _PAGE_RESPONSES[404],
+        410: _PAGE_RESPONSES[410],
     },
 )
 def return_from_provider(token: str) -> Response[str]:
     """Records what the provider says of the attempt the customer was sent away for, as its webhook
-    would, then shows the outcome: on to the merchant when paid, the page (to try again) when not."""
+    would, then shows the outcome: on to the merchant when paid, back to the page (to try again) when
+    not, the closed page when the session closed meanwhile."""
     ctx = get_context()
     hosted = checkout.find(ctx, token)
     if hosted is None:
@@ -151,13 +156,8 @@ def return_from_provider(token: str) -> Response[str]:
         return _see_other(checkout.back_to_merchant(session, SessionStatus.COMPLETED))
     if session.status is not SessionStatus.OPEN:
         return _answer(_closed(hosted))
-    latest = session.transactions[-1] if session.transactions else None
-    notice = None
-    if latest is not None and latest.status is TransactionStatus.FAILED:
-        notice = "Your bank did not confirm the payment, so nothing was charged. You can try again."
-    elif latest is not None and latest.status is TransactionStatus.AUTHORIZED:
-        notice = "Your payment is authorised. The merchant will complete it."
-    return _render_open(token, hosted, _page_link(token)[0], notice=notice)
+    # Not paid (yet): back to the page, which says how the last attempt went.
+    return _see_other(_page_link(token)[0])
 
 
 def _posted_form(
@@ -211,6 +211,7 @@ def _render_open(
         status=status,
         in_flight=checkout.payment_in_flight(hosted.session),
         waiting_at=checkout.waiting_action(hosted.session),
+        last_failed=checkout.last_attempt_failed(hosted.session),
     )
     cookie = Cookie(
         name=checkout.form_cookie_name(token),
