@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from tests.e2e.conftest import RunningRuntime, launch, stop_and_check
 from tests.e2e.helpers import Api, assert_error, wait_for_status
@@ -235,3 +236,52 @@ def test_a_batch_with_one_forged_item_is_refused_whole_and_a_repeat_is_applied_o
     ended = wait_for_status(api, session["sessionId"], "CANCELLED", timeout=60)
     assert [tx["status"] for tx in ended["transactions"]] == ["CANCELLED"] * 2
     assert updates_to(api, session["sessionId"], "CANCELLED") == 2
+
+
+# -- a card that needs the shopper (3-D Secure): RedirectShopper, then /payments/details --------------
+
+THREE_DS_CARD = {**CARD, "number": "4212345678910006"}
+
+
+def shopper_answers(next_action_url: str, outcome: str) -> str:
+    """The shopper on the local Adyen's issuer page: where it sends them back."""
+    page = requests.get(next_action_url, timeout=30)
+    assert page.status_code == 200, page.text
+    answer = requests.post(next_action_url, data={"outcome": outcome}, allow_redirects=False, timeout=30)
+    assert answer.status_code == 303, answer.text
+    return str(answer.headers["Location"])
+
+
+@pytest.mark.parametrize(("capture", "outcome_status"), [("AUTOMATIC", "SETTLED"), ("MANUAL", "AUTHORIZED")])
+def test_a_redirected_shopper_comes_back_and_the_payment_is_completed_with_adyen(
+    api: Api, running: RunningRuntime, capture: str, outcome_status: str
+) -> None:
+    session = api.open_session(currency="EUR", returnUrl="https://example.com/return")
+    started = pay(api, session["sessionId"], THREE_DS_CARD, capture)
+    assert started.status == 201, started
+    assert started.body["status"] == "PROCESSING"
+    assert started.body["nextAction"]["url"].startswith(f"{running.adyen_url}/_emulator/3ds/")
+    back = shopper_answers(started.body["nextAction"]["url"], "authenticated")
+    assert back.startswith(f"{running.base_url}/pay/") and "/return?redirectResult=" in back
+    landed = requests.get(back, allow_redirects=False, timeout=30)
+    assert landed.status_code == 303
+    transaction = transaction_of(api, session["sessionId"])
+    assert (transaction["status"], transaction["nextAction"]) == (outcome_status, None)
+    if capture == "AUTOMATIC":
+        assert landed.headers["Location"].endswith(f"sessionId={session['sessionId']}&status=COMPLETED")
+    # Adyen's AUTHORISATION notification, which /payments/details set off, changes nothing more
+    tx_id = started.body["transactionId"]
+    wait_until(lambda: [n for n in sent(running, "AUTHORISATION", tx_id) if n["state"] == "sent"], 30, "sent")
+    assert updates_to(api, session["sessionId"], outcome_status) == 1
+
+
+def test_a_shopper_who_fails_authentication_comes_back_to_a_failed_attempt(
+    api: Api, running: RunningRuntime
+) -> None:
+    session = api.open_session(currency="EUR")
+    started = pay(api, session["sessionId"], THREE_DS_CARD)
+    back = shopper_answers(started.body["nextAction"]["url"], "failed")
+    assert requests.get(back, allow_redirects=False, timeout=30).status_code == 303
+    transaction = transaction_of(api, session["sessionId"])
+    assert (transaction["status"], transaction["failureCode"]) == ("FAILED", "3D Not Authenticated")
+    assert api.get(session["sessionId"])["status"] == "OPEN"

@@ -69,6 +69,7 @@ def waiting_for_customer(item: Mapping[str, Any]) -> list[dict[str, Any]]:
 def complete_returns(ctx: Context, item: Mapping[str, Any], returned: Mapping[str, str]) -> int:
     """The customer is back from the provider's page: each attempt that waited for them is read again
     at its provider and what it says is recorded as its webhook would be. The number of moves recorded."""
+    from checkout_core.provider_batches import as_recorded
     from checkout_core.provider_events import apply_provider_event
 
     moved = 0
@@ -88,6 +89,9 @@ def complete_returns(ctx: Context, item: Mapping[str, Any], returned: Mapping[st
             continue
         if state is None or state.status is TransactionStatus.PROCESSING:
             continue
+        transaction = ctx.repository.get_transaction(transaction_id)
+        if transaction is None:
+            continue
         report = ProviderReport(
             f"return:{transaction_id}:{state.status}",
             transaction_id,
@@ -97,8 +101,10 @@ def complete_returns(ctx: Context, item: Mapping[str, Any], returned: Mapping[st
             amount=state.amount,
             currency=state.currency,
         )
-        if apply_provider_event(ctx, summary["provider"], report, actor=RETURN_ACTOR).applied:
-            moved += 1
+        applied = apply_provider_event(
+            ctx, summary["provider"], as_recorded(transaction, report), actor=RETURN_ACTOR, known=transaction
+        )
+        moved += 1 if applied.applied else 0
     return moved
 
 

@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from checkout_core.errors import InvalidRequest, InvalidSignature
 from checkout_core.providers.base import (
@@ -83,11 +84,18 @@ class AdyenProvider:
     has_status_api = False
     requires_payment_method = True
     payment_method_is_object = True
-    customer_page_origins: tuple[str, ...] = ()
 
     def __init__(self, settings: AdyenSettings) -> None:
         self._settings = settings
         self._services: tuple[Any, Any] | None = None
+
+    @property
+    def customer_page_origins(self) -> tuple[str, ...]:
+        """The issuer's 3-D Secure page may be on any host (Adyen's `action.url`); a local Adyen: its own."""
+        if self._settings.api_base:
+            parts = urlsplit(self._settings.api_base)
+            return (f"{parts.scheme}://{parts.netloc}",)
+        return ("https:",)
 
     def _checkout(self) -> tuple[Any, Any]:
         """The SDK's PaymentsApi and ModificationsApi, made on first use, on Checkout API v71 whatever the
@@ -220,7 +228,21 @@ class AdyenProvider:
     def complete_return(
         self, reference: str | None, transaction_id: str, returned: Mapping[str, str]
     ) -> ProviderState | None:
-        return None  # the outcome of a redirect arrives in Adyen's AUTHORISATION notification
+        """Adyen completes a redirected payment only when asked: `/payments/details` with the
+        `redirectResult` it brought the shopper back with (its AUTHORISATION notification follows)."""
+        redirect_result = returned.get("redirectResult")
+        if not redirect_result:
+            return None
+        payments, _ = self._checkout()
+        result = payments.payments_details(
+            {"details": {"redirectResult": redirect_result}}, idempotency_key=f"details-{transaction_id}"
+        )
+        answer = result.message or {}
+        if answer.get("merchantReference") not in (None, transaction_id):
+            return None  # a redirectResult of another payment: not this attempt's outcome
+        # Authorised stays AUTHORIZED here: the attempt's own capture method makes it a settlement
+        # (provider_batches.as_recorded), as for the notification.
+        return state_of(answer, capture_manually=True)
 
     def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:
         reports = self.parse_batch(headers, raw, now).reports
@@ -256,7 +278,15 @@ def state_of(response: Mapping[str, Any], capture_manually: bool) -> ProviderSta
     failure_code = None
     if status is TransactionStatus.FAILED:
         failure_code = str(response.get("refusalReason") or result_code or "Refused")
-    return ProviderState(str(reference) if reference else None, status, failure_code)
+    action = response.get("action") or {}
+    # A redirect the shopper's browser follows by GET; one to POST (3-D Secure 1) has no address alone.
+    redirect = action.get("type") == "redirect" and action.get("method", "GET") == "GET" and action.get("url")
+    return ProviderState(
+        str(reference) if reference else None,
+        status,
+        failure_code,
+        next_action_url=str(action["url"]) if redirect and status is TransactionStatus.PROCESSING else None,
+    )
 
 
 def notification_items(raw: bytes) -> list[dict[str, Any]]:
