@@ -71,10 +71,6 @@ class Stale(Exception):
     """A conditional write found the item changed (or gone) since it was read."""
 
 
-class EndpointsChanged(Exception):
-    """The tenant's endpoints changed since they were read: read them again."""
-
-
 class GroupBlocked(Exception):
     """A lower sequence of the delivery's group (endpoint + session) still waits: it goes first."""
 
@@ -323,6 +319,31 @@ class WebhookStore:
         endpoints = [item for item in items if item["sk"] != "ENDPOINTS"]
         return (None if version is None else int(version)), endpoints
 
+    def endpoints_versions(self, tenant_ids: Sequence[str]) -> dict[str, int | None]:
+        """tenantId -> its endpoints version (None: never set), strongly consistent, in one BatchGetItem per
+        100 tenants."""
+        found: dict[str, int | None] = dict.fromkeys(tenant_ids)
+        unique = list(found)
+        for start in range(0, len(unique), 100):
+            keys = [
+                self._serialize({"pk": f"TENANT#{t}", "sk": "ENDPOINTS"}) for t in unique[start : start + 100]
+            ]
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": keys,
+                    "ProjectionExpression": "pk, endpointsVersion",
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                answer = self._call("batch_get_item", RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self.table_name, []):
+                    item = item_from_dynamo(raw)
+                    version = item.get("endpointsVersion")
+                    found[item["pk"].removeprefix("TENANT#")] = None if version is None else int(version)
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
     def list_endpoints(
         self, tenant_id: str, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -413,16 +434,12 @@ class WebhookStore:
         session_id: str,
         tenant_id: str,
         sequence: int,
-        endpoints_version: int | None,
         check_at: tuple[int, int],
     ) -> None:
         """Writes an event's deliveries and moves its session's watermark from `sequence - 1` to
-        `sequence`, in one transaction that also checks the tenant's endpoints are still at
-        `endpoints_version` (what the deliveries were chosen from). WatermarkMoved (with where it is) when
-        the watermark is elsewhere; EndpointsChanged when the endpoints are."""
+        `sequence`, in one transaction. WatermarkMoved (with where it is) when the watermark is elsewhere."""
         items = [
             self._watermark_move(session_id, tenant_id, sequence, sequence, deliveries, check_at),
-            self._endpoints_check(tenant_id, endpoints_version),
             *(self._put_new(delivery) for delivery in deliveries),
         ]
         reasons = self._transact(items)
@@ -431,20 +448,17 @@ class WebhookStore:
         if reasons[0].get("Code") == "ConditionalCheckFailed":
             old = reasons[0].get("Item")
             raise WatermarkMoved(int(item_from_dynamo(old).get("fannedOut", 0)) if old else 0)
-        if reasons[1].get("Code") == "ConditionalCheckFailed":
-            raise EndpointsChanged()
         raise ServiceUnavailable()  # a delivery already there: the watermark would have said so
 
     def fan_out_together(
         self,
         writes: Sequence[tuple[str, str, int, int, Sequence[dict[str, Any]]]],
-        endpoints_versions: dict[str, int | None],
         check_at: tuple[int, int],
     ) -> bool:
         """Several sessions' events in one transaction: per (session, tenant, first, last, deliveries) the
-        watermark moves from `first - 1` to `last`; each tenant's endpoints version is checked. False when
-        it does not fit in one transaction or a condition fails (nothing is written then)."""
-        items = [self._endpoints_check(tenant, version) for tenant, version in endpoints_versions.items()]
+        watermark moves from `first - 1` to `last`. False when it does not fit in one transaction or a
+        condition fails (nothing is written then)."""
+        items: list[dict[str, Any]] = []
         for session_id, tenant_id, first, last, deliveries in writes:
             items.append(self._watermark_move(session_id, tenant_id, first, last, deliveries, check_at))
             items += [self._put_new(delivery) for delivery in deliveries]
@@ -506,18 +520,6 @@ class WebhookStore:
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
-
-    def _endpoints_check(self, tenant_id: str, version: int | None) -> dict[str, Any]:
-        """The tenant's endpoints are still at `version` (None: never changed)."""
-        checked: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
-            "ExpressionAttributeNames": {"#v": "endpointsVersion"},
-            "ConditionExpression": "attribute_not_exists(#v)" if version is None else "#v = :v",
-        }
-        if version is not None:
-            checked["ExpressionAttributeValues"] = self._serialize({":v": version})
-        return {"ConditionCheck": checked}
 
     def _put_new(self, item: dict[str, Any]) -> dict[str, Any]:
         return {
