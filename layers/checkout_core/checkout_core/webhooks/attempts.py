@@ -83,7 +83,7 @@ def attempt(services: WebhookServices, message: dict[str, Any], receive_count: i
     for _ in range(START_ATTEMPTS):
         if endpoint is None:  # deleted: its pending deliveries are dropped
             _endpoint_copies.pop(endpoint_id, None)
-            services.db.drop_delivery(endpoint_id, delivery_id)
+            services.db.drop_delivery(delivery)
             return True
         if endpoint["status"] != "ENABLED":
             _record(
