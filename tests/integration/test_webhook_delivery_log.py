@@ -1,11 +1,13 @@
 """An endpoint's delivery log in shards, in process against moto: its pages merge the shards newest first
-and page on without a gap or a repeat, and a delivery of before the sharding (under the one key of then) is
-listed, resent and recovered."""
+and page on without a gap or a repeat, a delivery of before the sharding (under the one key of then) is
+listed, resent and recovered, and an endpoint made before the copies of its version still gets its
+deliveries while a deleted one gets nothing."""
 
 # ruff: noqa: F811 - `world` is the fixture imported from the schedule tests
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from checkout_core.clock import uuid7_from
 from checkout_core.webhooks.deliveries import recover, resend
@@ -14,6 +16,7 @@ from checkout_core.webhooks.store import (
     delivery_key,
     log_shard,
     unsharded_delivery_key,
+    version_copy_key,
 )
 from tests.integration.flows import create_session
 from tests.integration.test_webhook_schedule import TENANT, World, endpoint, world  # noqa: F401
@@ -114,3 +117,52 @@ def test_a_delivery_made_before_the_sharding_is_listed_resent_and_recovered(worl
         pass
     assert answer.recovered == 1 and len(world.merchant.got) == 3
     assert store.get_delivery(hook["endpointId"], delivery_id)["status"] == "SUCCEEDED"  # type: ignore[index]
+
+
+def forget_version_copies(world: World, endpoint_id: str) -> None:
+    """As an endpoint made before its version was copied into the shards of its log."""
+    client = world.services.db._client_factory()
+    for shard in range(LOG_SHARDS):
+        key = version_copy_key(endpoint_id, shard)
+        client.delete_item(
+            TableName=world.services.db.table_name, Key={name: {"S": value} for name, value in key.items()}
+        )
+
+
+def test_an_endpoint_made_before_the_version_copies_gets_its_deliveries(world: World) -> None:
+    hook = endpoint(world)
+    forget_version_copies(world, hook["endpointId"])
+    world.fan_out(create_session()["sessionId"])
+    while world.work():
+        pass
+    assert len(world.merchant.got) == 1
+
+
+def test_an_endpoint_deleted_while_its_version_copy_is_written_gets_nothing(world: World) -> None:
+    # Given an endpoint without version copies, and an event for it
+    hook = endpoint(world)
+    forget_version_copies(world, hook["endpointId"])
+    world.fan_out(create_session()["sessionId"])
+    store: Any = world.services.db
+    read = store.get_endpoint
+
+    def read_then_deleted(tenant_id: str, endpoint_id: str) -> dict[str, Any] | None:
+        found = read(tenant_id, endpoint_id)
+        if found is not None and store.delete_endpoint(tenant_id, endpoint_id):
+            deleted.append(endpoint_id)
+        return found
+
+    deleted: list[str] = []
+
+    # When the endpoint is deleted right after the attempt read it to write the missing copy
+    store.get_endpoint = read_then_deleted
+    try:
+        while world.work():
+            pass
+    finally:
+        del store.get_endpoint
+    # Then nothing is sent, no copy is left behind, and the delivery is dropped
+    assert deleted == [hook["endpointId"]]
+    assert world.merchant.got == []
+    assert store.get_endpoint(TENANT.tenant_id, hook["endpointId"]) is None
+    assert store.list_deliveries(hook["endpointId"], None, 100, None)[0] == []
