@@ -5,8 +5,15 @@ talks to DynamoDB.
 |---|---|---|
 | endpoint | `TENANT#<tenantId>` | `ENDPOINT#<endpointId>`: version, secrets, failingSince |
 | endpoint count | `TENANT#<tenantId>` | `ENDPOINTS`: at most 16 |
-| delivery | `ENDPOINT#<endpointId>` | `DELIVERY#<deliveryId>`: UUIDv7, newest first by key; TTL 30 days |
+| delivery | `ENDPOINT#<endpointId>#<n>` | `DELIVERY#<deliveryId>`: UUIDv7, newest first by key; TTL 30 days |
+| endpoint version copy | `ENDPOINT#<endpointId>#<n>` | `VERSION`: the endpoint's, what attempts check |
 | fan-out watermark | `WEBHOOKS#<sessionId>` | `FANOUT`: `fannedOut` (events done), `waiting#<endpointId>` |
+
+An endpoint's delivery log is in LOG_SHARDS shards, `n` from the delivery id (so a read by id knows its
+key); a page of it merges the shards by delivery id. Deliveries made before the sharding are under
+`ENDPOINT#<endpointId>`, read as one more shard. Every write of an endpoint also writes its version into
+each shard's copy, so an attempt's start checks a key its delivery's shard already takes, not the
+tenant's.
 
 `waiting#<endpointId>` holds the sequences of the session's deliveries to that endpoint still waiting.
 
@@ -714,7 +721,16 @@ class WebhookStore:
                         "ExpressionAttributeValues": self._serialize({":v": now["version"]}),
                     }
                 },
-                self._put_new({**version_copy_key(now["endpointId"], shard), "version": now["version"]}),
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize(version_copy_key(now["endpointId"], shard)),
+                        "UpdateExpression": "SET #v = :v",
+                        "ConditionExpression": "attribute_not_exists(#v)",
+                        "ExpressionAttributeNames": {"#v": "version"},
+                        "ExpressionAttributeValues": self._serialize({":v": now["version"]}),
+                    }
+                },
             ]
         )
         return now
