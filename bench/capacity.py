@@ -44,13 +44,14 @@ DELIVERY_QUEUE = "WebhookDeliveryQueue"
 LIST_EVERY = 10  # one list page per this many sessions of a tenant
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32,}")
 _TENANT = re.compile(r"tenant-\d+")
-_SHARD = re.compile(r"(OPEN|PENDING|RECONCILE|DELIVERY)#\d+")
+_SHARD = re.compile(r"(OPEN|PENDING|RECONCILE|DELIVERY|ENDPOINT#(?:<id>|[0-9a-f-]{36}))#\d+")
 _IDEMPOTENCY = re.compile(r"id=[^ ]*#<id>")
 
 
 def pattern(key: str) -> str:
     """A key with its ids, tenant names and shard numbers replaced by placeholders:
-    `SessionsTable pk=SESSION#<id>`, `SessionsTable/byExpiry openShard=OPEN#<n>`."""
+    `SessionsTable pk=SESSION#<id>`, `SessionsTable/byExpiry openShard=OPEN#<n>`,
+    `SessionsTable pk=ENDPOINT#<id>#<n>`."""
     key = _SHARD.sub(r"\1#<n>", _TENANT.sub("<tenant>", _ID.sub("<id>", key)))
     return _IDEMPOTENCY.sub("id=<function>#<id>", key)
 

@@ -15,6 +15,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from checkout_core.webhooks.store import log_partitions
 from tests.e2e.conftest import RunningRuntime, launch, stop_and_check
 from tests.e2e.helpers import Api, assert_error
 from tests.support import wait_until
@@ -395,11 +396,14 @@ def test_deleting_an_endpoint_drops_its_pending_deliveries(
     )
     wait_until(
         lambda: (
-            not dynamodb.query(
-                TableName="checkout-sessions",
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"ENDPOINT#{endpoint['endpointId']}"}},
-            )["Items"]
+            not any(
+                dynamodb.query(
+                    TableName="checkout-sessions",
+                    KeyConditionExpression="pk = :pk AND begins_with(sk, :deliveries)",
+                    ExpressionAttributeValues={":pk": {"S": pk}, ":deliveries": {"S": "DELIVERY#"}},
+                )["Items"]
+                for pk in log_partitions(endpoint["endpointId"])
+            )
         ),
         DELIVERY_TIMEOUT,
         "the pending delivery dropped",

@@ -2,7 +2,8 @@
 message until the next attempt is due (its session's later events to the endpoint wait behind it).
 
 Before a byte is sent, one transaction records the attempt as started (as it must stay if the attempt
-never finishes), proves the endpoint is still at the version this attempt uses (else the attempt decides
+never finishes), proves the endpoint is still at the version this attempt uses (by the copy of its version
+in the delivery's shard of the log, which every change of the endpoint writes; else the attempt decides
 again on the endpoint as it is now: deleted, disabled, another URL), and checks that no earlier delivery of
 its group still waits. A message first sent by the fan-out carries the event, so its first attempt reads
 nothing else (the endpoint only when this environment has no copy); any other message (a retry, a resend,
@@ -83,7 +84,7 @@ def attempt(services: WebhookServices, message: dict[str, Any], receive_count: i
     for _ in range(START_ATTEMPTS):
         if endpoint is None:  # deleted: its pending deliveries are dropped
             _endpoint_copies.pop(endpoint_id, None)
-            services.db.drop_delivery(endpoint_id, delivery_id)
+            services.db.drop_delivery(delivery)
             return True
         if endpoint["status"] != "ENABLED":
             _record(

@@ -19,13 +19,12 @@ from checkout_core.views import event_view
 from checkout_core.webhooks.deliveries import body_of, first_message, new_delivery
 from checkout_core.webhooks.queue import Message
 from checkout_core.webhooks.services import WebhookServices
-from checkout_core.webhooks.store import EndpointsChanged, WatermarkMoved
+from checkout_core.webhooks.store import WatermarkMoved
 
 TENANT_CACHE_SIZE = 10_000
 _tenant_of_session: OrderedDict[str, str] = OrderedDict()  # a session's tenant never changes
-# tenant -> (its endpoints version, its endpoints): used until a fan-out's write finds the version moved
+# tenant -> (its endpoints version, its endpoints): used while a batch's read of the version finds it there
 _endpoints_of_tenant: dict[str, tuple[int | None, list[dict[str, Any]]]] = {}
-REFRESH_ATTEMPTS = 5
 
 
 def _tenants(services: WebhookServices, session_ids: list[str]) -> dict[str, str]:
@@ -53,16 +52,11 @@ class FanOut:
         self.messages: list[Message] = []
         self._read_now: dict[str, tuple[int | None, list[dict[str, Any]]]] = {}
 
-    def endpoints(self, tenant_id: str, fresh: bool = False) -> tuple[int | None, list[dict[str, Any]]]:
-        """The tenant's endpoints version and endpoints. A tenant with endpoints is kept between batches
-        (the fan-out's write checks the version); one without is read again by each batch, which writes
-        nothing for it: its events were committed before the batch began, so an endpoint made before them
-        is seen."""
-        if not fresh:
-            if tenant_id in self._read_now:
-                return self._read_now[tenant_id]
-            if tenant_id in _endpoints_of_tenant:
-                return _endpoints_of_tenant[tenant_id]
+    def endpoints(self, tenant_id: str) -> tuple[int | None, list[dict[str, Any]]]:
+        """The tenant's endpoints version and endpoints, as this batch reads them: a copy kept from an
+        earlier batch only when `tenants` found the version unchanged."""
+        if tenant_id in self._read_now:
+            return self._read_now[tenant_id]
         found = self._read_now[tenant_id] = self.services.db.endpoints_of(tenant_id)
         if found[1]:
             _endpoints_of_tenant[tenant_id] = found
@@ -76,7 +70,22 @@ class FanOut:
         return now, now + self.services.settings.webhook_requeue_grace_seconds
 
     def tenants(self, session_ids: list[str]) -> dict[str, str]:
-        return _tenants(self.services, session_ids)
+        """The sessions' tenants; the endpoints kept of them are confirmed by one strongly consistent read
+        of their versions. It comes after every event of the batch was committed, so an endpoint made or
+        changed before them is seen; a change racing the batch is the attempt's to catch (it checks the
+        endpoint's version before it sends). A read, not a condition check in the fan-out's write: that
+        would be a write of the tenant's one key for every batch."""
+        tenants = _tenants(self.services, session_ids)
+        kept = [
+            t
+            for t in dict.fromkeys(tenants.values())
+            if t in _endpoints_of_tenant and t not in self._read_now
+        ]
+        if kept:
+            for tenant_id, version in self.services.db.endpoints_versions(kept).items():
+                if _endpoints_of_tenant[tenant_id][0] == version:
+                    self._read_now[tenant_id] = _endpoints_of_tenant[tenant_id]
+        return tenants
 
     def run(self, events: list[dict[str, Any]]) -> None:
         tenants = self.tenants([event["sessionId"] for event in events])
@@ -94,24 +103,22 @@ class FanOut:
             self.messages = []
 
     def together(self, pairs: list[tuple[str, dict[str, Any]]]) -> bool:
-        """The whole batch in one transaction: each session's events in it move its watermark at once, each
-        tenant's endpoints version is checked once. False when that cannot be (a session's events with a
+        """The whole batch in one transaction: each session's events in it move its watermark at once. False
+        when that cannot be (a session's events with a
         gap, too many items) or the transaction is refused; then the events go one by one, which sorts
         out why."""
         sessions: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         for tenant_id, event in pairs:
             sessions.setdefault(event["sessionId"], (tenant_id, []))[1].append(event)
         writes = []
-        versions: dict[str, int | None] = {}
         messages: list[Message] = []
         for session_id, (tenant_id, events) in sessions.items():
             sequences = [event["sequence"] for event in events]
             if sequences != list(range(sequences[0], sequences[0] + len(sequences))):
                 return False
-            version, endpoints = self.endpoints(tenant_id)
+            _, endpoints = self.endpoints(tenant_id)
             if not endpoints:
                 continue  # nothing to deliver, nothing to keep in order
-            versions[tenant_id] = version
             by_id = {endpoint["endpointId"]: endpoint["version"] for endpoint in endpoints}
             deliveries = []
             for event in events:
@@ -125,7 +132,7 @@ class FanOut:
                 for delivery in deliveries
                 if "checkAt" in delivery
             ]
-        if writes and not self.services.db.fan_out_together(writes, versions, self._check_at()):
+        if writes and not self.services.db.fan_out_together(writes, self._check_at()):
             return False
         self.messages += messages
         return True
@@ -143,23 +150,14 @@ class FanOut:
 
     def _write(self, tenant_id: str, event: dict[str, Any]) -> None:
         body = body_of(event)
-        for attempt in range(REFRESH_ATTEMPTS):
-            version, endpoints = self.endpoints(tenant_id, fresh=attempt > 0)
-            if not endpoints:
-                return  # nothing to deliver; a watermark left behind is caught up when an endpoint comes
-            chosen = [e for e in endpoints if matches(e, event)]
-            deliveries = [
-                new_delivery(self.services, tenant_id, endpoint, event, body) for endpoint in chosen
-            ]
-            try:
-                self.services.db.fan_out(
-                    deliveries, event["sessionId"], tenant_id, event["sequence"], version, self._check_at()
-                )
-                break
-            except EndpointsChanged:
-                continue
-        else:
-            raise EndpointsChanged()
+        _, endpoints = self.endpoints(tenant_id)
+        if not endpoints:
+            return  # nothing to deliver; a watermark left behind is caught up when an endpoint comes
+        chosen = [e for e in endpoints if matches(e, event)]
+        deliveries = [new_delivery(self.services, tenant_id, endpoint, event, body) for endpoint in chosen]
+        self.services.db.fan_out(
+            deliveries, event["sessionId"], tenant_id, event["sequence"], self._check_at()
+        )
         versions = {endpoint["endpointId"]: endpoint["version"] for endpoint in chosen}
         self.messages += [
             first_message(delivery, versions[delivery["endpointId"]])
@@ -172,7 +170,7 @@ def catch_up(services: WebhookServices, session_id: str) -> None:
     """Fans out whatever of the session's timeline the watermark has not reached (after a local restart
     lost the queue that carried it)."""
     fan_out = FanOut(services)
-    tenants = _tenants(services, [session_id])
+    tenants = fan_out.tenants([session_id])
     if session_id not in tenants:
         return
     done = services.db.fanned_out(session_id)

@@ -17,7 +17,7 @@ from typing import Any
 from checkout_core.observability import logger
 from checkout_core.webhooks.deliveries import message_again
 from checkout_core.webhooks.services import WebhookServices
-from checkout_core.webhooks.store import Stale, delivery_key
+from checkout_core.webhooks.store import Stale, key_of_delivery
 
 DUE_PER_RUN = 200
 GROUPS_PER_RUN = 50
@@ -63,6 +63,4 @@ def requeue_due(services: WebhookServices, groups_per_run: int = GROUPS_PER_RUN)
 def _move(services: WebhookServices, member: dict[str, Any], check_at: int) -> None:
     # Stale: touched meanwhile, so it has a newer check time of its own.
     with contextlib.suppress(Stale):
-        services.db.move_check(
-            delivery_key(member["endpointId"], member["deliveryId"]), int(member["checkAt"]), check_at
-        )
+        services.db.move_check(key_of_delivery(member), int(member["checkAt"]), check_at)

@@ -21,7 +21,7 @@ from checkout_core import aws
 from checkout_core.observability import logger
 from checkout_core.webhooks.fanout import catch_up
 from checkout_core.webhooks.services import WebhookServices
-from checkout_core.webhooks.store import Stale, delivery_key
+from checkout_core.webhooks.store import Stale, key_of_delivery
 
 WATERMARKS_PER_RUN = 200
 DEAD_LETTERS_PER_RUN = 100
@@ -107,6 +107,4 @@ def _make_due(services: WebhookServices, body: dict[str, Any]) -> None:
     if delivery is None or "checkAt" not in delivery:
         return  # gone or done: nothing waits for this message
     with contextlib.suppress(Stale):  # touched meanwhile: it has a check time of its own
-        services.db.move_check(
-            delivery_key(delivery["endpointId"], delivery["deliveryId"]), int(delivery["checkAt"]), 0
-        )
+        services.db.move_check(key_of_delivery(delivery), int(delivery["checkAt"]), 0)

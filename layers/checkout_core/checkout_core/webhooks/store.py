@@ -5,8 +5,15 @@ talks to DynamoDB.
 |---|---|---|
 | endpoint | `TENANT#<tenantId>` | `ENDPOINT#<endpointId>`: version, secrets, failingSince |
 | endpoint count | `TENANT#<tenantId>` | `ENDPOINTS`: at most 16 |
-| delivery | `ENDPOINT#<endpointId>` | `DELIVERY#<deliveryId>`: UUIDv7, newest first by key; TTL 30 days |
+| delivery | `ENDPOINT#<endpointId>#<n>` | `DELIVERY#<deliveryId>`: UUIDv7, newest first by key; TTL 30 days |
+| endpoint version copy | `ENDPOINT#<endpointId>#<n>` | `VERSION`: the endpoint's, what attempts check |
 | fan-out watermark | `WEBHOOKS#<sessionId>` | `FANOUT`: `fannedOut` (events done), `waiting#<endpointId>` |
+
+An endpoint's delivery log is in LOG_SHARDS shards, `n` from the delivery id (so a read by id knows its
+key); a page of it merges the shards by delivery id. Deliveries made before the sharding are under
+`ENDPOINT#<endpointId>`, read as one more shard. Every write of an endpoint also writes its version into
+each shard's copy, so an attempt's start checks a key its delivery's shard already takes, not the
+tenant's.
 
 `waiting#<endpointId>` holds the sequences of the session's deliveries to that endpoint still waiting.
 
@@ -40,14 +47,45 @@ ALL_ENDPOINTS_KEY = {"pk": "ENDPOINTS", "sk": "ALL"}
 # 1,000 new sessions a second ten shards took ~800 writes a second each. 32 keep each near 250; shards
 # 0..9 of before are among them, so nothing waiting there is missed.
 DELIVERY_SHARDS = 32
+# An endpoint that takes every event of a tenant at 300 sessions a second wrote its one delivery-log key
+# ~13.5 times per session (each delivery made, its attempt started, then recorded), and each start checks
+# the endpoint's version: ~18 writes per session, 5,400 a second. 16 shards keep each near 340.
+LOG_SHARDS = 16
 
 
 def endpoint_key(tenant_id: str, endpoint_id: str) -> dict[str, str]:
     return {"pk": f"TENANT#{tenant_id}", "sk": f"ENDPOINT#{endpoint_id}"}
 
 
+def log_shard(delivery_id: str) -> int:
+    """The shard of the endpoint's delivery log a delivery lives in: from its id, so a read by id knows it."""
+    return int(delivery_id.replace("-", "")[-16:-8], 16) % LOG_SHARDS
+
+
+def log_partitions(endpoint_id: str) -> list[str]:
+    """Every partition of an endpoint's delivery log: its shards, then the one key of before the sharding."""
+    return [f"ENDPOINT#{endpoint_id}#{shard}" for shard in range(LOG_SHARDS)] + [f"ENDPOINT#{endpoint_id}"]
+
+
 def delivery_key(endpoint_id: str, delivery_id: str) -> dict[str, str]:
+    return {"pk": f"ENDPOINT#{endpoint_id}#{log_shard(delivery_id)}", "sk": f"DELIVERY#{delivery_id}"}
+
+
+def unsharded_delivery_key(endpoint_id: str, delivery_id: str) -> dict[str, str]:
+    """Where a delivery made before the log was sharded lives."""
     return {"pk": f"ENDPOINT#{endpoint_id}", "sk": f"DELIVERY#{delivery_id}"}
+
+
+def key_of_delivery(delivery: dict[str, Any]) -> dict[str, str]:
+    """The key of a delivery as read (an item read carries its own, perhaps unsharded), else as made now."""
+    if "pk" in delivery and "sk" in delivery:
+        return {"pk": delivery["pk"], "sk": delivery["sk"]}
+    return delivery_key(delivery["endpointId"], delivery["deliveryId"])
+
+
+def version_copy_key(endpoint_id: str, shard: int) -> dict[str, str]:
+    """The copy of the endpoint's version in one shard of its delivery log: what an attempt's start checks."""
+    return {"pk": f"ENDPOINT#{endpoint_id}#{shard}", "sk": "VERSION"}
 
 
 def watermark_key(session_id: str) -> dict[str, str]:
@@ -69,10 +107,6 @@ def delivery_shard(delivery_id: str) -> str:
 
 class Stale(Exception):
     """A conditional write found the item changed (or gone) since it was read."""
-
-
-class EndpointsChanged(Exception):
-    """The tenant's endpoints changed since they were read: read them again."""
 
 
 class GroupBlocked(Exception):
@@ -268,6 +302,7 @@ class WebhookStore:
                 },
                 self._put_new(endpoint),
                 self._count_all(+1),
+                *self._version_copies(endpoint["endpointId"], endpoint["version"]),
             ]
         )
         if reasons is not None:
@@ -323,6 +358,31 @@ class WebhookStore:
         endpoints = [item for item in items if item["sk"] != "ENDPOINTS"]
         return (None if version is None else int(version)), endpoints
 
+    def endpoints_versions(self, tenant_ids: Sequence[str]) -> dict[str, int | None]:
+        """tenantId -> its endpoints version (None: never set), strongly consistent, in one BatchGetItem per
+        100 tenants."""
+        found: dict[str, int | None] = dict.fromkeys(tenant_ids)
+        unique = list(found)
+        for start in range(0, len(unique), 100):
+            keys = [
+                self._serialize({"pk": f"TENANT#{t}", "sk": "ENDPOINTS"}) for t in unique[start : start + 100]
+            ]
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": keys,
+                    "ProjectionExpression": "pk, endpointsVersion",
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                answer = self._call("batch_get_item", RequestItems=request)
+                for raw in answer.get("Responses", {}).get(self.table_name, []):
+                    item = item_from_dynamo(raw)
+                    version = item.get("endpointsVersion")
+                    found[item["pk"].removeprefix("TENANT#")] = None if version is None else int(version)
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
     def list_endpoints(
         self, tenant_id: str, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -360,12 +420,30 @@ class WebhookStore:
             "ExpressionAttributeNames": {**names, "#version": "version"},
             "ExpressionAttributeValues": self._serialize({**values, ":seen": current["version"]}),
         }
-        items = [{"Update": update}]
+        items = [{"Update": update}, *self._version_copies(current["endpointId"], written["version"])]
         if bump_tenant:
             items.append(self._bump_endpoints_version(current["tenantId"]))
         if self._transact(items) is not None:
             raise Stale()
         return {k: v for k, v in {**current, **written}.items() if k not in remove}
+
+    def _version_copies(self, endpoint_id: str, version: int) -> list[dict[str, Any]]:
+        """The endpoint's version into its copy in each shard of its delivery log, in the transaction that
+        makes or changes the endpoint: an attempt's start then checks a key its delivery's shard already
+        takes, instead of the tenant's (every attempt of every endpoint of the tenant)."""
+        return [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": self._serialize(version_copy_key(endpoint_id, shard)),
+                    "UpdateExpression": "SET #v = :v",
+                    "ConditionExpression": "attribute_not_exists(#v) OR #v < :v",
+                    "ExpressionAttributeNames": {"#v": "version"},
+                    "ExpressionAttributeValues": self._serialize({":v": version}),
+                }
+            }
+            for shard in range(LOG_SHARDS)
+        ]
 
     def _bump_endpoints_version(self, tenant_id: str) -> dict[str, Any]:
         return {
@@ -401,6 +479,15 @@ class WebhookStore:
                     }
                 },
                 self._count_all(-1),
+                *(
+                    {
+                        "Delete": {
+                            "TableName": self.table_name,
+                            "Key": self._serialize(version_copy_key(endpoint_id, shard)),
+                        }
+                    }
+                    for shard in range(LOG_SHARDS)
+                ),
             ]
         )
         return reasons is None
@@ -413,16 +500,12 @@ class WebhookStore:
         session_id: str,
         tenant_id: str,
         sequence: int,
-        endpoints_version: int | None,
         check_at: tuple[int, int],
     ) -> None:
         """Writes an event's deliveries and moves its session's watermark from `sequence - 1` to
-        `sequence`, in one transaction that also checks the tenant's endpoints are still at
-        `endpoints_version` (what the deliveries were chosen from). WatermarkMoved (with where it is) when
-        the watermark is elsewhere; EndpointsChanged when the endpoints are."""
+        `sequence`, in one transaction. WatermarkMoved (with where it is) when the watermark is elsewhere."""
         items = [
             self._watermark_move(session_id, tenant_id, sequence, sequence, deliveries, check_at),
-            self._endpoints_check(tenant_id, endpoints_version),
             *(self._put_new(delivery) for delivery in deliveries),
         ]
         reasons = self._transact(items)
@@ -431,20 +514,17 @@ class WebhookStore:
         if reasons[0].get("Code") == "ConditionalCheckFailed":
             old = reasons[0].get("Item")
             raise WatermarkMoved(int(item_from_dynamo(old).get("fannedOut", 0)) if old else 0)
-        if reasons[1].get("Code") == "ConditionalCheckFailed":
-            raise EndpointsChanged()
         raise ServiceUnavailable()  # a delivery already there: the watermark would have said so
 
     def fan_out_together(
         self,
         writes: Sequence[tuple[str, str, int, int, Sequence[dict[str, Any]]]],
-        endpoints_versions: dict[str, int | None],
         check_at: tuple[int, int],
     ) -> bool:
         """Several sessions' events in one transaction: per (session, tenant, first, last, deliveries) the
-        watermark moves from `first - 1` to `last`; each tenant's endpoints version is checked. False when
-        it does not fit in one transaction or a condition fails (nothing is written then)."""
-        items = [self._endpoints_check(tenant, version) for tenant, version in endpoints_versions.items()]
+        watermark moves from `first - 1` to `last`. False when it does not fit in one transaction or a
+        condition fails (nothing is written then)."""
+        items: list[dict[str, Any]] = []
         for session_id, tenant_id, first, last, deliveries in writes:
             items.append(self._watermark_move(session_id, tenant_id, first, last, deliveries, check_at))
             items += [self._put_new(delivery) for delivery in deliveries]
@@ -507,18 +587,6 @@ class WebhookStore:
             }
         }
 
-    def _endpoints_check(self, tenant_id: str, version: int | None) -> dict[str, Any]:
-        """The tenant's endpoints are still at `version` (None: never changed)."""
-        checked: dict[str, Any] = {
-            "TableName": self.table_name,
-            "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
-            "ExpressionAttributeNames": {"#v": "endpointsVersion"},
-            "ConditionExpression": "attribute_not_exists(#v)" if version is None else "#v = :v",
-        }
-        if version is not None:
-            checked["ExpressionAttributeValues"] = self._serialize({":v": version})
-        return {"ConditionCheck": checked}
-
     def _put_new(self, item: dict[str, Any]) -> dict[str, Any]:
         return {
             "Put": {
@@ -548,7 +616,8 @@ class WebhookStore:
     def endpoint_and_delivery(
         self, tenant_id: str, endpoint_id: str, delivery_id: str
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """Both in one BatchGetItem, strongly consistent."""
+        """Both in one BatchGetItem, strongly consistent (a delivery made before the log was sharded: one
+        GetItem more)."""
         keys = [endpoint_key(tenant_id, endpoint_id), delivery_key(endpoint_id, delivery_id)]
         request = {self.table_name: {"Keys": [self._serialize(k) for k in keys], "ConsistentRead": True}}
         found: dict[str, dict[str, Any]] = {}
@@ -558,14 +627,18 @@ class WebhookStore:
                 item = item_from_dynamo(raw)
                 found[item["pk"]] = item
             request = answer.get("UnprocessedKeys") or {}
-        return found.get(keys[0]["pk"]), found.get(keys[1]["pk"])
+        delivery = found.get(keys[1]["pk"])
+        if delivery is None:
+            delivery = self._get(unsharded_delivery_key(endpoint_id, delivery_id))
+        return found.get(keys[0]["pk"]), delivery
 
     def get_delivery(self, endpoint_id: str, delivery_id: str) -> dict[str, Any] | None:
+        found = self._get(delivery_key(endpoint_id, delivery_id))
+        return found if found is not None else self._get(unsharded_delivery_key(endpoint_id, delivery_id))
+
+    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
         answer = self._call(
-            "get_item",
-            TableName=self.table_name,
-            Key=self._serialize(delivery_key(endpoint_id, delivery_id)),
-            ConsistentRead=True,
+            "get_item", TableName=self.table_name, Key=self._serialize(key), ConsistentRead=True
         )
         return item_from_dynamo(answer["Item"]) if "Item" in answer else None
 
@@ -582,7 +655,7 @@ class WebhookStore:
         group = self._group_change(delivery, waiting)
         if group is None:
             self._update(
-                delivery_key(delivery["endpointId"], delivery["deliveryId"]),
+                key_of_delivery(delivery),
                 set_values,
                 remove,
                 condition=_AS_READ,
@@ -601,19 +674,20 @@ class WebhookStore:
         still_waiting: bool,
     ) -> None:
         """Records an attempt as started (what it leaves if it never finishes), in one transaction that
-        proves the endpoint is still at the version read and that no lower sequence of the delivery's group
-        still waits. Stale: the delivery moved on; EndpointMoved: the endpoint changed (with it as it is
-        now); GroupBlocked: an earlier delivery of its group goes first."""
+        proves the endpoint is still at the version read (by its copy in the delivery's shard) and that no
+        lower sequence of the delivery's group still waits. Stale: the delivery moved on; EndpointMoved:
+        the endpoint changed (with it as it is now); GroupBlocked: an earlier delivery of its group goes
+        first."""
+        shard = log_shard(delivery["deliveryId"])
         items = [
             self._delivery_update(delivery, set_values, remove, "attribute_exists(#check)"),
             {
                 "ConditionCheck": {
                     "TableName": self.table_name,
-                    "Key": self._serialize(endpoint_key(endpoint["tenantId"], endpoint["endpointId"])),
+                    "Key": self._serialize(version_copy_key(endpoint["endpointId"], shard)),
                     "ConditionExpression": "#version = :version",
                     "ExpressionAttributeNames": {"#version": "version"},
                     "ExpressionAttributeValues": self._serialize({":version": endpoint["version"]}),
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
         ]
@@ -626,9 +700,40 @@ class WebhookStore:
         if reasons[0].get("Code") == "ConditionalCheckFailed":
             raise Stale()
         if reasons[1].get("Code") == "ConditionalCheckFailed":
-            now = reasons[1].get("Item")
-            raise EndpointMoved(item_from_dynamo(now) if now else None)
+            raise EndpointMoved(self._endpoint_now(endpoint, shard))
         raise GroupBlocked()
+
+    def _endpoint_now(self, known: dict[str, Any], shard: int) -> dict[str, Any] | None:
+        """The endpoint as it is now, after its version copy in `shard` did not match `known`. An endpoint
+        made before the copies existed has none: it is written, only while the endpoint is still at the
+        version read (a delete in between must not leave a copy that lets an attempt through)."""
+        now = self.get_endpoint(known["tenantId"], known["endpointId"])
+        if now is None or now["version"] != known["version"]:
+            return now
+        self._transact(
+            [
+                {
+                    "ConditionCheck": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize(endpoint_key(now["tenantId"], now["endpointId"])),
+                        "ConditionExpression": "#v = :v",
+                        "ExpressionAttributeNames": {"#v": "version"},
+                        "ExpressionAttributeValues": self._serialize({":v": now["version"]}),
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize(version_copy_key(now["endpointId"], shard)),
+                        "UpdateExpression": "SET #v = :v",
+                        "ConditionExpression": "attribute_not_exists(#v)",
+                        "ExpressionAttributeNames": {"#v": "version"},
+                        "ExpressionAttributeValues": self._serialize({":v": now["version"]}),
+                    }
+                },
+            ]
+        )
+        return now
 
     def _delivery_update(
         self, delivery: dict[str, Any], set_values: dict[str, Any], remove: Sequence[str], extra: str = ""
@@ -651,7 +756,7 @@ class WebhookStore:
         return {
             "Update": {
                 "TableName": self.table_name,
-                "Key": self._serialize(delivery_key(delivery["endpointId"], delivery["deliveryId"])),
+                "Key": self._serialize(key_of_delivery(delivery)),
                 "UpdateExpression": expression,
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": names,
@@ -704,53 +809,102 @@ class WebhookStore:
         """The delivery's next check, if it is still at `seen` (nothing touched it meanwhile)."""
         self._update(key, {"checkAt": check_at}, condition="#s0 = :seen", condition_values={":seen": seen})
 
-    def drop_delivery(self, endpoint_id: str, delivery_id: str) -> None:
-        self._call(
-            "delete_item",
-            TableName=self.table_name,
-            Key=self._serialize(delivery_key(endpoint_id, delivery_id)),
-        )
+    def drop_delivery(self, delivery: dict[str, Any]) -> None:
+        self._call("delete_item", TableName=self.table_name, Key=self._serialize(key_of_delivery(delivery)))
 
     def list_deliveries(
         self, endpoint_id: str, status: str | None, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": f"ENDPOINT#{endpoint_id}", ":prefix": "DELIVERY#"},
-        }
-        if status:
-            kwargs["FilterExpression"] = "#st = :status"
-            kwargs["ExpressionAttributeNames"] = {"#st": "status"}
-            kwargs["ExpressionAttributeValues"][":status"] = status
-        kwargs["ExpressionAttributeValues"] = self._serialize(kwargs["ExpressionAttributeValues"])
-        return self._page(kwargs, limit, cursor, ("pk", "sk"), f"ENDPOINT#{endpoint_id}")
+        """One page of the endpoint's delivery log, newest first: every shard read and merged by delivery id
+        (a UUIDv7: its order is the deliveries' order in time)."""
+        base = f"ENDPOINT#{endpoint_id}"
+        before = decode_cursor(cursor, base)["sk"] if cursor else None
+        found, next_sk = self._merged_log(
+            endpoint_id,
+            low="DELIVERY#",
+            high=before or "DELIVERY#~",
+            statuses=[status] if status else [],
+            limit=limit,
+            newest_first=True,
+            pages_per_shard=3,
+        )
+        return found, None if next_sk is None else encode_cursor({"pk": base, "sk": next_sk}, ("pk", "sk"))
 
     def failed_deliveries_since(
         self, endpoint_id: str, lowest_delivery_id: str, limit: int
     ) -> list[dict[str, Any]]:
         """The oldest `limit` FAILED and EXHAUSTED deliveries whose id sorts at or after
-        `lowest_delivery_id` (at most 20 pages of 1 MB are read)."""
-        found: list[dict[str, Any]] = []
-        for item in self._query(
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-            FilterExpression="#st IN (:failed, :exhausted)",
-            ExpressionAttributeNames={"#st": "status"},
-            ExpressionAttributeValues=self._serialize(
-                {
-                    ":pk": f"ENDPOINT#{endpoint_id}",
-                    ":low": f"DELIVERY#{lowest_delivery_id}",
-                    ":high": "DELIVERY#~",
-                    ":failed": "FAILED",
-                    ":exhausted": "EXHAUSTED",
-                }
-            ),
-            ConsistentRead=True,
-            max_pages=20,
-        ):
-            found.append(item)
-            if len(found) == limit:
-                break
+        `lowest_delivery_id` (at most 2 pages of 1 MB are read per shard)."""
+        found, _ = self._merged_log(
+            endpoint_id,
+            low=f"DELIVERY#{lowest_delivery_id}",
+            high="DELIVERY#~",
+            statuses=["FAILED", "EXHAUSTED"],
+            limit=limit,
+            newest_first=False,
+            pages_per_shard=2,
+            consistent=True,
+        )
         return found
+
+    def _merged_log(
+        self,
+        endpoint_id: str,
+        low: str,
+        high: str,
+        statuses: Sequence[str],
+        limit: int,
+        newest_first: bool,
+        pages_per_shard: int,
+        consistent: bool = False,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` deliveries with `low` <= sk < `high` (`high` is a cursor's: excluded) in any of
+        `statuses` (none: every status), of every partition of the endpoint's log, merged in order; and the
+        sort key the next page starts past (None: nothing left). A shard read `pages_per_shard` times
+        without reaching `limit` bounds the page where it stopped: the others' deliveries past that point
+        wait for the next page, so none is skipped."""
+        values: dict[str, Any] = {":low": low, ":high": high}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ScanIndexForward": not newest_first,
+            "Limit": limit + 1,
+            "ConsistentRead": consistent,
+        }
+        if statuses:
+            kwargs["FilterExpression"] = "#st IN (" + ", ".join(f":s{i}" for i in range(len(statuses))) + ")"
+            kwargs["ExpressionAttributeNames"] = {"#st": "status"}
+            values.update({f":s{i}": value for i, value in enumerate(statuses)})
+        found: list[dict[str, Any]] = []
+        stops: list[str] = []  # where each shard cut short stopped
+        more = False
+        for pk in log_partitions(endpoint_id):
+            query = {**kwargs, "ExpressionAttributeValues": self._serialize({**values, ":pk": pk})}
+            taken = 0
+            for _ in range(pages_per_shard):
+                answer = self._call("query", **query)
+                items = [item_from_dynamo(raw) for raw in answer.get("Items", [])]
+                items = [item for item in items if item["sk"] != high]
+                found += items
+                taken += len(items)
+                last = answer.get("LastEvaluatedKey")
+                if last is None:
+                    break
+                if taken >= limit:
+                    more = True
+                    break
+                query["ExclusiveStartKey"] = last
+            else:
+                stops.append(item_from_dynamo(query["ExclusiveStartKey"])["sk"])
+        found.sort(key=lambda item: str(item["sk"]), reverse=newest_first)
+        bound = None
+        if stops:
+            bound = max(stops) if newest_first else min(stops)
+            found = [item for item in found if (item["sk"] >= bound if newest_first else item["sk"] <= bound)]
+        page = found[:limit]
+        if page and len(page) == limit and (len(found) > limit or more or stops):
+            return page, page[-1]["sk"]
+        return page, bound
 
     def group_members(self, group_key: str) -> list[dict[str, Any]]:
         """The deliveries of one endpoint + session, in sequence order (index byDeliveryGroup)."""
