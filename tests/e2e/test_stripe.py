@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -432,8 +432,15 @@ def test_a_card_that_needs_3ds_waits_for_the_customer_and_completes_when_they_co
     assert done["status"] == "COMPLETED"
     assert (done["transactions"][0]["status"], done["transactions"][0]["nextAction"]) == ("SETTLED", None)
     # And Stripe's own webhook of it, arriving after, records nothing twice
-    wait_until(lambda: emulator.v1.payment_intents.retrieve(intent.id).status == "succeeded", timeout=30)
+    timeline = api.events(session["sessionId"])
     assert len(settled_events(api, session["sessionId"])) == 1
+    def stripes_event() -> Any:
+        listed = emulator.v1.events.list(params={"type": "payment_intent.succeeded", "limit": 100}).data
+        return next((event for event in listed if event.data.object.id == intent.id), None)
+
+    succeeded = wait_until(stripes_event, timeout=30)
+    assert deliver(api, succeeded.to_dict()).body == {"received": True, "applied": False}
+    assert api.events(session["sessionId"]) == timeline
     assert come_back(back).status_code == 303  # coming back again: the same answer
 
 
@@ -474,13 +481,9 @@ def test_a_failed_authentication_fails_the_attempt_and_the_customer_can_try_agai
     session, transaction = waiting_payment(api)
     back = authenticate(transaction["nextAction"]["url"], "fail")
     landed = come_back(back)
-    # Back to the page, which says so and offers to pay again
-    # (an attempt made through the API comes back under a return link of its own, not the session's)
+    # An attempt made through the API: back to the merchant's page, which offers another try
     assert landed.status_code == 303
-    page_url = urljoin(back, landed.headers["Location"])
-    assert page_url == back.split("/return?")[0] and page_url != session["url"]
-    page = requests.get(page_url, timeout=30)
-    assert "did not go through" in page.text and '/pay"' in page.text
+    assert landed.headers["Location"] == f"{RETURN_URL}?sessionId={session['sessionId']}&status=OPEN"
     [failed] = api.get(session["sessionId"])["transactions"]
     assert (failed["status"], failed["failureCode"], failed["nextAction"]) == (
         "FAILED",
@@ -535,3 +538,14 @@ def test_the_bank_page_is_reached_only_through_next_action(api: Api) -> None:
     url = transaction["nextAction"]["url"]
     assert requests.get(url.split("?")[0], timeout=30).status_code == 404
     assert requests.get(url.split("?")[0] + "?client_secret=pi_x_secret_guess", timeout=30).status_code == 404
+
+
+def test_a_return_link_serves_its_attempts_return_and_never_the_page(
+    api: Api, running: RunningRuntime
+) -> None:
+    _, transaction = waiting_payment(api)
+    back = authenticate(transaction["nextAction"]["url"], "fail")
+    link = back.split("?")[0].removesuffix("/return")
+    assert requests.get(link, timeout=30).status_code == 404
+    assert requests.post(f"{link}/cancel", data={}, allow_redirects=False, timeout=30).status_code == 404
+    assert requests.get(f"{running.base_url}/pay/{'x' * 32}/return", timeout=30).status_code == 404

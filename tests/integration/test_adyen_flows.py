@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
@@ -451,3 +453,66 @@ def test_a_method_this_account_cannot_take_is_a_503_not_the_merchants_fault(adye
     assert answer.status == 503, answer.body
     [failed] = get(session_id)["transactions"]
     assert (failed["status"], failed["failureCode"]) == ("FAILED", "adyen_905_1")
+
+
+# -- a shopper sent to authenticate (3-D Secure: RedirectShopper, then /payments/details) --------------
+
+THREE_DS_CARD = {**CARD, "number": "4212345678910006"}
+
+
+def shopper_answers(next_action_url: str, outcome: str) -> str:
+    """The shopper on the local Adyen's issuer page; the redirectResult it sends them back with."""
+    request = urllib.request.Request(  # noqa: S310 - the local Adyen on loopback
+        next_action_url, data=f"outcome={outcome}".encode(), method="POST"
+    )
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        opener.open(request, timeout=10)
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 303
+        location = answer.headers["Location"]
+    return str(urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["redirectResult"][0])
+
+
+def test_a_redirect_result_of_another_payment_does_not_complete_this_one(adyen: AdyenServer) -> None:
+    first = pay(create_session(currency="EUR")["sessionId"], THREE_DS_CARD).json()
+    second = pay(create_session(currency="EUR")["sessionId"], THREE_DS_CARD).json()
+    assert first["nextAction"] and second["nextAction"]
+    second_result = shopper_answers(second["nextAction"]["url"], "authenticated")
+    provider = context.get_context().providers.get("adyen")
+    assert provider is not None
+    # The second payment's result, brought back on the first's return, is not taken for the first's
+    taken = provider.complete_return(
+        first["providerReference"], first["transactionId"], {"redirectResult": second_result}
+    )
+    assert taken is None
+    # On its own attempt it completes
+    own = provider.complete_return(
+        second["providerReference"], second["transactionId"], {"redirectResult": second_result}
+    )
+    assert own is not None and own.status.value == "AUTHORIZED"
+
+
+def test_expiry_asks_adyen_once_to_cancel_a_payment_waiting_for_the_shopper(
+    aws: Any, adyen: AdyenServer
+) -> None:
+    session_id = create_session(currency="EUR")["sessionId"]
+    waiting = pay(session_id, THREE_DS_CARD).json()
+    assert waiting["status"] == "PROCESSING" and waiting["nextAction"]
+    move_expiry_to_the_past(aws, session_id)
+    # The sweep asks Adyen to cancel it (Adyen answers later): requested, and not asked again
+    sweep(context.get_context(), lambda: 60_000)
+    [requested] = get(session_id)["transactions"]
+    assert requested["cancelRequestedAt"] and requested["status"] == "PROCESSING"
+    sweep(context.get_context(), lambda: 60_000)
+    cancellation = one(adyen, "CANCELLATION", waiting["transactionId"])
+    assert len(notifications(adyen, "CANCELLATION", waiting["transactionId"])) == 1
+    # Adyen's CANCELLATION ends the payment, and with it the session: EXPIRED
+    assert deliver(cancellation).status == 200
+    read = get(session_id)
+    assert read["status"] == "EXPIRED" and read["transactions"][0]["status"] == "CANCELLED"

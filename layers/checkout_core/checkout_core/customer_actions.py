@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from checkout_core import transitions
 from checkout_core.changes import attempts, session_change
 from checkout_core.clock import to_iso
 from checkout_core.context import Context
@@ -66,60 +65,62 @@ def waiting_for_customer(item: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def complete_returns(ctx: Context, item: Mapping[str, Any], returned: Mapping[str, str]) -> int:
-    """The customer is back from the provider's page: each attempt that waited for them is read again
-    at its provider and what it says is recorded as its webhook would be. The number of moves recorded."""
+def cancel_due(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The attempts waiting for the customer whose cancel has not been asked of their provider yet."""
+    return [tx for tx in waiting_for_customer(item) if not tx.get("cancelRequestedAt")]
+
+
+def complete_return(
+    ctx: Context, item: Mapping[str, Any], transaction_id: str, returned: Mapping[str, str]
+) -> bool:
+    """The customer is back from the provider's page of the attempt `transaction_id`: if it still waits
+    for them, it is read again at its provider and what the provider says is recorded as its webhook
+    would be. True when a move was recorded."""
     from checkout_core.provider_batches import as_recorded
     from checkout_core.provider_events import apply_provider_event
 
-    moved = 0
-    for summary in waiting_for_customer(item):
-        provider = ctx.providers.get(summary["provider"])
-        if provider is None:
-            continue
-        transaction_id = summary["transactionId"]
-        try:
-            state = provider.complete_return(summary.get("providerReference"), transaction_id, returned)
-        except Exception:
-            logger.exception(
-                "the provider could not be asked how the customer's authentication went; its webhook "
-                "or reconciliation will tell",
-                extra={"sessionId": item["sessionId"], "transactionId": transaction_id},
-            )
-            continue
-        if state is None or state.status is TransactionStatus.PROCESSING:
-            continue
-        transaction = ctx.repository.get_transaction(transaction_id)
-        if transaction is None:
-            continue
-        report = ProviderReport(
-            f"return:{transaction_id}:{state.status}",
-            transaction_id,
-            state.reference,
-            state.status,
-            failure_code=state.failure_code,
-            amount=state.amount,
-            currency=state.currency,
+    summary = next((tx for tx in waiting_for_customer(item) if tx["transactionId"] == transaction_id), None)
+    provider = ctx.providers.get(summary["provider"]) if summary else None
+    if summary is None or provider is None:
+        return False
+    try:
+        state = provider.complete_return(summary.get("providerReference"), transaction_id, returned)
+    except Exception:
+        logger.exception(
+            "the provider could not be asked how the customer's authentication went; its webhook "
+            "or reconciliation will tell",
+            extra={"sessionId": item["sessionId"], "transactionId": transaction_id},
         )
-        applied = apply_provider_event(
-            ctx, summary["provider"], as_recorded(transaction, report), actor=RETURN_ACTOR, known=transaction
-        )
-        moved += 1 if applied.applied else 0
-    return moved
+        return False
+    transaction = ctx.repository.get_transaction(transaction_id)
+    if state is None or state.status is TransactionStatus.PROCESSING or transaction is None:
+        return False
+    report = ProviderReport(
+        f"return:{transaction_id}:{state.status}",
+        transaction_id,
+        state.reference,
+        state.status,
+        failure_code=state.failure_code,
+        amount=state.amount,
+        currency=state.currency,
+    )
+    recorded = as_recorded(transaction, report)
+    return apply_provider_event(
+        ctx, summary["provider"], recorded, actor=RETURN_ACTOR, known=transaction
+    ).applied
 
 
-def cancel_waiting_payments(ctx: Context, item: Mapping[str, Any], actor: str) -> bool | None:
-    """Where every attempt in flight on `item` waits for the customer: cancels them at their providers
-    and records each cancel made as its report would be. True when all are cancelled, False when one is
-    not (yet); None when some payment in flight is not waiting for the customer (it must end on its own)."""
+def cancel_waiting_payments(ctx: Context, item: Mapping[str, Any], actor: str) -> int:
+    """Cancels at their providers the attempts of `item` that wait for the customer, whatever else is in
+    flight, and records each outcome: a cancel made as the provider's report of it would be, a cancel the
+    provider answers later as requested (cancel_requests.py). The number whose cancel did not go through
+    (an outage, or the customer finished meanwhile): to be tried again."""
+    from checkout_core.cancel_requests import record_cancel_requested
     from checkout_core.provider_events import apply_provider_event
 
-    waiting = waiting_for_customer(item)
-    in_flight = [tx for tx in transactions_in_order(dict(item)) if transitions.is_in_flight(tx["status"])]
-    if not waiting or len(waiting) != len(in_flight):
-        return None
-    cancelled_all = True
-    for summary in waiting:
+    left = 0
+    requested: list[str] = []
+    for summary in cancel_due(item):
         provider = ctx.providers.get(summary["provider"])
         transaction_id = summary["transactionId"]
         outcome = CancelOutcome.FAILED
@@ -131,12 +132,16 @@ def cancel_waiting_payments(ctx: Context, item: Mapping[str, Any], actor: str) -
                     "a payment waiting for the customer could not be cancelled; tried again next run",
                     extra={"sessionId": item["sessionId"], "transactionId": transaction_id},
                 )
-        if outcome is not CancelOutcome.CANCELLED:
-            cancelled_all = False
-            continue
-        reference = summary.get("providerReference")
-        report = ProviderReport(
-            f"abandoned:{transaction_id}", transaction_id, reference, TransactionStatus.CANCELLED
-        )
-        apply_provider_event(ctx, summary["provider"], report, actor=actor)
-    return cancelled_all
+        if outcome is CancelOutcome.REQUESTED:
+            requested.append(transaction_id)
+        elif outcome is CancelOutcome.CANCELLED:
+            reference = summary.get("providerReference")
+            report = ProviderReport(
+                f"abandoned:{transaction_id}", transaction_id, reference, TransactionStatus.CANCELLED
+            )
+            apply_provider_event(ctx, summary["provider"], report, actor=actor)
+        else:
+            left += 1
+    if requested:
+        record_cancel_requested(ctx, ctx.repository.get_session(item["sessionId"]) or dict(item), requested)
+    return left

@@ -147,12 +147,15 @@ def expire_session(ctx: Context, session_id: str) -> bool:
         if item is None or item["status"] != SessionStatus.OPEN:
             return False
         if transitions.is_past_expiry(item["expiresAt"], epoch(now)) and item["inFlight"] > 0:
-            # Nothing is authorised while a payment waits for the customer: it is cancelled, and its
-            # cancel, the last move in flight, expires the session (provider_events).
-            cancelled = customer_actions.cancel_waiting_payments(ctx, item, "scheduler")
-            if cancelled is None:
-                _leave_expiry_index(ctx, item, now)
-            return bool(cancelled)
+            if customer_actions.cancel_due(item):
+                # Nothing is authorised while a payment waits for the customer: it is cancelled at its
+                # provider, and the end of the last payment in flight expires the session
+                # (provider_events). One whose cancel did not go through is tried again next run.
+                if customer_actions.cancel_waiting_payments(ctx, item, "scheduler"):
+                    return False
+                continue
+            _leave_expiry_index(ctx, item, now)
+            return False
         effective = transitions.effective_status(
             item["status"], item["expiresAt"], item["inFlight"], epoch(now)
         )

@@ -38,6 +38,7 @@ from checkout_core.repository import transaction_key
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
 ATTEMPT_KEY_RETENTION_SECONDS = 24 * 3600
+RETURN_LINK_GRACE_SECONDS = 24 * 3600
 
 
 def attempt_key(tenant: Tenant, session_id: str, idempotency_key: str) -> dict[str, str]:
@@ -56,7 +57,6 @@ def create_transaction(
     payment_method: str | Mapping[str, Any] | None = None,
     capture_manually: bool = False,
     alone: bool = False,
-    pay_page_url: str | None = None,
     public_base_url: str | None = None,
 ) -> Transaction:
     """Records the attempt first (PROCESSING; no provider reference yet where the provider names it),
@@ -65,9 +65,9 @@ def create_transaction(
     flight (the write's condition), else PaymentInFlight (the hosted page's pay).
 
     A customer the provider sends away (3-D Secure, their bank) comes back to the hosted page's return
-    route: the page's own (`pay_page_url`, `<base>/pay/<token>`) when the page started the attempt; from
-    the API (`public_base_url`) a return link of the attempt's own, a new secret stored only as its hash,
-    as the page's token is."""
+    route, `<public_base_url>/pay/<secret>/return`: a secret of the attempt's own, stored only as its hash,
+    that serves that route for that attempt and nothing else (never the page's token, which is not sent
+    to a provider)."""
     provider = ctx.providers.get(provider_name)
     if provider is None:
         raise InvalidRequest(f"Unknown provider; use one of {', '.join(ctx.providers.names())}.", "provider")
@@ -128,7 +128,7 @@ def create_transaction(
             "captureMethod": "MANUAL" if capture_manually else "AUTOMATIC",
         }
         return_url, return_link = _return_link(
-            pay_page_url, public_base_url, provider.requires_payment_method, session_id
+            public_base_url, provider.requires_payment_method, session_id, transaction_id, item
         )
         if reconciliation_can_act(provider):
             due = int(now.timestamp()) + ctx.settings.provider_reconcile_seconds
@@ -233,21 +233,24 @@ def _record_reference(ctx: Context, session_id: str, transaction_id: str, refere
 
 
 def _return_link(
-    pay_page_url: str | None, public_base_url: str | None, sends_customer_away: bool, session_id: str
+    public_base_url: str | None,
+    sends_customer_away: bool,
+    session_id: str,
+    transaction_id: str,
+    session: dict[str, Any],
 ) -> tuple[str | None, list[dict[str, Any]]]:
-    """The attempt's return URL, and the item of the new secret it carries when it needs one."""
-    if not sends_customer_away:
-        return None, []
-    if pay_page_url:
-        return f"{pay_page_url}/return", []
-    if not public_base_url:
+    """The attempt's return URL, and the item of the secret it carries: kept a day past the session's
+    expiry (a customer may come back late; the route then shows the closed page)."""
+    if not sends_customer_away or not public_base_url:
         return None, []
     token = secrets.token_urlsafe(24)
     pointer = {
-        "pk": f"PAYTOKEN#{hash_secret(token)}",
-        "sk": "PAYTOKEN",
-        "entity": "PAYTOKEN",
+        "pk": f"RETURNTOKEN#{hash_secret(token)}",
+        "sk": "RETURNTOKEN",
+        "entity": "RETURNTOKEN",
         "sessionId": session_id,
+        "transactionId": transaction_id,
+        "ttl": int(session["expiresAt"]) + RETURN_LINK_GRACE_SECONDS,
     }
     return f"{public_base_url.rstrip('/')}/pay/{token}/return", [pointer]
 

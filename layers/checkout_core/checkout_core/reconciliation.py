@@ -90,6 +90,8 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
         ctx.repository.leave_reconciliation(transaction_id, now + ctx.settings.provider_reconcile_seconds)
         return False
     changed = False
+    if state.next_action_url and state.status == status:
+        changed = _waiting_for_customer(ctx, transaction, state.next_action_url, now)
     if state.reference and not reference and state.status == status:
         # A move records the reference with it, once matched against the record (provider_events.py).
         record_provider_reference(
@@ -216,3 +218,23 @@ def _raise_silent_attention(ctx: Context, session_id: str, transaction: dict[str
         )
         return True
     raise ConcurrentUpdate()
+
+
+def _waiting_for_customer(ctx: Context, transaction: dict[str, Any], url: str, now: int) -> bool:
+    """An attempt the provider says waits for the customer: its page recorded where a crash lost it, and,
+    once its session takes no more payments (expired, or being cancelled), cancelled at the provider, as
+    expiry does (customer_actions.py). True when something was recorded."""
+    from checkout_core import customer_actions
+
+    session_id, transaction_id = transaction["sessionId"], transaction["transactionId"]
+    recorded = bool(transaction.get("nextAction")) or customer_actions.record_next_action(
+        ctx, session_id, transaction_id, url
+    )
+    item = ctx.repository.get_session(session_id)
+    if item is None or not recorded:
+        return False
+    closed = item["status"] != SessionStatus.OPEN or transitions.is_past_expiry(item["expiresAt"], now)
+    if closed and customer_actions.cancel_due(item):
+        customer_actions.cancel_waiting_payments(ctx, item, ACTOR)
+        return True
+    return not transaction.get("nextAction")

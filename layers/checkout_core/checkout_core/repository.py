@@ -237,6 +237,9 @@ class SessionRepository:
     def get_pay_token(self, token_hash: str) -> dict[str, Any] | None:
         return self.get_item({"pk": f"PAYTOKEN#{token_hash}", "sk": "PAYTOKEN"})
 
+    def get_return_token(self, token_hash: str) -> dict[str, Any] | None:
+        return self.get_item({"pk": f"RETURNTOKEN#{token_hash}", "sk": "RETURNTOKEN"})
+
     def list_events(self, session_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {

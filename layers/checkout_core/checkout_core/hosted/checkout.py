@@ -77,9 +77,13 @@ class HostedSession:
     merchant_name: str | None = None  # the tenant's display name when the session was created
 
 
+def _well_formed(token: str) -> bool:
+    return 16 <= len(token) <= 128 and all(ch.isalnum() or ch in "-_" for ch in token)
+
+
 def find(ctx: Context, token: str) -> HostedSession | None:
     """The session behind a hosted checkout token, or None for a token that names none."""
-    if not 16 <= len(token) <= 128 or not all(ch.isalnum() or ch in "-_" for ch in token):
+    if not _well_formed(token):
         return None
     pointer = ctx.repository.get_pay_token(hash_secret(token))
     if pointer is None:
@@ -146,11 +150,13 @@ def cancel(ctx: Context, hosted: HostedSession) -> Session:
     return hosted.session.model_copy(update={"status": answer.status})
 
 
-def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str, page_url: str) -> Transaction:
+def pay(
+    ctx: Context, hosted: HostedSession, method_key: str, nonce: str, public_base_url: str
+) -> Transaction:
     """Starts a test payment, only while no other is in flight (errors.PaymentInFlight). The sandbox
     test card is approved at once, as a provider's test card is on its own hosted form: the sandbox
     reports SETTLED through the same path a provider event takes. A provider that needs the customer
-    brings them back to `page_url`'s return route."""
+    brings them back to the attempt's return route under `public_base_url`."""
     from checkout_core.errors import PaymentInFlight
     from checkout_core.payments import create_transaction
     from checkout_core.provider_events import apply_provider_event
@@ -173,7 +179,7 @@ def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str, page_u
         actor=ACTOR,
         payment_method=method.payment_method,
         alone=True,
-        pay_page_url=page_url,
+        public_base_url=public_base_url,
     )
     if method.settles_at_once and transitions.is_in_flight(transaction.status):
         event = ProviderReport(
@@ -186,19 +192,41 @@ def pay(ctx: Context, hosted: HostedSession, method_key: str, nonce: str, page_u
     return transaction
 
 
-def complete_return(ctx: Context, hosted: HostedSession, returned: Mapping[str, str]) -> HostedSession:
-    """The customer is back from the provider's page: what the provider says of the attempts that waited
-    for them is recorded (customer_actions.py), and the session read again."""
-    from checkout_core.customer_actions import complete_returns, waiting_for_customer
+def find_return(ctx: Context, token: str) -> tuple[HostedSession, str] | None:
+    """The session and the attempt behind a return link (payments.py), or None for a token that names
+    none. A return link serves its attempt's return, never the page."""
+    if not _well_formed(token):
+        return None
+    pointer = ctx.repository.get_return_token(hash_secret(token))
+    item = ctx.repository.get_session(pointer["sessionId"]) if pointer else None
+    if pointer is None or item is None:
+        return None
+    hosted = HostedSession(session_view(item, ctx.clock()), item["tenantId"], item.get("merchantName"))
+    return hosted, str(pointer["transactionId"])
+
+
+def complete_return(
+    ctx: Context, hosted: HostedSession, transaction_id: str, returned: Mapping[str, str]
+) -> HostedSession:
+    """The customer is back from the provider's page: what the provider says of the attempt is recorded
+    (customer_actions.py), and the session read again (a webhook may have recorded it meanwhile)."""
+    from checkout_core.customer_actions import complete_return as complete
 
     item = ctx.repository.get_session(hosted.session.sessionId)
     if item is None:
         return hosted
-    if waiting_for_customer(item):
-        complete_returns(ctx, item, returned)
-        # Read again whatever this return recorded: a webhook may have recorded the same outcome meanwhile.
-        item = ctx.repository.get_session(hosted.session.sessionId) or item
+    complete(ctx, item, transaction_id, returned)
+    # Read again, whoever recorded the outcome: this return, or the provider's webhook meanwhile.
+    item = ctx.repository.get_session(hosted.session.sessionId) or item
     return replace(hosted, session=session_view(item, ctx.clock()))
+
+
+def is_page_of(ctx: Context, token: str, session_id: str) -> bool:
+    """Whether `token` is the hosted page's token of that session."""
+    if not _well_formed(token):
+        return False
+    pointer = ctx.repository.get_pay_token(hash_secret(token))
+    return pointer is not None and pointer["sessionId"] == session_id
 
 
 def provider_page_origins(ctx: Context) -> list[str]:

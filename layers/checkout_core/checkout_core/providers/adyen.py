@@ -13,6 +13,7 @@ Cancelled -> CANCELLED.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -234,12 +235,15 @@ class AdyenProvider:
         if not redirect_result:
             return None
         payments, _ = self._checkout()
+        # Keyed by the redirectResult too: another result for this attempt is not answered from the first.
+        digest = hashlib.sha256(redirect_result.encode()).hexdigest()[:32]
         result = payments.payments_details(
-            {"details": {"redirectResult": redirect_result}}, idempotency_key=f"details-{transaction_id}"
+            {"details": {"redirectResult": redirect_result}},
+            idempotency_key=f"details-{transaction_id}-{digest}",
         )
         answer = result.message or {}
-        if answer.get("merchantReference") not in (None, transaction_id):
-            return None  # a redirectResult of another payment: not this attempt's outcome
+        if answer.get("merchantReference") != transaction_id:
+            return None  # not shown to be this attempt's (another payment's redirectResult): not taken
         # Authorised stays AUTHORIZED here: the attempt's own capture method makes it a settlement
         # (provider_batches.as_recorded), as for the notification.
         return state_of(answer, capture_manually=True)

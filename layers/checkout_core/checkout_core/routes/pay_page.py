@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -39,6 +40,9 @@ _FORM_RESPONSES: dict[int, Any] = {
     },
     410: {"description": "The session is no longer OPEN", "content": _HTML},
 }
+# Set when Pay sends the customer to their provider's page: the page's token, to lead them back to it from
+# the attempt's return link (the link itself never serves the page).
+RETURNING_COOKIE = "checkout_returning"
 _NOT_FOUND = ("Checkout not found", "This checkout link is not valid. Ask the merchant for a new one.")
 _BUSY = ("Please try again", "We could not complete this just now; nothing was changed. Please try again.")
 
@@ -102,9 +106,9 @@ def pay_from_page(token: str) -> Response[str]:
         return posted
     hosted, fields, nonce = posted
     ctx = get_context()
-    page_url = f"{public_base_url(router, ctx.settings.public_base_url)}/pay/{token}"
+    base_url = public_base_url(router, ctx.settings.public_base_url)
     try:
-        transaction = checkout.pay(ctx, hosted, fields.get("method", ""), nonce, page_url)
+        transaction = checkout.pay(ctx, hosted, fields.get("method", ""), nonce, base_url)
     except checkout.FormRefused as exc:
         return _answer(message_page(400, "Payment not started", str(exc), link=_page_link(token)))
     except errors.PaymentInFlight:
@@ -117,9 +121,18 @@ def pay_from_page(token: str) -> Response[str]:
     except (errors.StateConflict, errors.ConcurrentUpdate, errors.ServiceUnavailable) as exc:
         return _refused_write(hosted, exc)
     if transaction.nextAction is not None:
-        # The provider needs the customer (3-D Secure): off to its page, which brings them back to
-        # /pay/<token>/return.
-        return _see_other(transaction.nextAction.url)
+        # The provider needs the customer (3-D Secure): off to its page, which brings them back to the
+        # attempt's return link; this browser's cookie then leads back to this page if they did not pay.
+        returning = Cookie(
+            name=RETURNING_COOKIE,
+            value=token,
+            path=f"{urlsplit(base_url).path.rstrip('/')}/pay/",
+            secure=_over_https(),
+            http_only=True,
+            same_site=SameSite.LAX_MODE,  # sent on the provider's redirect back, a top-level GET
+            max_age=checkout.FORM_COOKIE_MAX_AGE_SECONDS,
+        )
+        return _see_other(transaction.nextAction.url, cookies=[returning])
     paid = checkout.find(ctx, token)
     if paid is not None and paid.session.status is SessionStatus.COMPLETED:
         # Paid at once: straight on to the merchant, not through the closed page.
@@ -133,8 +146,9 @@ def pay_from_page(token: str) -> Response[str]:
     summary="The customer is back from the provider's page (3-D Secure, their bank)",
     responses={
         303: {
-            "description": "Paid: on to the merchant's returnUrl with sessionId and status; not paid: "
-            "back to the page, which says how the attempt went"
+            "description": "Paid: on to the merchant's returnUrl with sessionId and status=COMPLETED; "
+            "not paid: back to the hosted page (from which the customer came) or the returnUrl with "
+            "status=OPEN"
         },
         404: _PAGE_RESPONSES[404],
         410: _PAGE_RESPONSES[410],
@@ -142,22 +156,26 @@ def pay_from_page(token: str) -> Response[str]:
 )
 def return_from_provider(token: str) -> Response[str]:
     """Records what the provider says of the attempt the customer was sent away for, as its webhook
-    would, then shows the outcome: on to the merchant when paid, back to the page (to try again) when
-    not, the closed page when the session closed meanwhile."""
+    would, then shows the outcome: paid, on to the merchant's returnUrl; not paid, back to the hosted page
+    when this browser came from it, else to the merchant's returnUrl with status OPEN (the merchant's own
+    page offers another try); the closed page when the session closed meanwhile."""
     ctx = get_context()
-    hosted = checkout.find(ctx, token)
-    if hosted is None:
+    found = checkout.find_return(ctx, token)
+    if found is None:
         return _answer(message_page(404, *_NOT_FOUND))
+    hosted, transaction_id = found
     returned = router.current_event.query_string_parameters or {}
     if hosted.session.status is SessionStatus.OPEN:
-        hosted = checkout.complete_return(ctx, hosted, returned)
+        hosted = checkout.complete_return(ctx, hosted, transaction_id, returned)
     session = hosted.session
     if session.status is SessionStatus.COMPLETED:
         return _see_other(checkout.back_to_merchant(session, SessionStatus.COMPLETED))
     if session.status is not SessionStatus.OPEN:
         return _answer(_closed(hosted))
-    # Not paid (yet): back to the page, which says how the last attempt went.
-    return _see_other(_page_link(token)[0])
+    page_token = _cookie(RETURNING_COOKIE)
+    if page_token and checkout.is_page_of(ctx, page_token, session.sessionId):
+        return _see_other(_page_link(page_token)[0])
+    return _see_other(checkout.back_to_merchant(session, SessionStatus.OPEN))
 
 
 def _posted_form(
@@ -242,13 +260,17 @@ def _closed(hosted: checkout.HostedSession) -> Page:
 
 
 def _form_nonce(token: str) -> str | None:
+    return _cookie(checkout.form_cookie_name(token))
+
+
+def _cookie(name: str) -> str | None:
     header = router.current_event.headers.get("Cookie") or ""
     jar: SimpleCookie = SimpleCookie()
     try:
         jar.load(header)
     except CookieError:
         return None
-    morsel = jar.get(checkout.form_cookie_name(token))
+    morsel = jar.get(name)
     return morsel.value if morsel else None
 
 
@@ -271,10 +293,11 @@ def _answer(page: Page, cookies: list[Cookie] | None = None) -> Response[str]:
     )
 
 
-def _see_other(location: str) -> Response[str]:
+def _see_other(location: str, cookies: list[Cookie] | None = None) -> Response[str]:
     return Response(
         status_code=303,
         content_type="text/html; charset=utf-8",
         body="",
         headers={**Page(303, "").headers(), "Location": location},
+        cookies=cookies,
     )
