@@ -434,6 +434,7 @@ def test_a_card_that_needs_3ds_waits_for_the_customer_and_completes_when_they_co
     # And Stripe's own webhook of it, arriving after, records nothing twice
     timeline = api.events(session["sessionId"])
     assert len(settled_events(api, session["sessionId"])) == 1
+
     def stripes_event() -> Any:
         listed = emulator.v1.events.list(params={"type": "payment_intent.succeeded", "limit": 100}).data
         return next((event for event in listed if event.data.object.id == intent.id), None)
