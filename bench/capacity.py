@@ -44,7 +44,7 @@ DELIVERY_QUEUE = "WebhookDeliveryQueue"
 LIST_EVERY = 10  # one list page per this many sessions of a tenant
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32,}")
 _TENANT = re.compile(r"tenant-\d+")
-_SHARD = re.compile(r"(OPEN|PENDING|RECONCILE|DELIVERY|ENDPOINT#(?:<id>|[0-9a-f-]{36}))#\d+")
+_SHARD = re.compile(r"(OPEN|PENDING|RECONCILE|DELIVERY|TENANT#<tenant>|ENDPOINT#(?:<id>|[0-9a-f-]{36}))#\d+")
 _IDEMPOTENCY = re.compile(r"id=[^ ]*#<id>")
 
 

@@ -21,6 +21,7 @@ from checkout_core.webhooks.queue import DeliveryQueue, Message
 from checkout_core.webhooks.requeue import requeue_due
 from checkout_core.webhooks.schedule import MAX_ATTEMPTS
 from checkout_core.webhooks.sender import Answer
+from checkout_core.webhooks.store import TENANT_COPIES
 from tests.integration.flows import cancel, create_session, events
 from tests.integration.test_webhook_schedule import TENANT, World, endpoint, world  # noqa: F401
 
@@ -417,3 +418,72 @@ def test_a_slow_endpoint_holds_only_its_own_group_and_only_its_message_is_report
     assert saw_quick_while_slow == [True]
     slow_ids = [m["MessageId"] for m in messages if json.loads(m["Body"])["endpointId"] == slow.endpointId]
     assert [f["itemIdentifier"] for f in answer["batchItemFailures"]] == slow_ids
+
+
+def test_an_endpoint_made_while_the_fan_out_keeps_the_tenants_endpoints_gets_the_next_event(
+    world: World,
+) -> None:
+    # Given a fan-out that keeps the tenant's endpoints from an earlier batch
+    first = endpoint(world)
+    world.fan_out(create_session()["sessionId"])
+    kept = create_session()["sessionId"]
+    kept_events = events(kept)
+    calls: list[str] = []
+    client = world.services.db._client_factory()
+    client.meta.events.register(
+        "before-call.dynamodb.*", lambda event_name, **kw: calls.append(event_name), unique_id="c"
+    )
+    try:
+        # When the kept endpoints are still the tenant's, a batch reads only the session's tenant, and
+        # writes one transaction per event
+        FanOut(world.services).run(kept_events)
+        assert calls == ["before-call.dynamodb.BatchGetItem", "before-call.dynamodb.TransactWriteItems"]
+        # When a second endpoint is made, then a session's event is committed and fanned out
+        second = create_endpoint(
+            world.services, TENANT, CreateEndpointRequest(url="https://hooks.example.com/y")
+        ).endpointId
+        session = create_session()["sessionId"]
+        session_events = events(session)
+        calls.clear()
+        FanOut(world.services).run(session_events)
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.*", unique_id="c")
+    # Then its transaction found the tenant's endpoints changed, read them again, and both endpoints have it
+    assert calls.count("before-call.dynamodb.TransactWriteItems") == 2
+    assert "before-call.dynamodb.Query" in calls
+    for endpoint_id in (first["endpointId"], second):
+        assert [d for d in world.delivery_log(endpoint_id) if d.get("sessionId") == session]
+    # And a deleted endpoint is dropped from what the fan-out keeps, by the same check
+    delete_endpoint(world.services, TENANT, second)
+    later = create_session()["sessionId"]
+    world.fan_out(later)
+    assert [d for d in world.delivery_log(first["endpointId"]) if d.get("sessionId") == later]
+    assert not [d for d in world.delivery_log(second) if d.get("sessionId") == later]
+
+
+def test_a_tenant_whose_endpoints_were_made_before_the_tags_is_given_one(world: World) -> None:
+    # Given an endpoint made before the tenant's endpoints tag and its copies existed
+    hook = endpoint(world)
+    client = world.services.db._client_factory()
+    table = world.services.db.table_name
+    client.update_item(
+        TableName=table,
+        Key={"pk": {"S": f"TENANT#{TENANT.tenant_id}"}, "sk": {"S": "ENDPOINTS"}},
+        UpdateExpression="REMOVE endpointsTag",
+    )
+    for n in range(TENANT_COPIES):
+        client.delete_item(
+            TableName=table, Key={"pk": {"S": f"TENANT#{TENANT.tenant_id}#{n}"}, "sk": {"S": "ENDPOINTS"}}
+        )
+    # When a session's events are fanned out
+    session = create_session()["sessionId"]
+    world.fan_out(session)
+    # Then the tenant has a tag, in its count item and every copy, and the event has its delivery
+    version, tag, endpoints = world.services.db.endpoints_and_tag(TENANT.tenant_id)
+    assert tag is not None and version == 1 and endpoints
+    for n in range(TENANT_COPIES):
+        copy = client.get_item(
+            TableName=table, Key={"pk": {"S": f"TENANT#{TENANT.tenant_id}#{n}"}, "sk": {"S": "ENDPOINTS"}}
+        )["Item"]
+        assert copy["endpointsTag"] == {"S": tag}
+    assert [d for d in world.delivery_log(hook["endpointId"]) if d.get("sessionId") == session]

@@ -7,24 +7,32 @@ before its predecessors fans them out first, from the timeline; one that arrives
 watermark past it and writes nothing. Messages are sent after their deliveries are written; if that send
 never happens, the deliveries' `checkAt` brings the scheduled job to send them. For a tenant with no
 endpoints nothing is written at all; an endpoint receives only events that occurred after it was made, so
-a watermark left behind then has nothing to catch up but its own position."""
+a watermark left behind then has nothing to catch up but its own position.
+
+A tenant's endpoints are kept from batch to batch with the tag they were read at; the transaction that
+writes an event's deliveries checks that tag on the tenant's copy of the session's shard, so an endpoint
+made, deleted, disabled or retyped before it commits (so before any event it did not see was committed
+after) fails it, and the endpoints are read again. No read per batch, and no write of the tenant's one key."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any
 
+from checkout_core.errors import ConcurrentUpdate
 from checkout_core.observability import logger
 from checkout_core.views import event_view
 from checkout_core.webhooks.deliveries import body_of, first_message, new_delivery
 from checkout_core.webhooks.queue import Message
 from checkout_core.webhooks.services import WebhookServices
-from checkout_core.webhooks.store import WatermarkMoved
+from checkout_core.webhooks.store import EndpointsChanged, WatermarkMoved
 
 TENANT_CACHE_SIZE = 10_000
 _tenant_of_session: OrderedDict[str, str] = OrderedDict()  # a session's tenant never changes
-# tenant -> (its endpoints version, its endpoints): used while a batch's read of the version finds it there
-_endpoints_of_tenant: dict[str, tuple[int | None, list[dict[str, Any]]]] = {}
+# tenant -> (its endpoints tag, its endpoints): kept while the transactions that use them find the tag
+# unchanged (each checks it on the tenant's copy of its session's shard)
+_endpoints_of_tenant: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+READ_ATTEMPTS = 3
 
 
 def _tenants(services: WebhookServices, session_ids: list[str]) -> dict[str, str]:
@@ -45,24 +53,43 @@ def matches(endpoint: dict[str, Any], event: dict[str, Any]) -> bool:
 
 
 class FanOut:
-    """One batch of events: endpoints read once per tenant, messages sent once at the end."""
+    """One batch of events: endpoints read once per tenant at most, messages sent once at the end."""
 
     def __init__(self, services: WebhookServices) -> None:
         self.services = services
         self.messages: list[Message] = []
-        self._read_now: dict[str, tuple[int | None, list[dict[str, Any]]]] = {}
+        self._read_now: dict[str, tuple[str | None, list[dict[str, Any]]]] = {}
 
-    def endpoints(self, tenant_id: str) -> tuple[int | None, list[dict[str, Any]]]:
-        """The tenant's endpoints version and endpoints, as this batch reads them: a copy kept from an
-        earlier batch only when `tenants` found the version unchanged."""
+    def endpoints(self, tenant_id: str) -> tuple[str | None, list[dict[str, Any]]]:
+        """The tenant's endpoints tag and endpoints: as this batch read them, else as kept from an earlier
+        batch (the transaction that uses them checks the tag, so a change since is found there), else read
+        now, strongly consistent. A tenant with no endpoints is read again in every batch: its first
+        endpoint writes nothing the fan-out would check."""
         if tenant_id in self._read_now:
             return self._read_now[tenant_id]
-        found = self._read_now[tenant_id] = self.services.db.endpoints_of(tenant_id)
-        if found[1]:
-            _endpoints_of_tenant[tenant_id] = found
-        else:
-            _endpoints_of_tenant.pop(tenant_id, None)
-        return found
+        kept = _endpoints_of_tenant.get(tenant_id)
+        if kept is not None:
+            return kept
+        for _ in range(READ_ATTEMPTS):
+            version, tag, endpoints = self.services.db.endpoints_and_tag(tenant_id)
+            if endpoints and tag is None and version is not None:
+                # endpoints made before the tags: give the tenant one (lost to a change or another
+                # fan-out: read again)
+                tag = self.services.db.tag_endpoints(tenant_id, version)
+                if tag is None:
+                    continue
+            if endpoints and tag is not None:
+                _endpoints_of_tenant[tenant_id] = (tag, endpoints)
+            else:
+                _endpoints_of_tenant.pop(tenant_id, None)
+            self._read_now[tenant_id] = (tag, endpoints)
+            return tag, endpoints
+        raise ConcurrentUpdate()
+
+    def changed(self, tenant_id: str) -> None:
+        """A transaction found the tenant's endpoints tag moved: what this fan-out knows of them is old."""
+        _endpoints_of_tenant.pop(tenant_id, None)
+        self._read_now.pop(tenant_id, None)
 
     def _check_at(self) -> tuple[int, int]:
         """Now, and when the safety net looks at a session again after this fan-out moved its watermark."""
@@ -70,22 +97,8 @@ class FanOut:
         return now, now + self.services.settings.webhook_requeue_grace_seconds
 
     def tenants(self, session_ids: list[str]) -> dict[str, str]:
-        """The sessions' tenants; the endpoints kept of them are confirmed by one strongly consistent read
-        of their versions. It comes after every event of the batch was committed, so an endpoint made or
-        changed before them is seen; a change racing the batch is the attempt's to catch (it checks the
-        endpoint's version before it sends). A read, not a condition check in the fan-out's write: that
-        would be a write of the tenant's one key for every batch."""
-        tenants = _tenants(self.services, session_ids)
-        kept = [
-            t
-            for t in dict.fromkeys(tenants.values())
-            if t in _endpoints_of_tenant and t not in self._read_now
-        ]
-        if kept:
-            for tenant_id, version in self.services.db.endpoints_versions(kept).items():
-                if _endpoints_of_tenant[tenant_id][0] == version:
-                    self._read_now[tenant_id] = _endpoints_of_tenant[tenant_id]
-        return tenants
+        """The sessions' tenants (kept: a session's tenant never changes)."""
+        return _tenants(self.services, session_ids)
 
     def run(self, events: list[dict[str, Any]]) -> None:
         tenants = self.tenants([event["sessionId"] for event in events])
@@ -116,8 +129,8 @@ class FanOut:
             sequences = [event["sequence"] for event in events]
             if sequences != list(range(sequences[0], sequences[0] + len(sequences))):
                 return False
-            _, endpoints = self.endpoints(tenant_id)
-            if not endpoints:
+            tag, endpoints = self.endpoints(tenant_id)
+            if not endpoints or tag is None:
                 continue  # nothing to deliver, nothing to keep in order
             by_id = {endpoint["endpointId"]: endpoint["version"] for endpoint in endpoints}
             deliveries = []
@@ -126,14 +139,14 @@ class FanOut:
                 for endpoint in endpoints:
                     if matches(endpoint, event):
                         deliveries.append(new_delivery(self.services, tenant_id, endpoint, event, body))
-            writes.append((session_id, tenant_id, sequences[0], sequences[-1], deliveries))
+            writes.append((session_id, tenant_id, sequences[0], sequences[-1], deliveries, tag))
             messages += [
                 first_message(delivery, by_id[delivery["endpointId"]])
                 for delivery in deliveries
                 if "checkAt" in delivery
             ]
         if writes and not self.services.db.fan_out_together(writes, self._check_at()):
-            return False
+            return False  # one by one: a tenant whose endpoints changed is read again there
         self.messages += messages
         return True
 
@@ -150,20 +163,27 @@ class FanOut:
 
     def _write(self, tenant_id: str, event: dict[str, Any]) -> None:
         body = body_of(event)
-        _, endpoints = self.endpoints(tenant_id)
-        if not endpoints:
-            return  # nothing to deliver; a watermark left behind is caught up when an endpoint comes
-        chosen = [e for e in endpoints if matches(e, event)]
-        deliveries = [new_delivery(self.services, tenant_id, endpoint, event, body) for endpoint in chosen]
-        self.services.db.fan_out(
-            deliveries, event["sessionId"], tenant_id, event["sequence"], self._check_at()
-        )
-        versions = {endpoint["endpointId"]: endpoint["version"] for endpoint in chosen}
-        self.messages += [
-            first_message(delivery, versions[delivery["endpointId"]])
-            for delivery in deliveries
-            if "checkAt" in delivery
-        ]
+        for _ in range(READ_ATTEMPTS):
+            tag, endpoints = self.endpoints(tenant_id)
+            if not endpoints or tag is None:
+                return  # nothing to deliver; a watermark left behind is caught up when an endpoint comes
+            chosen = [e for e in endpoints if matches(e, event)]
+            deliveries = [new_delivery(self.services, tenant_id, e, event, body) for e in chosen]
+            try:
+                self.services.db.fan_out(
+                    deliveries, event["sessionId"], tenant_id, event["sequence"], self._check_at(), tag
+                )
+            except EndpointsChanged:
+                self.changed(tenant_id)  # made, deleted, enabled, disabled, retyped since: read them again
+                continue
+            versions = {endpoint["endpointId"]: endpoint["version"] for endpoint in chosen}
+            self.messages += [
+                first_message(delivery, versions[delivery["endpointId"]])
+                for delivery in deliveries
+                if "checkAt" in delivery
+            ]
+            return
+        raise ConcurrentUpdate()
 
 
 def catch_up(services: WebhookServices, session_id: str) -> None:

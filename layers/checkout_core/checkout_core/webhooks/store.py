@@ -4,7 +4,8 @@ talks to DynamoDB.
 | item | pk | sk |
 |---|---|---|
 | endpoint | `TENANT#<tenantId>` | `ENDPOINT#<endpointId>`: version, secrets, failingSince |
-| endpoint count | `TENANT#<tenantId>` | `ENDPOINTS`: at most 16 |
+| endpoint count | `TENANT#<tenantId>` | `ENDPOINTS`: at most 16; `endpointsVersion`, `endpointsTag` |
+| endpoints tag copy | `TENANT#<tenantId>#<n>` | `ENDPOINTS`: `endpointsTag`, what the fan-out checks |
 | delivery | `ENDPOINT#<endpointId>#<n>` | `DELIVERY#<deliveryId>`: UUIDv7, newest first by key; TTL 30 days |
 | endpoint version copy | `ENDPOINT#<endpointId>#<n>` | `VERSION`: the endpoint's, what attempts check |
 | fan-out watermark | `WEBHOOKS#<sessionId>` | `FANOUT`: `fannedOut` (events done), `waiting#<endpointId>` |
@@ -14,6 +15,14 @@ key); a page of it merges the shards by delivery id. Deliveries made before the 
 `ENDPOINT#<endpointId>`, read as one more shard. Every write of an endpoint also writes its version into
 each shard's copy, so an attempt's start checks a key its delivery's shard already takes, not the
 tenant's.
+
+Every change of a tenant's endpoints that the fan-out chooses by (made, deleted, enabled or disabled, its
+event types) gives the tenant a new random `endpointsTag`, written to the count item and to each of its
+TENANT_COPIES copies in the same transaction. The fan-out keeps a tenant's endpoints with the tag it read
+and checks that tag in the transaction that writes an event's deliveries, on the copy of the session's
+shard: a write of one of 16 keys, not of the tenant's one key, and no read. A tenant whose endpoints were
+made before the tags has none: the fan-out gives it one (only while its endpoints version is still the one
+it read), copies included.
 
 `waiting#<endpointId>` holds the sequences of the session's deliveries to that endpoint still waiting.
 
@@ -51,6 +60,9 @@ DELIVERY_SHARDS = 32
 # ~13.5 times per session (each delivery made, its attempt started, then recorded), and each start checks
 # the endpoint's version: ~18 writes per session, 5,400 a second. 16 shards keep each near 340.
 LOG_SHARDS = 16
+# The fan-out checks the tenant's endpoints tag in every transaction that writes an event's deliveries: on
+# one key, ~5 writes per session (1,500 a second at 300 sessions a second). 16 copies keep each near 100.
+TENANT_COPIES = 16
 
 
 def endpoint_key(tenant_id: str, endpoint_id: str) -> dict[str, str]:
@@ -88,6 +100,16 @@ def version_copy_key(endpoint_id: str, shard: int) -> dict[str, str]:
     return {"pk": f"ENDPOINT#{endpoint_id}#{shard}", "sk": "VERSION"}
 
 
+def tenant_copy_key(tenant_id: str, session_id: str) -> dict[str, str]:
+    """The copy of the tenant's endpoints tag that the fan-out of a session's events checks (n from the
+    session id)."""
+    return {"pk": f"TENANT#{tenant_id}#{_hash_shard(session_id, TENANT_COPIES)}", "sk": "ENDPOINTS"}
+
+
+def _hash_shard(some_id: str, shards: int) -> int:
+    return int(some_id.replace("-", "")[-8:], 16) % shards
+
+
 def watermark_key(session_id: str) -> dict[str, str]:
     return {"pk": f"WEBHOOKS#{session_id}", "sk": "FANOUT"}
 
@@ -120,6 +142,10 @@ class EndpointMoved(Exception):
     endpoint: dict[str, Any] | None
 
 
+class EndpointsChanged(Exception):
+    """The tenant's endpoints changed since the fan-out read them (its tag copy says another tag)."""
+
+
 @dataclass(frozen=True)
 class WatermarkMoved(Exception):
     """The session's fan-out watermark is not where this event needs it: `fanned_out` events are done."""
@@ -137,6 +163,7 @@ FAN_OUT_FIELDS = (
     "version",
     "createdAt",
     "endpointsVersion",
+    "endpointsTag",
 )
 GROUP_CHECK_DEPTH = 100  # a session has far fewer events; the condition stays well within 4 KB
 _AS_READ = "#st = :status AND #at = :attempts"
@@ -285,6 +312,7 @@ class WebhookStore:
     def create_endpoint(self, endpoint: dict[str, Any]) -> None:
         """Saves a new endpoint and counts it; EndpointLimitReached past MAX_ENDPOINTS."""
         counter = {"pk": endpoint["pk"], "sk": "ENDPOINTS"}
+        tenant_id, tag = endpoint["tenantId"], new_tag()
         reasons = self._transact(
             [
                 {
@@ -292,17 +320,22 @@ class WebhookStore:
                         "TableName": self.table_name,
                         "Key": self._serialize(counter),
                         "UpdateExpression": "SET #c = if_not_exists(#c, :zero) + :one, "
-                        "#v = if_not_exists(#v, :zero) + :one",
+                        "#v = if_not_exists(#v, :zero) + :one, #t = :tag",
                         "ConditionExpression": "attribute_not_exists(#c) OR #c < :max",
-                        "ExpressionAttributeNames": {"#c": "endpointCount", "#v": "endpointsVersion"},
+                        "ExpressionAttributeNames": {
+                            "#c": "endpointCount",
+                            "#v": "endpointsVersion",
+                            "#t": "endpointsTag",
+                        },
                         "ExpressionAttributeValues": self._serialize(
-                            {":zero": 0, ":one": 1, ":max": MAX_ENDPOINTS}
+                            {":zero": 0, ":one": 1, ":max": MAX_ENDPOINTS, ":tag": tag}
                         ),
                     }
                 },
                 self._put_new(endpoint),
                 self._count_all(+1),
                 *self._version_copies(endpoint["endpointId"], endpoint["version"]),
+                *self._tag_copies(tenant_id, tag),
             ]
         )
         if reasons is not None:
@@ -341,6 +374,12 @@ class WebhookStore:
     def endpoints_of(self, tenant_id: str) -> tuple[int | None, list[dict[str, Any]]]:
         """Every endpoint of a tenant (at most 16), without its secrets, and the tenant's endpoints version
         (None: never set), in one Query: the count item (`ENDPOINTS`) sorts with the endpoints."""
+        version, _, endpoints = self.endpoints_and_tag(tenant_id)
+        return version, endpoints
+
+    def endpoints_and_tag(self, tenant_id: str) -> tuple[int | None, str | None, list[dict[str, Any]]]:
+        """The tenant's endpoints version, its endpoints tag (None: none yet) and its endpoints, as
+        `endpoints_of` reads them."""
         items = list(
             self._query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
@@ -356,32 +395,28 @@ class WebhookStore:
         counter = next((item for item in items if item["sk"] == "ENDPOINTS"), {})
         version = counter.get("endpointsVersion")
         endpoints = [item for item in items if item["sk"] != "ENDPOINTS"]
-        return (None if version is None else int(version)), endpoints
+        return (None if version is None else int(version)), counter.get("endpointsTag"), endpoints
 
-    def endpoints_versions(self, tenant_ids: Sequence[str]) -> dict[str, int | None]:
-        """tenantId -> its endpoints version (None: never set), strongly consistent, in one BatchGetItem per
-        100 tenants."""
-        found: dict[str, int | None] = dict.fromkeys(tenant_ids)
-        unique = list(found)
-        for start in range(0, len(unique), 100):
-            keys = [
-                self._serialize({"pk": f"TENANT#{t}", "sk": "ENDPOINTS"}) for t in unique[start : start + 100]
+    def tag_endpoints(self, tenant_id: str, version: int) -> str | None:
+        """Gives a tenant whose endpoints were made before the tags a tag, in its count item and every copy,
+        if its endpoints version is still `version` and it has no tag yet; None when not (read again)."""
+        tag = new_tag()
+        reasons = self._transact(
+            [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
+                        "UpdateExpression": "SET #t = :tag",
+                        "ConditionExpression": "#v = :v AND attribute_not_exists(#t)",
+                        "ExpressionAttributeNames": {"#v": "endpointsVersion", "#t": "endpointsTag"},
+                        "ExpressionAttributeValues": self._serialize({":v": version, ":tag": tag}),
+                    }
+                },
+                *self._tag_copies(tenant_id, tag),
             ]
-            request: dict[str, Any] = {
-                self.table_name: {
-                    "Keys": keys,
-                    "ProjectionExpression": "pk, endpointsVersion",
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                answer = self._call("batch_get_item", RequestItems=request)
-                for raw in answer.get("Responses", {}).get(self.table_name, []):
-                    item = item_from_dynamo(raw)
-                    version = item.get("endpointsVersion")
-                    found[item["pk"].removeprefix("TENANT#")] = None if version is None else int(version)
-                request = answer.get("UnprocessedKeys") or {}
-        return found
+        )
+        return tag if reasons is None else None
 
     def list_endpoints(
         self, tenant_id: str, limit: int, cursor: str | None
@@ -422,7 +457,11 @@ class WebhookStore:
         }
         items = [{"Update": update}, *self._version_copies(current["endpointId"], written["version"])]
         if bump_tenant:
-            items.append(self._bump_endpoints_version(current["tenantId"]))
+            tag = new_tag()
+            items += [
+                self._bump_endpoints_version(current["tenantId"], tag),
+                *self._tag_copies(current["tenantId"], tag),
+            ]
         if self._transact(items) is not None:
             raise Stale()
         return {k: v for k, v in {**current, **written}.items() if k not in remove}
@@ -445,20 +484,50 @@ class WebhookStore:
             for shard in range(LOG_SHARDS)
         ]
 
-    def _bump_endpoints_version(self, tenant_id: str) -> dict[str, Any]:
+    def _bump_endpoints_version(self, tenant_id: str, tag: str) -> dict[str, Any]:
         return {
             "Update": {
                 "TableName": self.table_name,
                 "Key": self._serialize({"pk": f"TENANT#{tenant_id}", "sk": "ENDPOINTS"}),
-                "UpdateExpression": "SET #v = if_not_exists(#v, :zero) + :one",
-                "ExpressionAttributeNames": {"#v": "endpointsVersion"},
-                "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1}),
+                "UpdateExpression": "SET #v = if_not_exists(#v, :zero) + :one, #t = :tag",
+                "ExpressionAttributeNames": {"#v": "endpointsVersion", "#t": "endpointsTag"},
+                "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1, ":tag": tag}),
+            }
+        }
+
+    def _tag_copies(self, tenant_id: str, tag: str) -> list[dict[str, Any]]:
+        """The tenant's new endpoints tag into each of its copies, in the transaction that changes its
+        endpoints (or gives it its first tag)."""
+        return [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": self._serialize({"pk": f"TENANT#{tenant_id}#{n}", "sk": "ENDPOINTS"}),
+                    "UpdateExpression": "SET #t = :tag",
+                    "ExpressionAttributeNames": {"#t": "endpointsTag"},
+                    "ExpressionAttributeValues": self._serialize({":tag": tag}),
+                }
+            }
+            for n in range(TENANT_COPIES)
+        ]
+
+    def _tag_check(self, tenant_id: str, session_id: str, tag: str) -> dict[str, Any]:
+        """The fan-out's proof that the tenant's endpoints are still those it read with `tag`: on the copy
+        of the session's shard (a missing copy fails it)."""
+        return {
+            "ConditionCheck": {
+                "TableName": self.table_name,
+                "Key": self._serialize(tenant_copy_key(tenant_id, session_id)),
+                "ConditionExpression": "#t = :tag",
+                "ExpressionAttributeNames": {"#t": "endpointsTag"},
+                "ExpressionAttributeValues": self._serialize({":tag": tag}),
             }
         }
 
     def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
         """Deletes the endpoint and uncounts it; False when it was not there."""
         key = endpoint_key(tenant_id, endpoint_id)
+        tag = new_tag()
         reasons = self._transact(
             [
                 {
@@ -472,13 +541,18 @@ class WebhookStore:
                     "Update": {
                         "TableName": self.table_name,
                         "Key": self._serialize({"pk": key["pk"], "sk": "ENDPOINTS"}),
-                        "UpdateExpression": "SET #c = #c - :one, #v = #v + :one",
+                        "UpdateExpression": "SET #c = #c - :one, #v = #v + :one, #t = :tag",
                         "ConditionExpression": "#c > :zero",
-                        "ExpressionAttributeNames": {"#c": "endpointCount", "#v": "endpointsVersion"},
-                        "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1}),
+                        "ExpressionAttributeNames": {
+                            "#c": "endpointCount",
+                            "#v": "endpointsVersion",
+                            "#t": "endpointsTag",
+                        },
+                        "ExpressionAttributeValues": self._serialize({":zero": 0, ":one": 1, ":tag": tag}),
                     }
                 },
                 self._count_all(-1),
+                *self._tag_copies(tenant_id, tag),
                 *(
                     {
                         "Delete": {
@@ -501,11 +575,15 @@ class WebhookStore:
         tenant_id: str,
         sequence: int,
         check_at: tuple[int, int],
+        tag: str,
     ) -> None:
         """Writes an event's deliveries and moves its session's watermark from `sequence - 1` to
-        `sequence`, in one transaction. WatermarkMoved (with where it is) when the watermark is elsewhere."""
+        `sequence`, in one transaction that checks the tenant's endpoints are still those of `tag`.
+        WatermarkMoved (with where it is) when the watermark is elsewhere; EndpointsChanged when the tag is
+        not the tenant's any more."""
         items = [
             self._watermark_move(session_id, tenant_id, sequence, sequence, deliveries, check_at),
+            self._tag_check(tenant_id, session_id, tag),
             *(self._put_new(delivery) for delivery in deliveries),
         ]
         reasons = self._transact(items)
@@ -514,19 +592,27 @@ class WebhookStore:
         if reasons[0].get("Code") == "ConditionalCheckFailed":
             old = reasons[0].get("Item")
             raise WatermarkMoved(int(item_from_dynamo(old).get("fannedOut", 0)) if old else 0)
+        if reasons[1].get("Code") == "ConditionalCheckFailed":
+            raise EndpointsChanged()
         raise ServiceUnavailable()  # a delivery already there: the watermark would have said so
 
     def fan_out_together(
         self,
-        writes: Sequence[tuple[str, str, int, int, Sequence[dict[str, Any]]]],
+        writes: Sequence[tuple[str, str, int, int, Sequence[dict[str, Any]], str]],
         check_at: tuple[int, int],
     ) -> bool:
-        """Several sessions' events in one transaction: per (session, tenant, first, last, deliveries) the
-        watermark moves from `first - 1` to `last`. False when it does not fit in one transaction or a
-        condition fails (nothing is written then)."""
+        """Several sessions' events in one transaction: per (session, tenant, first, last, deliveries, tag)
+        the watermark moves from `first - 1` to `last`, and the tenant's endpoints are checked to be still
+        those of `tag` (each tag copy once). False when it does not fit in one transaction or a condition
+        fails (nothing is written then)."""
         items: list[dict[str, Any]] = []
-        for session_id, tenant_id, first, last, deliveries in writes:
+        checked: set[str] = set()
+        for session_id, tenant_id, first, last, deliveries, tag in writes:
             items.append(self._watermark_move(session_id, tenant_id, first, last, deliveries, check_at))
+            copy = tenant_copy_key(tenant_id, session_id)["pk"]
+            if copy not in checked:
+                checked.add(copy)
+                items.append(self._tag_check(tenant_id, session_id, tag))
             items += [self._put_new(delivery) for delivery in deliveries]
         if len(items) > MAX_TRANSACTION_ITEMS:
             return False
@@ -1035,6 +1121,10 @@ class WebhookStore:
                 ConsistentRead=True,
             )
         )
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex
 
 
 def encode_cursor(item: dict[str, Any], key_names: tuple[str, ...]) -> str:
