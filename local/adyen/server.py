@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -229,6 +230,13 @@ class AdyenServer(ThreadingHTTPServer):
         self.url = f"http://{address[0]}:{self.server_address[1]}"
         settings.public_url = settings.public_url or self.url
         self.adyen = Adyen(settings, OpenApiCheck())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away before its answer (a readiness probe that timed out, say) is no error
+        of the emulator's: only other failures are printed."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     def serve_in_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
