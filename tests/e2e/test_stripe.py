@@ -478,7 +478,9 @@ def test_when_the_webhook_comes_first_the_return_changes_nothing(api: Api) -> No
     assert api.events(session["sessionId"]) == timeline
 
 
-def test_a_failed_authentication_fails_the_attempt_and_the_customer_can_try_again(api: Api) -> None:
+def test_a_failed_authentication_fails_the_attempt_and_the_customer_can_try_again(
+    api: Api, emulator: Any
+) -> None:
     session, transaction = waiting_payment(api)
     back = authenticate(transaction["nextAction"]["url"], "fail")
     landed = come_back(back)
@@ -491,6 +493,8 @@ def test_a_failed_authentication_fails_the_attempt_and_the_customer_can_try_agai
         "payment_intent_authentication_failure",
         None,
     )
+    # The intent, whose client secret the way back carried, is closed at Stripe
+    assert emulator.v1.payment_intents.retrieve(failed["providerReference"]).status == "canceled"
     again = start(api, session["sessionId"], "pm_card_visa")
     assert again.status == 201 and again.body["status"] == "SETTLED"
     assert api.get(session["sessionId"])["status"] == "COMPLETED"

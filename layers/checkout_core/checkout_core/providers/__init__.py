@@ -40,7 +40,7 @@ __all__ = [
 
 
 # The adapter methods that call the provider, each timed and counted by provider (observability.py).
-_CALLS = frozenset({"start", "cancel", "refund", "status", "complete"})
+_CALLS = frozenset({"start", "cancel", "refund", "status", "complete", "complete_return"})
 
 
 class _Metered:

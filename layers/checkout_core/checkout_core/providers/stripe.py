@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from checkout_core.errors import InvalidRequest, InvalidSignature, ServiceUnavailable
+from checkout_core.observability import logger
 from checkout_core.providers.base import Attempt, CancelOutcome, ProviderReport, ProviderState, Refusal
 from checkout_core.providers.stripe_amounts import AmountNotAccepted, from_stripe, to_stripe
 from checkout_core.transitions import TransactionStatus
@@ -333,8 +334,25 @@ class StripeProvider:
         self, reference: str | None, transaction_id: str, returned: Mapping[str, str]
     ) -> ProviderState | None:
         """The PaymentIntent as Stripe has it once the customer is back: its status says how the
-        authentication went (the query Stripe adds, `redirect_status`, is not proof of anything)."""
-        return self.status(reference, transaction_id)
+        authentication went (the query Stripe adds, `redirect_status`, is not proof of anything). An
+        intent whose authentication failed is cancelled: the way back carried its client secret, with which
+        it could otherwise be confirmed again outside this service."""
+        state = self.status(reference, transaction_id)
+        if state is not None and state.status is TransactionStatus.FAILED and reference:
+            import stripe
+
+            try:
+                self._stripe().v1.payment_intents.cancel(
+                    reference,
+                    params={"cancellation_reason": "abandoned"},
+                    options={"idempotency_key": f"abandon-{transaction_id}"},
+                )
+            except stripe.StripeError:
+                logger.warning(
+                    "an intent whose authentication failed could not be cancelled",
+                    extra={"transactionId": transaction_id},
+                )
+        return state
 
     def parse_event(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderReport:
         import stripe
