@@ -42,7 +42,7 @@ FAST = {
     "stripe_runs": 1,
     "webhook_sessions_per_client": 1,
     "capacity_one_tenant_sessions": 10,
-    "capacity_sessions": 100,
+    "capacity_sessions": 32,
     "console_sessions": 20,
     "idle_seconds": 2,
 }
