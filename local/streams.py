@@ -311,11 +311,13 @@ class StreamPublisher:
                     self._last_sequence = max(
                         (r["dynamodb"]["SequenceNumber"] for r in answer["Records"]), key=int
                     )
-                self._pending = [
+                # Filtered before batching, as a Pipe does: a batch is `batch_size` matching records.
+                unseen = [
                     pipe_record(record, self.stream_arn)
                     for record in answer["Records"]
                     if record["eventID"] not in self._seen_set
                 ]
+                self._pending = [record for record in unseen if self.config.matches(record)]
                 read = len(answer["Records"])
             else:
                 read = len(self._pending)
@@ -352,10 +354,7 @@ class StreamPublisher:
             log.warning(message)
             self._warned_missing = True
 
-    def _publish(self, records: list[dict[str, Any]]) -> None:
-        matching = [record for record in records if self.config.matches(record)]
-        if not matching:
-            return
+    def _publish(self, matching: list[dict[str, Any]]) -> None:
         if self.config.enrichment_id is None or self.enrich is None:
             self._skip(f"{len(matching)} events are not published: no enrichment function in the template")
             return
