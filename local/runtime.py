@@ -60,7 +60,8 @@ from local.queues import (
 )
 from local.scheduler import Scheduler, schedules
 from local.state import JOURNAL, SNAPSHOT, StateStore, server_key_hex
-from local.streams import StreamPublisher, pipe_configs
+from local.streams import MotoStreams, StreamPublisher, pipe_configs
+from local.streams import install_wake_ups as install_stream_wake_ups
 
 log = logging.getLogger("local.runtime")
 
@@ -78,6 +79,7 @@ LISTENING_ON = "checkout-sessions listening on "  # the banner's first line, the
 BANNER_URL = re.compile(re.escape(LISTENING_ON) + r"(http://\S+)")
 DROPPED_WEBHOOKS_URL = "http://127.0.0.1:9/dropped"  # the discard port: nothing listens
 QUEUE_WORKERS = 4
+STREAM_WAIT_SECONDS = 1.0  # a reader is woken by each record added; this is the fallback
 WEBHOOK_EVENTS_QUEUE = "WebhookEventsQueue"
 CATCH_UP_SECONDS = 3 * 24 * 3600
 
@@ -515,6 +517,7 @@ class Runtime:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         atomic_dynamodb.install()
         install_wake_ups()  # moto's queues, in this process, tell the pollers of their changes
+        install_stream_wake_ups()  # and its tables' streams tell the pipe readers of new records
         self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         self._moto.start()
         port = self._moto.get_host_and_port()[1]
@@ -762,7 +765,7 @@ class Runtime:
 
             publishers.append(
                 StreamPublisher(
-                    self.client("dynamodbstreams"),
+                    MotoStreams(ACCOUNT_ID, REGION),
                     self.client("events"),
                     stream_arn,
                     bus_names[0],
@@ -771,6 +774,7 @@ class Runtime:
                     consumed=consumed,
                     sqs_client=self.client("sqs"),
                     read_lock=self._stream_read_lock,
+                    poll_interval=STREAM_WAIT_SECONDS,
                 )
             )
         return publishers
