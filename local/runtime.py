@@ -448,6 +448,7 @@ class Runtime:
                 publisher.start()
             for poller in self._pollers:
                 poller.start()
+            self._warm_event_consumers()
             if restored:
                 self._resume_pending_work()
             self._http_thread = threading.Thread(
@@ -798,6 +799,18 @@ class Runtime:
                 )
             )
         return pollers
+
+    def _warm_event_consumers(self) -> None:
+        """The functions the pipes and the queues invoke get an environment each before their first event,
+        in the background: their cold starts (seconds on a busy machine) would otherwise hold every event
+        behind the first one, hop after hop."""
+        invoker = self._invoker
+        assert invoker is not None
+        functions = [p.config.enrichment_id for p in self._publishers if p.config.enrichment_id]
+        functions += [poller.source.function_id for poller in self._pollers]
+        threading.Thread(
+            target=invoker.warm, args=(list(dict.fromkeys(functions)),), name="warm-consumers", daemon=True
+        ).start()
 
     def _trim_stream(self, reader: str, through_sequence: str) -> None:
         """Drops the stream records every reader has handled."""
