@@ -1,10 +1,12 @@
 """The EventBridge Pipe of the sessions table, locally: stream -> filter -> enrichment -> event bus.
 
-One thread reads the table's DynamoDB stream shard in order (so the events of a session are published in
-their sequence), keeps the records that match the Pipe's filter (new `entity = EVENT` items), hands them in
-batches to the enrichment function (`PublishEventsFunction`: stream records in, Event dicts out) and puts each
-Event on the bus with source `checkout.sessions` and detail-type = the Event's `type`. A batch whose
-enrichment or PutEvents fails is retried, with backoff, before anything after it, as the Pipe does; past
+One thread reads the table's DynamoDB stream shard in order, keeps the records that match the Pipe's filter
+(new `entity = EVENT` items) and, as the Pipe's ParallelizationFactor allows, splits them in lanes by
+partition key (so the events of a session are published in their sequence, lanes side by side), handing
+each lane in batches to the enrichment function (`PublishEventsFunction`: stream records in, Event dicts
+out) and puts each Event on the bus with source `checkout.sessions` and detail-type = the Event's `type`. A
+batch whose enrichment or PutEvents fails is retried, with backoff, before anything after it in its lane,
+as the Pipe does; past
 the Pipe's MaximumRetryAttempts it is dropped with an error line (where the Pipe uses its dead-letter
 queue). Without enrichment code the batch is skipped with a log line.
 
@@ -16,8 +18,8 @@ static or a dynamic `$.path` of the Event.
 
 The runtime's readers ask moto's backend in this process (`MotoStreams`) rather than its server: GetRecords
 of a hundred records with both images took moto ~50 ms of the runtime's one core to serialise, for each
-Pipe, and botocore as long again to parse. Each reader waits for its table's stream to grow (moto's shards,
-in this process, tell of every record added), not for a fixed interval.
+Pipe, and botocore in the same process parsed them back. Each reader waits for its table's stream to grow
+(moto's shards, in this process, tell of every record added), not for a fixed interval.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import json
 import logging
 import re
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +77,7 @@ class PipeConfig:
     enrichment_id: str | None
     filters: tuple[str, ...] = (DEFAULT_FILTER,)
     batch_size: int = 10
+    parallelization: int = 1  # batches of the shard published side by side, one partition key in one lane
     source: str = EVENT_SOURCE
     detail_type: str | None = None  # None: the Event's `type`
     max_retries: int = -1  # -1: until it succeeds
@@ -161,6 +166,7 @@ def pipe_configs(
                 enrichment_id=enrichment_id,
                 filters=filters or ("{}",),
                 batch_size=int(stream_parameters.get("BatchSize", 1)),
+                parallelization=int(stream_parameters.get("ParallelizationFactor", 1)),
                 source=str(bus.get("Source", EVENT_SOURCE)),
                 detail_type=None
                 if detail_type is None or str(detail_type).startswith("$")
@@ -302,8 +308,11 @@ class StreamPublisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned_missing = False
-        self._failures = 0
+        self._failures: dict[str, int] = {}  # attempts of a batch that failed, by its first record
         self._lock = threading.Lock()
+        self._state_lock = threading.Lock()  # what lanes published side by side share
+        self._hash_key = ""
+        self._lane_pool = ThreadPoolExecutor(config.parallelization, thread_name_prefix=f"pipe-{config.name}")
         self._read_lock = read_lock or threading.Lock()
 
     def start(self) -> None:
@@ -333,9 +342,14 @@ class StreamPublisher:
             self.poll_once()
         except Exception:
             log.exception("last pass of the stream publisher failed")
+        self._lane_pool.shutdown(wait=False)
 
     def _only_shard(self) -> str:
-        shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
+        description = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
+        self._hash_key = next(
+            (key["AttributeName"] for key in description.get("KeySchema", []) if key["KeyType"] == "HASH"), ""
+        )
+        shards = description["Shards"]
         if len(shards) != 1:
             raise RuntimeError(f"expected one stream shard, found {len(shards)}")
         return str(shards[0]["ShardId"])
@@ -395,27 +409,65 @@ class StreamPublisher:
                 read = len(answer["Records"])
             else:
                 read = len(self._pending)
-            while self._pending:
-                batch = self._pending[: self.config.batch_size]
-                try:
-                    self._publish(batch)
-                    self._failures = 0
-                except Exception:
-                    self._failures += 1
-                    if not 0 <= self.config.max_retries < self._failures:
-                        raise
-                    log.exception(
-                        "dropping %d stream records after %d attempts (the Pipe would dead-letter them)",
-                        len(batch),
-                        self._failures,
-                    )
-                    self._failures = 0
-                for record in batch:
-                    self._remember(record["eventID"])
-                del self._pending[: len(batch)]
+            lanes = self._lanes(self._pending)
+            if len(lanes) == 1:
+                self._drain(lanes[0])
+            else:
+                outcomes = list(self._lane_pool.map(self._drain_or_fail, lanes))
+                self._pending = [record for lane in lanes for record in lane]
+                failure = next((outcome for outcome in outcomes if outcome is not None), None)
+                if failure is not None:
+                    raise failure
             if read and self.consumed is not None and self._last_sequence is not None:
                 self.consumed(self._last_sequence)
             return read
+
+    def _lanes(self, records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """The records in up to ParallelizationFactor lanes by partition key, each in stream order: one
+        item collection (one session) stays in one lane, so in order, while lanes are published side by
+        side. As few lanes as there are batches."""
+        count = min(self.config.parallelization, -(-len(records) // self.config.batch_size))
+        if count <= 1:
+            return [records]
+        lanes: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+        for record in records:
+            key = json.dumps(record["dynamodb"]["Keys"].get(self._hash_key), sort_keys=True)
+            lanes[zlib.crc32(key.encode()) % count].append(record)
+        return [lane for lane in lanes if lane]
+
+    def _drain_or_fail(self, records: list[dict[str, Any]]) -> Exception | None:
+        try:
+            self._drain(records)
+        except Exception as exc:
+            return exc
+        return None
+
+    def _drain(self, records: list[dict[str, Any]]) -> None:
+        """Publishes `records` batch by batch, removing each batch once published (or dropped); raises at
+        the first batch that fails and may be retried, which stays at the head."""
+        while records:
+            batch = records[: self.config.batch_size]
+            head = batch[0]["eventID"]
+            try:
+                self._publish(batch)
+                with self._state_lock:
+                    self._failures.pop(head, None)
+            except Exception:
+                with self._state_lock:
+                    failures = self._failures[head] = self._failures.get(head, 0) + 1
+                if not 0 <= self.config.max_retries < failures:
+                    raise
+                log.exception(
+                    "dropping %d stream records after %d attempts (the Pipe would dead-letter them)",
+                    len(batch),
+                    failures,
+                )
+                with self._state_lock:
+                    self._failures.pop(head, None)
+            with self._state_lock:
+                for record in batch:
+                    self._remember(record["eventID"])
+            del records[: len(batch)]
 
     def _remember(self, event_id: str) -> None:
         if len(self._seen) == self._seen.maxlen:
@@ -456,7 +508,8 @@ class StreamPublisher:
             if answer.get("FailedEntryCount"):
                 failed = [e for e in answer["Entries"] if e.get("ErrorCode")]
                 raise RuntimeError(f"PutEvents failed for {len(failed)} entries: {failed[:1]}")
-            self.published += len(chunk)
+            with self._state_lock:
+                self.published += len(chunk)
             for event in chunk:
                 log.debug("published %s %s", event["DetailType"], event["Detail"][:200])
 
@@ -471,4 +524,5 @@ class StreamPublisher:
                 raise RuntimeError(
                     f"SendMessageBatch failed for {len(answer['Failed'])} entries: {answer['Failed'][:1]}"
                 )
-            self.published += len(chunk)
+            with self._state_lock:
+                self.published += len(chunk)
