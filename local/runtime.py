@@ -269,6 +269,30 @@ def hash_api_key(key: str) -> str:
     return str(domain_hash(key))
 
 
+def memoise_moto_routing() -> None:
+    """moto's server finds the backend of each request by listing its own package directory (a stat for
+    each of ~175 services) and trying its URL patterns, inside a lock every request takes: about a
+    millisecond of the runtime's one core per request, and more waiting for the disk on a busy machine.
+    A host's backend never changes, so it is found once."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    dispatcher: Any = DomainDispatcherApplication
+    if getattr(dispatcher, "_checkout_memoised", False):
+        return
+    find = dispatcher.get_backend_for_host
+    found: dict[str, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host is None:
+            return None
+        if host not in found:
+            found[host] = find(self, host)
+        return found[host]
+
+    dispatcher.get_backend_for_host = get_backend_for_host
+    dispatcher._checkout_memoised = True
+
+
 def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -519,6 +543,7 @@ class Runtime:
         atomic_dynamodb.install()
         install_wake_ups()  # moto's queues, in this process, tell the pollers of their changes
         install_stream_wake_ups()  # and its tables' streams tell the pipe readers of new records
+        memoise_moto_routing()
         self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         self._moto.start()
         port = self._moto.get_host_and_port()[1]
