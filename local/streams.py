@@ -6,9 +6,8 @@ partition key (so the events of a session are published in their sequence, lanes
 each lane in batches to the enrichment function (`PublishEventsFunction`: stream records in, Event dicts
 out) and puts each Event on the bus with source `checkout.sessions` and detail-type = the Event's `type`. A
 batch whose enrichment or PutEvents fails is retried, with backoff, before anything after it in its lane,
-as the Pipe does; past
-the Pipe's MaximumRetryAttempts it is dropped with an error line (where the Pipe uses its dead-letter
-queue). Without enrichment code the batch is skipped with a log line.
+as the Pipe does; past the Pipe's MaximumRetryAttempts it is dropped with an error line (where the Pipe
+uses its dead-letter queue). Without enrichment code the batch is skipped with a log line.
 
 When the template has `AWS::Pipes::Pipe`s reading this stream, each is run by its own reader (as each Pipe
 reads the stream on its own), with its enrichment, filter patterns and batch size, and its target: the event
