@@ -321,6 +321,22 @@ class FunctionPool:
             )
             self._release(environment, healthy)
 
+    def warm(self) -> None:
+        """Starts one environment ahead of the first invocation, unless one is idle or none may start."""
+        with self._free:
+            if self._closed or self._idle or self._count >= self.max_environments:
+                return
+            self._count += 1
+        try:
+            environment = Environment(self.spec, self.layers, self.zygote)
+            environment.start()
+        except BaseException:
+            with self._free:
+                self._count -= 1
+                self._free.notify()
+            raise
+        self._release(environment, healthy=True)
+
     def _acquire(self) -> tuple[Environment, bool]:
         with self._free:
             while True:
@@ -414,6 +430,21 @@ class Invoker:
         except (TypeError, ValueError) as exc:
             raise FunctionError(f"the event for {logical_id} is not JSON") from exc
         return self._pool(spec).invoke(payload, request_id or str(uuid.uuid4()))
+
+    def warm(self, logical_ids: list[str]) -> None:
+        """One environment of each function started now, one after the other, so that its first invocation
+        finds it warm; a function without code, or whose init fails, is left to its first invocation."""
+        for logical_id in logical_ids:
+            spec = self.specs[logical_id]
+            if self._closing.is_set():
+                return
+            if not spec.has_code():
+                continue
+            try:
+                self._pool(spec).warm()
+            except Exception as exc:  # a stop meanwhile ends the launcher under it
+                if not self._closing.is_set():
+                    log.warning("%s was not started ahead: %s", logical_id, exc)
 
     def _pool(self, spec: FunctionSpec) -> FunctionPool:
         with self._lock:

@@ -117,34 +117,34 @@ def create_rules(events: Any, template: dict[str, Any], resolver: cfn.Resolver, 
     return created
 
 
-class _Changes:
-    """A counter per queue name, moved by every send, delete and visibility change in moto's queues."""
+class Changes:
+    """A counter per name (a queue, a table's stream), moved by every change a waiter may be waiting for."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._counts: dict[str, int] = {}
 
-    def moved(self, queue_name: str) -> None:
+    def moved(self, name: str) -> None:
         with self._condition:
-            self._counts[queue_name] = self._counts.get(queue_name, 0) + 1
+            self._counts[name] = self._counts.get(name, 0) + 1
             self._condition.notify_all()
 
-    def count(self, queue_name: str) -> int:
+    def count(self, name: str) -> int:
         with self._condition:
-            return self._counts.get(queue_name, 0)
+            return self._counts.get(name, 0)
 
-    def wait(self, queue_name: str, seen: int, timeout: float, stop: threading.Event) -> None:
-        """Until the queue changed after `seen`, `stop` is set, or `timeout` passed."""
+    def wait(self, name: str, seen: int, timeout: float, stop: threading.Event) -> None:
+        """Until `name` changed after `seen`, `stop` is set, or `timeout` passed."""
         deadline = time.monotonic() + timeout
         with self._condition:
-            while self._counts.get(queue_name, 0) == seen and not stop.is_set():
+            while self._counts.get(name, 0) == seen and not stop.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
                 self._condition.wait(min(left, 0.25))  # a stop is noticed within a quarter second
 
 
-CHANGES = _Changes()
+CHANGES = Changes()
 _installed = False
 
 

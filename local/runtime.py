@@ -60,7 +60,8 @@ from local.queues import (
 )
 from local.scheduler import Scheduler, schedules
 from local.state import JOURNAL, SNAPSHOT, StateStore, server_key_hex
-from local.streams import StreamPublisher, pipe_configs
+from local.streams import MotoStreams, StreamPublisher, pipe_configs
+from local.streams import install_wake_ups as install_stream_wake_ups
 
 log = logging.getLogger("local.runtime")
 
@@ -78,6 +79,7 @@ LISTENING_ON = "checkout-sessions listening on "  # the banner's first line, the
 BANNER_URL = re.compile(re.escape(LISTENING_ON) + r"(http://\S+)")
 DROPPED_WEBHOOKS_URL = "http://127.0.0.1:9/dropped"  # the discard port: nothing listens
 QUEUE_WORKERS = 4
+STREAM_WAIT_SECONDS = 1.0  # a reader is woken by each record added; this is the fallback
 WEBHOOK_EVENTS_QUEUE = "WebhookEventsQueue"
 CATCH_UP_SECONDS = 3 * 24 * 3600
 
@@ -267,6 +269,30 @@ def hash_api_key(key: str) -> str:
     return str(domain_hash(key))
 
 
+def memoise_moto_routing() -> None:
+    """moto's server finds the backend of each request by listing its own package directory (a stat for
+    each of ~175 services) and trying its URL patterns, inside a lock every request takes: about a
+    millisecond of the runtime's one core per request, and more waiting for the disk on a busy machine.
+    A host's backend never changes, so it is found once."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    dispatcher: Any = DomainDispatcherApplication
+    if getattr(dispatcher, "_checkout_memoised", False):
+        return
+    find = dispatcher.get_backend_for_host
+    found: dict[str, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host is None:
+            return None
+        if host not in found:
+            found[host] = find(self, host)
+        return found[host]
+
+    dispatcher.get_backend_for_host = get_backend_for_host
+    dispatcher._checkout_memoised = True
+
+
 def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -446,6 +472,7 @@ class Runtime:
                 publisher.start()
             for poller in self._pollers:
                 poller.start()
+            self._warm_event_consumers()
             if restored:
                 self._resume_pending_work()
             self._http_thread = threading.Thread(
@@ -515,6 +542,8 @@ class Runtime:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         atomic_dynamodb.install()
         install_wake_ups()  # moto's queues, in this process, tell the pollers of their changes
+        install_stream_wake_ups()  # and its tables' streams tell the pipe readers of new records
+        memoise_moto_routing()
         self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         self._moto.start()
         port = self._moto.get_host_and_port()[1]
@@ -762,7 +791,7 @@ class Runtime:
 
             publishers.append(
                 StreamPublisher(
-                    self.client("dynamodbstreams"),
+                    MotoStreams(ACCOUNT_ID, REGION),
                     self.client("events"),
                     stream_arn,
                     bus_names[0],
@@ -771,6 +800,7 @@ class Runtime:
                     consumed=consumed,
                     sqs_client=self.client("sqs"),
                     read_lock=self._stream_read_lock,
+                    poll_interval=STREAM_WAIT_SECONDS,
                 )
             )
         return publishers
@@ -794,6 +824,18 @@ class Runtime:
                 )
             )
         return pollers
+
+    def _warm_event_consumers(self) -> None:
+        """The functions the pipes and the queues invoke get an environment each before their first event,
+        in the background: their cold starts (seconds on a busy machine) would otherwise hold every event
+        behind the first one, hop after hop."""
+        invoker = self._invoker
+        assert invoker is not None
+        functions = [p.config.enrichment_id for p in self._publishers if p.config.enrichment_id]
+        functions += [poller.source.function_id for poller in self._pollers]
+        threading.Thread(
+            target=invoker.warm, args=(list(dict.fromkeys(functions)),), name="warm-consumers", daemon=True
+        ).start()
 
     def _trim_stream(self, reader: str, through_sequence: str) -> None:
         """Drops the stream records every reader has handled."""

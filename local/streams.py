@@ -1,18 +1,24 @@
 """The EventBridge Pipe of the sessions table, locally: stream -> filter -> enrichment -> event bus.
 
-One thread reads the table's DynamoDB stream shard in order (so the events of a session are published in
-their sequence), keeps the records that match the Pipe's filter (new `entity = EVENT` items), hands them in
-batches to the enrichment function (`PublishEventsFunction`: stream records in, Event dicts out) and puts each
-Event on the bus with source `checkout.sessions` and detail-type = the Event's `type`. A batch whose
-enrichment or PutEvents fails is retried, with backoff, before anything after it, as the Pipe does; past
-the Pipe's MaximumRetryAttempts it is dropped with an error line (where the Pipe uses its dead-letter
-queue). Without enrichment code the batch is skipped with a log line.
+One thread reads the table's DynamoDB stream shard in order, keeps the records that match the Pipe's filter
+(new `entity = EVENT` items) and, as the Pipe's ParallelizationFactor allows, splits them in lanes by
+partition key (so the events of a session are published in their sequence, lanes side by side), handing
+each lane in batches to the enrichment function (`PublishEventsFunction`: stream records in, Event dicts
+out) and puts each Event on the bus with source `checkout.sessions` and detail-type = the Event's `type`. A
+batch whose enrichment or PutEvents fails is retried, with backoff, before anything after it in its lane,
+as the Pipe does; past the Pipe's MaximumRetryAttempts it is dropped with an error line (where the Pipe
+uses its dead-letter queue). Without enrichment code the batch is skipped with a log line.
 
 When the template has `AWS::Pipes::Pipe`s reading this stream, each is run by its own reader (as each Pipe
 reads the stream on its own), with its enrichment, filter patterns and batch size, and its target: the event
 bus (`Source` / static `DetailType`) or an SQS queue, each Event sent as one message shaped by the target's
 `InputTemplate` (`<aws.pipes.event.json>`, `<$.path>`), with its `MessageGroupId` / `MessageDeduplicationId`
 static or a dynamic `$.path` of the Event.
+
+The runtime's readers ask moto's backend in this process (`MotoStreams`) rather than its server: GetRecords
+of a hundred records with both images took moto ~50 ms of the runtime's one core to serialise, for each
+Pipe, and botocore in the same process parsed them back. Each reader waits for its table's stream to grow
+(moto's shards, in this process, tell of every record added), not for a fixed interval.
 """
 
 from __future__ import annotations
@@ -22,16 +28,19 @@ import json
 import logging
 import re
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.events.models import EventPattern
 
-from local import cfn
+from local import atomic_dynamodb, cfn
 from local.functions import FunctionCodeMissing, FunctionError, FunctionSpec, RuntimeStopping
+from local.queues import Changes
 
 log = logging.getLogger("local.streams")
 READ_LIMIT = 100  # records per GetRecords: a pass stays short, so a stop is noticed within one
@@ -67,6 +76,7 @@ class PipeConfig:
     enrichment_id: str | None
     filters: tuple[str, ...] = (DEFAULT_FILTER,)
     batch_size: int = 10
+    parallelization: int = 1  # batches of the shard published side by side, one partition key in one lane
     source: str = EVENT_SOURCE
     detail_type: str | None = None  # None: the Event's `type`
     max_retries: int = -1  # -1: until it succeeds
@@ -155,6 +165,7 @@ def pipe_configs(
                 enrichment_id=enrichment_id,
                 filters=filters or ("{}",),
                 batch_size=int(stream_parameters.get("BatchSize", 1)),
+                parallelization=int(stream_parameters.get("ParallelizationFactor", 1)),
                 source=str(bus.get("Source", EVENT_SOURCE)),
                 detail_type=None
                 if detail_type is None or str(detail_type).startswith("$")
@@ -187,13 +198,74 @@ def pipe_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     """A GetRecords record as a Pipe (or Lambda) delivers it: epoch seconds, binary as base64, source ARN."""
 
     def default(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return int(value.timestamp())
+        if isinstance(value, datetime):  # moto's own records hold naive UTC times
+            return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
         if isinstance(value, bytes | bytearray):
             return base64.b64encode(value).decode("ascii")
         raise TypeError(f"cannot serialise {type(value).__name__}")
 
     return {**json.loads(json.dumps(record, default=default)), "eventSourceARN": stream_arn}
+
+
+APPENDS = Changes()  # per table name, moved by every record added to its stream
+_installed = False
+
+
+def install_wake_ups() -> None:
+    """Makes moto's stream shards report every record added to APPENDS (once per process)."""
+    global _installed
+    if _installed:
+        return
+    from moto.dynamodb.models.table import StreamShard
+
+    add = StreamShard.add
+
+    def added(self: Any, old: Any, new: Any) -> None:
+        add(self, old, new)
+        APPENDS.moved(self.table.name)
+
+    StreamShard.add = added  # type: ignore[method-assign]
+    _installed = True
+
+
+def table_of(stream_arn: str) -> str:
+    """`arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>` -> `<name>`."""
+    return stream_arn.split(":table/", 1)[1].split("/stream/", 1)[0]
+
+
+class MotoStreams:
+    """The DynamoDB Streams calls a reader makes, answered by the moto backend of this process: the
+    records GetRecords would return, not serialised to JSON and parsed back. moto never changes a record
+    once it is made, so they are handed out as they are (the reader copies what it keeps)."""
+
+    def __init__(self, account_id: str, region: str) -> None:
+        self.account_id = account_id
+        self.region = region
+
+    def _backend(self) -> Any:
+        from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+        return dynamodbstreams_backends[self.account_id][self.region]
+
+    def describe_stream(self, StreamArn: str) -> dict[str, Any]:  # boto3's parameter names
+        with atomic_dynamodb.exclusive():
+            return {"StreamDescription": self._backend().describe_stream(StreamArn)}
+
+    def get_shard_iterator(
+        self,
+        StreamArn: str,
+        ShardId: str,
+        ShardIteratorType: str,
+        SequenceNumber: str | None = None,
+    ) -> dict[str, Any]:
+        sequence = int(SequenceNumber) if SequenceNumber is not None else None
+        with atomic_dynamodb.exclusive():
+            iterator = self._backend().get_shard_iterator(StreamArn, ShardId, ShardIteratorType, sequence)
+            return {"ShardIterator": iterator.arn}
+
+    def get_records(self, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
+        with atomic_dynamodb.exclusive():
+            return {"Records": self._backend().get_records(ShardIterator, Limit)["Records"]}
 
 
 class StreamPublisher:
@@ -205,7 +277,7 @@ class StreamPublisher:
         bus_name: str,
         config: PipeConfig,
         enrich: Callable[[str, Any], Any] | None,
-        poll_interval: float = 0.1,
+        poll_interval: float = 0.1,  # the longest wait for a record; with wake-ups installed, a fallback
         max_backoff: float = 5.0,
         consumed: Callable[[str], None] | None = None,
         sqs_client: Any = None,
@@ -235,8 +307,11 @@ class StreamPublisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned_missing = False
-        self._failures = 0
+        self._failures: dict[str, int] = {}  # attempts of a batch that failed, by its first record
         self._lock = threading.Lock()
+        self._state_lock = threading.Lock()  # what lanes published side by side share
+        self._hash_key = ""
+        self._lane_pool = ThreadPoolExecutor(config.parallelization, thread_name_prefix=f"pipe-{config.name}")
         self._read_lock = read_lock or threading.Lock()
 
     def start(self) -> None:
@@ -256,6 +331,7 @@ class StreamPublisher:
         Reads are small (READ_LIMIT records), so the reader notices the stop soon; a backlog left beyond
         the last pass is not published (the timeline has it)."""
         self._stop.set()
+        APPENDS.moved(table_of(self.stream_arn))  # wakes the reader if it waits for a record
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -265,9 +341,14 @@ class StreamPublisher:
             self.poll_once()
         except Exception:
             log.exception("last pass of the stream publisher failed")
+        self._lane_pool.shutdown(wait=False)
 
     def _only_shard(self) -> str:
-        shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
+        description = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
+        self._hash_key = next(
+            (key["AttributeName"] for key in description.get("KeySchema", []) if key["KeyType"] == "HASH"), ""
+        )
+        shards = description["Shards"]
         if len(shards) != 1:
             raise RuntimeError(f"expected one stream shard, found {len(shards)}")
         return str(shards[0]["ShardId"])
@@ -289,7 +370,9 @@ class StreamPublisher:
 
     def _run(self) -> None:
         backoff = 0.0
-        while not self._stop.wait(backoff or self.poll_interval):
+        table = table_of(self.stream_arn)
+        while not self._stop.is_set():
+            seen = APPENDS.count(table)  # before the read: a record added after it wakes the wait below
             try:
                 while self.poll_once() and not self._stop.is_set():
                     pass
@@ -299,6 +382,10 @@ class StreamPublisher:
             except Exception:
                 backoff = min(self.max_backoff, max(0.2, backoff * 2))
                 log.exception("publishing stream records failed; retrying in %.1f s", backoff)
+            if backoff:
+                self._stop.wait(backoff)
+            else:
+                APPENDS.wait(table, seen, self.poll_interval, self._stop)
 
     def poll_once(self) -> int:
         """Reads the next records and publishes what matches; returns how many records were read.
@@ -311,35 +398,75 @@ class StreamPublisher:
                     self._last_sequence = max(
                         (r["dynamodb"]["SequenceNumber"] for r in answer["Records"]), key=int
                     )
-                self._pending = [
+                # Filtered before batching, as a Pipe does: a batch is `batch_size` matching records.
+                unseen = [
                     pipe_record(record, self.stream_arn)
                     for record in answer["Records"]
                     if record["eventID"] not in self._seen_set
                 ]
+                self._pending = [record for record in unseen if self.config.matches(record)]
                 read = len(answer["Records"])
             else:
                 read = len(self._pending)
-            while self._pending:
-                batch = self._pending[: self.config.batch_size]
-                try:
-                    self._publish(batch)
-                    self._failures = 0
-                except Exception:
-                    self._failures += 1
-                    if not 0 <= self.config.max_retries < self._failures:
-                        raise
-                    log.exception(
-                        "dropping %d stream records after %d attempts (the Pipe would dead-letter them)",
-                        len(batch),
-                        self._failures,
-                    )
-                    self._failures = 0
-                for record in batch:
-                    self._remember(record["eventID"])
-                del self._pending[: len(batch)]
+            lanes = self._lanes(self._pending)
+            if len(lanes) == 1:
+                self._drain(lanes[0])
+            else:
+                outcomes = list(self._lane_pool.map(self._drain_or_fail, lanes))
+                self._pending = [record for lane in lanes for record in lane]
+                failure = next((outcome for outcome in outcomes if outcome is not None), None)
+                if failure is not None:
+                    raise failure
             if read and self.consumed is not None and self._last_sequence is not None:
                 self.consumed(self._last_sequence)
             return read
+
+    def _lanes(self, records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """The records in up to ParallelizationFactor lanes by partition key, each in stream order: one
+        item collection (one session) stays in one lane, so in order, while lanes are published side by
+        side. As few lanes as there are batches."""
+        count = min(self.config.parallelization, -(-len(records) // self.config.batch_size))
+        if count <= 1:
+            return [records]
+        lanes: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+        for record in records:
+            key = json.dumps(record["dynamodb"]["Keys"].get(self._hash_key), sort_keys=True)
+            lanes[zlib.crc32(key.encode()) % count].append(record)
+        return [lane for lane in lanes if lane]
+
+    def _drain_or_fail(self, records: list[dict[str, Any]]) -> Exception | None:
+        try:
+            self._drain(records)
+        except Exception as exc:
+            return exc
+        return None
+
+    def _drain(self, records: list[dict[str, Any]]) -> None:
+        """Publishes `records` batch by batch, removing each batch once published (or dropped); raises at
+        the first batch that fails and may be retried, which stays at the head."""
+        while records:
+            batch = records[: self.config.batch_size]
+            head = batch[0]["eventID"]
+            try:
+                self._publish(batch)
+                with self._state_lock:
+                    self._failures.pop(head, None)
+            except Exception:
+                with self._state_lock:
+                    failures = self._failures[head] = self._failures.get(head, 0) + 1
+                if not 0 <= self.config.max_retries < failures:
+                    raise
+                log.exception(
+                    "dropping %d stream records after %d attempts (the Pipe would dead-letter them)",
+                    len(batch),
+                    failures,
+                )
+                with self._state_lock:
+                    self._failures.pop(head, None)
+            with self._state_lock:
+                for record in batch:
+                    self._remember(record["eventID"])
+            del records[: len(batch)]
 
     def _remember(self, event_id: str) -> None:
         if len(self._seen) == self._seen.maxlen:
@@ -352,10 +479,7 @@ class StreamPublisher:
             log.warning(message)
             self._warned_missing = True
 
-    def _publish(self, records: list[dict[str, Any]]) -> None:
-        matching = [record for record in records if self.config.matches(record)]
-        if not matching:
-            return
+    def _publish(self, matching: list[dict[str, Any]]) -> None:
         if self.config.enrichment_id is None or self.enrich is None:
             self._skip(f"{len(matching)} events are not published: no enrichment function in the template")
             return
@@ -383,7 +507,8 @@ class StreamPublisher:
             if answer.get("FailedEntryCount"):
                 failed = [e for e in answer["Entries"] if e.get("ErrorCode")]
                 raise RuntimeError(f"PutEvents failed for {len(failed)} entries: {failed[:1]}")
-            self.published += len(chunk)
+            with self._state_lock:
+                self.published += len(chunk)
             for event in chunk:
                 log.debug("published %s %s", event["DetailType"], event["Detail"][:200])
 
@@ -398,4 +523,5 @@ class StreamPublisher:
                 raise RuntimeError(
                     f"SendMessageBatch failed for {len(answer['Failed'])} entries: {answer['Failed'][:1]}"
                 )
-            self.published += len(chunk)
+            with self._state_lock:
+                self.published += len(chunk)
