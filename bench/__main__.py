@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     mode = " **Fast mode: shape check only, not results.**" if args.fast else ""
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "RESULTS.md").write_text(report.markdown(rows, where, load, mode, report.notes(measures)))
+    results_md = args.out / "RESULTS.md"
+    loops = report.kept_loops(results_md.read_text()) if results_md.exists() else ""
+    results_md.write_text(report.markdown(rows, where, load, mode, report.notes(measures), loops))
     for row in rows:
         status = "n/a " if row.met is None else ("met " if row.met else "MISS")
         harness.say(f"  {status} {row.measure}: {row.value}")

@@ -442,7 +442,19 @@ def _calls(calls: dict[str, int]) -> str:
     return ", ".join(f"{name} {n}" for name, n in sorted(calls.items()))
 
 
-def markdown(table: list[Row], machine: str, load: str, mode: str, remarks: list[str]) -> str:
+LOOPS_HEADING = "## Development loops"
+
+
+def kept_loops(previous: str) -> str:
+    """The development loops' section of the RESULTS.md being replaced: timed by hand (a fresh clone, the
+    whole suite), not by this run, so it is carried over as it is."""
+    start = previous.find(LOOPS_HEADING)
+    return previous[start:].rstrip() + "\n" if start >= 0 else ""
+
+
+def markdown(
+    table: list[Row], machine: str, load: str, mode: str, remarks: list[str], loops: str = ""
+) -> str:
     lines = [
         "# Benchmark results",
         "",
@@ -460,4 +472,6 @@ def markdown(table: list[Row], machine: str, load: str, mode: str, remarks: list
     if remarks:
         lines += ["", "## Notes", ""] + [f"- {remark}" for remark in remarks]
     lines.append("")
+    if loops:
+        lines += [loops.rstrip(), ""]
     return "\n".join(lines)
