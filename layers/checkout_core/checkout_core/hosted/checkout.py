@@ -157,6 +157,7 @@ def pay(
     test card is approved at once, as a provider's test card is on its own hosted form: the sandbox
     reports SETTLED through the same path a provider event takes. A provider that needs the customer
     brings them back to the attempt's return route under `public_base_url`."""
+    from checkout_core.customer_actions import cancel_waiting_payments
     from checkout_core.errors import PaymentInFlight
     from checkout_core.payments import create_transaction
     from checkout_core.provider_events import apply_provider_event
@@ -164,6 +165,17 @@ def pay(
     method = next((m for m in test_methods(ctx) if m.key == method_key), None)
     if method is None:
         raise FormRefused("This payment method is not offered here.")
+    if waits_for_customer_only(hosted.session):
+        # The customer chose another way to pay over the payment waiting for them: that one is cancelled
+        # at its provider first (nothing of it was authorised). If it cannot be (they completed it
+        # meanwhile), it stays in flight and this attempt is refused below.
+        item = ctx.repository.get_session(hosted.session.sessionId)
+        if item is not None:
+            cancel_waiting_payments(ctx, item, ACTOR)
+            hosted = replace(
+                hosted,
+                session=session_view(ctx.repository.get_session(item["sessionId"]) or item, ctx.clock()),
+            )
     if payment_in_flight(hosted.session):
         raise PaymentInFlight(
             [tx.transactionId for tx in hosted.session.transactions if transitions.is_in_flight(tx.status)]
@@ -244,6 +256,14 @@ def last_attempt_failed(session: Session) -> bool:
     """Whether the newest attempt failed: the page says so."""
     latest = session.transactions[-1] if session.transactions else None
     return latest is not None and latest.status is TransactionStatus.FAILED
+
+
+def waits_for_customer_only(session: Session) -> bool:
+    """Whether every payment in flight waits for the customer (and one does): they may pay another way."""
+    in_flight = [tx for tx in session.transactions if transitions.is_in_flight(tx.status)]
+    return bool(in_flight) and all(
+        tx.status is TransactionStatus.PROCESSING and tx.nextAction is not None for tx in in_flight
+    )
 
 
 def waiting_action(session: Session) -> str | None:

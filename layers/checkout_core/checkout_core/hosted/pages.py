@@ -112,7 +112,10 @@ def checkout_page(
     details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
     notices = []
     if waiting_at:
-        notices.append("Your payment waits for you to confirm it with your bank.")
+        notices.append(
+            "Your payment waits for you to confirm it with your bank. You can also pay another way: "
+            "the payment waiting is then cancelled."
+        )
     elif in_flight:
         notices.append("A payment is being processed. This page will update on its own.")
     elif last_failed:
@@ -124,7 +127,7 @@ def checkout_page(
         notice_html += f'<p><a class="continue" href="{escape(waiting_at)}">Continue to your bank</a></p>'
 
     pay_forms = ""
-    if methods and not in_flight:
+    if methods and (not in_flight or waiting_at):
         buttons = "".join(
             f'<button class="pay" type="submit" name="method" value="{escape(m.key)}">'
             f"Pay {escape(amount)} with {escape(m.label)}</button>"

@@ -228,7 +228,11 @@ def _render_open(
         notice=notice,
         status=status,
         in_flight=checkout.payment_in_flight(hosted.session),
-        waiting_at=checkout.waiting_action(hosted.session),
+        waiting_at=(
+            checkout.waiting_action(hosted.session)
+            if checkout.waits_for_customer_only(hosted.session)
+            else None
+        ),
         last_failed=checkout.last_attempt_failed(hosted.session),
     )
     cookie = Cookie(
