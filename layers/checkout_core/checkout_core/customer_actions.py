@@ -1,6 +1,6 @@
 """Payments that wait for the customer: a provider that needs them (3-D Secure, their bank's page) answers
 an attempt with a page to send them to. The attempt stays PROCESSING with `nextAction` until the provider
-reports how it went: its webhook, the customer's return (`complete_returns`, the hosted page's return
+reports how it went: its webhook, the customer's return (`complete_return`, the hosted page's return
 route), or reconciliation, whichever comes first; all three record it through `apply_provider_event`, so
 the end state does not depend on their order. Nothing has been authorised while a payment waits, so a
 cancel or an expiry cancels it at the provider (`cancel_waiting_payments`) instead of waiting for it."""
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from checkout_core.cancel_requests import awaiting_answer
 from checkout_core.changes import attempts, session_change
 from checkout_core.clock import to_iso
 from checkout_core.context import Context
@@ -66,8 +67,9 @@ def waiting_for_customer(item: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def cancel_due(item: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The attempts waiting for the customer whose cancel has not been asked of their provider yet."""
-    return [tx for tx in waiting_for_customer(item) if not tx.get("cancelRequestedAt")]
+    """The attempts waiting for the customer whose cancel has not been asked of their provider yet (one
+    it accepted, or refused, is not asked again: cancel_requests.awaiting_answer)."""
+    return [tx for tx in waiting_for_customer(item) if not awaiting_answer(tx)]
 
 
 def complete_return(
@@ -79,9 +81,16 @@ def complete_return(
     from checkout_core.provider_batches import as_recorded
     from checkout_core.provider_events import apply_provider_event
 
-    summary = next((tx for tx in waiting_for_customer(item) if tx["transactionId"] == transaction_id), None)
+    summary = (item.get("transactions") or {}).get(transaction_id)
     provider = ctx.providers.get(summary["provider"]) if summary else None
     if summary is None or provider is None:
+        return False
+    if summary["status"] == TransactionStatus.FAILED and provider.has_status_api:
+        # Failed already (its webhook came first): the adapter still closes what the return leaves open
+        # at the provider (a Stripe intent whose client secret the way back carried).
+        _tidy_after_return(provider, summary, returned)
+        return False
+    if summary not in waiting_for_customer(item):
         return False
     try:
         state = provider.complete_return(summary.get("providerReference"), transaction_id, returned)
@@ -110,11 +119,21 @@ def complete_return(
     ).applied
 
 
+def _tidy_after_return(provider: Any, summary: Mapping[str, Any], returned: Mapping[str, str]) -> None:
+    try:
+        provider.complete_return(summary.get("providerReference"), summary["transactionId"], returned)
+    except Exception:
+        logger.exception(
+            "the provider could not be asked about a failed attempt the customer came back from",
+            extra={"transactionId": summary["transactionId"]},
+        )
+
+
 def cancel_waiting_payments(ctx: Context, item: Mapping[str, Any], actor: str) -> int:
     """Cancels at their providers the attempts of `item` that wait for the customer, whatever else is in
     flight, and records each outcome: a cancel made as the provider's report of it would be, a cancel the
     provider answers later as requested (cancel_requests.py). The number whose cancel did not go through
-    (an outage, or the customer finished meanwhile): to be tried again."""
+    (an outage, or the customer finished meanwhile): to be looked at again."""
     from checkout_core.cancel_requests import record_cancel_requested
     from checkout_core.provider_events import apply_provider_event
 
@@ -124,6 +143,9 @@ def cancel_waiting_payments(ctx: Context, item: Mapping[str, Any], actor: str) -
         provider = ctx.providers.get(summary["provider"])
         transaction_id = summary["transactionId"]
         outcome = CancelOutcome.FAILED
+        if provider is not None and _moved_meanwhile(ctx, provider, summary, actor):
+            left += 1  # the customer finished meanwhile (authorised, say): recorded, not cancelled
+            continue
         if provider is not None:
             try:
                 outcome = provider.cancel(summary.get("providerReference"), transaction_id, "ABANDONED")
@@ -145,3 +167,39 @@ def cancel_waiting_payments(ctx: Context, item: Mapping[str, Any], actor: str) -
     if requested:
         record_cancel_requested(ctx, ctx.repository.get_session(item["sessionId"]) or dict(item), requested)
     return left
+
+
+def _moved_meanwhile(ctx: Context, provider: Any, summary: Mapping[str, Any], actor: str) -> bool:
+    """Where the provider can be asked: whether the attempt no longer waits for the customer there (they
+    authenticated, and the webhook has not come yet). What it says is then recorded as that webhook would,
+    instead of cancelling a payment the customer made."""
+    from checkout_core.provider_batches import as_recorded
+    from checkout_core.provider_events import apply_provider_event
+
+    if not provider.has_status_api:
+        return False
+    transaction_id = summary["transactionId"]
+    try:
+        state = provider.status(summary.get("providerReference"), transaction_id)
+    except Exception:
+        logger.exception(
+            "the provider could not be asked before a cancel", extra={"transactionId": transaction_id}
+        )
+        return True  # not cancelled blind: tried again next time
+    if state is None or (state.status is TransactionStatus.PROCESSING and state.next_action_url):
+        return False
+    transaction = ctx.repository.get_transaction(transaction_id)
+    if transaction is not None and state.status is not TransactionStatus.PROCESSING:
+        report = ProviderReport(
+            f"asked:{transaction_id}:{state.status}",
+            transaction_id,
+            state.reference,
+            state.status,
+            failure_code=state.failure_code,
+            amount=state.amount,
+            currency=state.currency,
+        )
+        apply_provider_event(
+            ctx, summary["provider"], as_recorded(transaction, report), actor=actor, known=transaction
+        )
+    return True

@@ -262,6 +262,13 @@ def _marker_items(marker: dict[str, str] | None, transaction_id: str, now: datet
     return [{**marker, "entity": "ATTEMPTKEY", "transactionId": transaction_id, "ttl": expires}]
 
 
+def earlier_attempt(
+    ctx: Context, tenant: Tenant, session_id: str, idempotency_key: str
+) -> Transaction | None:
+    """The attempt an earlier request with this Idempotency-Key made, if one did."""
+    return _earlier_attempt(ctx, attempt_key(tenant, session_id, idempotency_key))
+
+
 def _earlier_attempt(ctx: Context, marker: dict[str, str]) -> Transaction | None:
     pointer = ctx.repository.get_item(marker)
     stored = ctx.repository.get_transaction(pointer["transactionId"]) if pointer else None

@@ -159,12 +159,15 @@ def pay(
     brings them back to the attempt's return route under `public_base_url`."""
     from checkout_core.customer_actions import cancel_waiting_payments
     from checkout_core.errors import PaymentInFlight
-    from checkout_core.payments import create_transaction
+    from checkout_core.payments import create_transaction, earlier_attempt
     from checkout_core.provider_events import apply_provider_event
 
     method = next((m for m in test_methods(ctx) if m.key == method_key), None)
     if method is None:
         raise FormRefused("This payment method is not offered here.")
+    earlier = earlier_attempt(ctx, _tenant(hosted), hosted.session.sessionId, f"hosted-page {nonce}")
+    if earlier is not None:
+        return earlier  # this page's form, posted again (a double click): the attempt it made
     if waits_for_customer_only(hosted.session):
         # The customer chose another way to pay over the payment waiting for them: that one is cancelled
         # at its provider first (nothing of it was authorised). If it cannot be (they completed it
@@ -262,7 +265,10 @@ def waits_for_customer_only(session: Session) -> bool:
     """Whether every payment in flight waits for the customer (and one does): they may pay another way."""
     in_flight = [tx for tx in session.transactions if transitions.is_in_flight(tx.status)]
     return bool(in_flight) and all(
-        tx.status is TransactionStatus.PROCESSING and tx.nextAction is not None for tx in in_flight
+        tx.status is TransactionStatus.PROCESSING
+        and tx.nextAction is not None
+        and tx.cancelRequestedAt is None
+        for tx in in_flight
     )
 
 

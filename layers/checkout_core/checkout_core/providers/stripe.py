@@ -267,7 +267,8 @@ class StripeProvider:
             self._stripe().v1.payment_intents.cancel(
                 reference,
                 params={"cancellation_reason": reason},
-                options={"idempotency_key": f"cancel-{transaction_id}"},
+                # The reason is part of the request: a cancel asked for another reason has a key of its own.
+                options={"idempotency_key": f"cancel-{transaction_id}-{reason}"},
             )
         except stripe.InvalidRequestError as refused:
             if refused.code == _REFUSED_WHILE_PROCESSING:
