@@ -516,3 +516,25 @@ def test_expiry_asks_adyen_once_to_cancel_a_payment_waiting_for_the_shopper(
     assert deliver(cancellation).status == 200
     read = get(session_id)
     assert read["status"] == "EXPIRED" and read["transactions"][0]["status"] == "CANCELLED"
+
+
+def test_expiry_does_not_ask_again_when_adyen_refused_to_cancel_a_payment_waiting_for_the_shopper(
+    aws: Any, adyen: AdyenServer
+) -> None:
+    session_id = create_session(currency="EUR")["sessionId"]
+    waiting = pay(session_id, THREE_DS_CARD).json()
+    control(adyen, "fail-cancels", {"count": 1})
+    move_expiry_to_the_past(aws, session_id)
+    sweep(context.get_context(), lambda: 60_000)
+    # Adyen reports the cancel failed: the payment is left to end on its own
+    assert deliver(one(adyen, "CANCELLATION", waiting["transactionId"])).status == 200
+    [refused] = get(session_id)["transactions"]
+    assert refused["cancelRequestedAt"] is None and refused["status"] == "PROCESSING"
+    # Later runs do not ask Adyen again, and the session leaves the expiry index (no run re-reads it)
+    sweep(context.get_context(), lambda: 60_000)
+    sweep(context.get_context(), lambda: 60_000)
+    assert len(notifications(adyen, "CANCELLATION", waiting["transactionId"])) == 1
+    session_item = aws.dynamodb.get_item(
+        TableName=aws.table_name, Key={"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "SESSION"}}
+    )["Item"]
+    assert "openShard" not in session_item
