@@ -20,6 +20,7 @@ from checkout_core.repository import (
     SessionChange,
     SessionRepository,
     TransactionChange,
+    shard_of,
 )
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
@@ -158,6 +159,11 @@ def leave_open(
 
 
 RECONCILE_KEYS = ("reconcileShard", "reconcileAt")  # a transaction's entry in the byReconcile index
+
+
+def reconcile_keys(transaction_id: str, due_at: int) -> dict[str, Any]:
+    """The attributes that put a transaction item in `byReconcile`, due at `due_at` (epoch seconds)."""
+    return {"reconcileShard": f"RECONCILE#{shard_of(transaction_id)}", "reconcileAt": due_at}
 
 
 def transaction_move(

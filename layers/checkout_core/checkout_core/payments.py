@@ -16,7 +16,15 @@ from typing import Any
 
 from checkout_core import faults, transitions
 from checkout_core.api_keys import hash_secret
-from checkout_core.changes import Guard, attempts, new_event, owned_session, require_open, session_change
+from checkout_core.changes import (
+    Guard,
+    attempts,
+    new_event,
+    owned_session,
+    reconcile_keys,
+    require_open,
+    session_change,
+)
 from checkout_core.clock import to_iso, uuid7
 from checkout_core.context import Context
 from checkout_core.errors import (
@@ -33,7 +41,6 @@ from checkout_core.models import Tenant, Transaction
 from checkout_core.observability import count_transition, logger
 from checkout_core.providers import Attempt, ProviderReport, Refusal
 from checkout_core.providers.base import reconciliation_can_act
-from checkout_core.reconciliation import reconcile_keys
 from checkout_core.repository import transaction_key
 from checkout_core.transitions import SessionStatus, TransactionStatus
 

@@ -16,6 +16,7 @@ from checkout_core.changes import (
     epoch,
     expires_at_iso,
     new_event,
+    reconcile_keys,
     seen_provider_event,
     session_change,
     transaction_move,
@@ -26,7 +27,6 @@ from checkout_core.context import Context
 from checkout_core.errors import ConcurrentUpdate, TransactionNotFound, WriteConflict
 from checkout_core.observability import count_transition, logger
 from checkout_core.providers import CancelOutcome, ProviderReport
-from checkout_core.reconciliation import reconcile_keys
 from checkout_core.report_matching import Match, match_report, mismatch_data
 from checkout_core.repository import SessionChange, TransactionChange
 from checkout_core.transitions import SessionStatus, TransactionStatus

@@ -23,16 +23,11 @@ from checkout_core.context import Context
 from checkout_core.errors import ConcurrentUpdate, WriteConflict
 from checkout_core.observability import count_transition, logger
 from checkout_core.providers import CancelOutcome, ProviderAdapter, ProviderReport
-from checkout_core.repository import TransactionChange, shard_of
+from checkout_core.repository import TransactionChange
 from checkout_core.transitions import SessionStatus, TransactionStatus
 
 ACTOR = "scheduler"
 NEVER_CREATED = "not_created_at_provider"
-
-
-def reconcile_keys(transaction_id: str, due_at: int) -> dict[str, Any]:
-    """The attributes that put a transaction item in `byReconcile`, due at `due_at` (epoch seconds)."""
-    return {"reconcileShard": f"RECONCILE#{shard_of(transaction_id)}", "reconcileAt": due_at}
 
 
 def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
