@@ -106,3 +106,17 @@ def test_paying_another_way_cancels_the_payment_waiting_for_the_customer(
     assert (waiting["status"], paid["status"]) == ("CANCELLED", "SETTLED")
     emulator = stripe.StripeClient("sk_test_local", base_addresses={"api": runtime.stripe_url})
     assert emulator.v1.payment_intents.retrieve(waiting["providerReference"]).status == "canceled"
+
+
+def test_two_checkouts_in_one_browser_each_come_back_to_their_own_page(
+    browser: webdriver.Chrome, api: Api, merchant: Merchant
+) -> None:
+    first = pay_with_3ds(browser, api, merchant)
+    first_bank_page = browser.current_url
+    second = pay_with_3ds(browser, api, merchant)
+    # The customer fails the first checkout's authentication: back to the first checkout's page
+    browser.get(first_bank_page)
+    press(browser, "Fail authentication")
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: b.current_url == first["url"])
+    assert "did not go through" in browser.find_element(By.TAG_NAME, "main").text
+    assert second["url"] != first["url"]

@@ -5,6 +5,7 @@ The pay token is a secret in the path: it is never logged, and never written any
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
@@ -41,8 +42,9 @@ _FORM_RESPONSES: dict[int, Any] = {
     410: {"description": "The session is no longer OPEN", "content": _HTML},
 }
 # Set when Pay sends the customer to their provider's page: the page's token, to lead them back to it from
-# the attempt's return link (the link itself never serves the page).
-RETURNING_COOKIE = "checkout_returning"
+# the attempt's return link (the link itself never serves the page). One per session, so that two
+# checkouts open in one browser do not take each other's way back.
+RETURNING_COOKIE_PREFIX = "checkout_returning_"
 _NOT_FOUND = ("Checkout not found", "This checkout link is not valid. Ask the merchant for a new one.")
 _BUSY = ("Please try again", "We could not complete this just now; nothing was changed. Please try again.")
 
@@ -124,7 +126,7 @@ def pay_from_page(token: str) -> Response[str]:
         # The provider needs the customer (3-D Secure): off to its page, which brings them back to the
         # attempt's return link; this browser's cookie then leads back to this page if they did not pay.
         returning = Cookie(
-            name=RETURNING_COOKIE,
+            name=_returning_cookie(hosted.session.sessionId),
             value=token,
             path=f"{urlsplit(base_url).path.rstrip('/')}/pay/",
             secure=_over_https(),
@@ -172,7 +174,7 @@ def return_from_provider(token: str) -> Response[str]:
         return _see_other(checkout.back_to_merchant(session, SessionStatus.COMPLETED))
     if session.status is not SessionStatus.OPEN:
         return _answer(_closed(hosted))
-    page_token = _cookie(RETURNING_COOKIE)
+    page_token = _cookie(_returning_cookie(session.sessionId))
     if page_token and checkout.is_page_of(ctx, page_token, session.sessionId):
         return _see_other(_page_link(page_token)[0])
     return _see_other(checkout.back_to_merchant(session, SessionStatus.OPEN))
@@ -261,6 +263,10 @@ def _closed(hosted: checkout.HostedSession) -> Page:
         go_back_now=paid,
         merchant=hosted.merchant_name,
     )
+
+
+def _returning_cookie(session_id: str) -> str:
+    return RETURNING_COOKIE_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()[:16]
 
 
 def _form_nonce(token: str) -> str | None:
