@@ -78,8 +78,6 @@ def complete_return(
     """The customer is back from the provider's page of the attempt `transaction_id`: if it still waits
     for them, it is read again at its provider and what the provider says is recorded as its webhook
     would be. True when a move was recorded."""
-    from checkout_core.provider_batches import as_recorded
-    from checkout_core.provider_events import apply_provider_event
 
     summary = (item.get("transactions") or {}).get(transaction_id)
     provider = ctx.providers.get(summary["provider"]) if summary else None
@@ -101,22 +99,24 @@ def complete_return(
             extra={"sessionId": item["sessionId"], "transactionId": transaction_id},
         )
         return False
-    transaction = ctx.repository.get_transaction(transaction_id)
-    if state is None or state.status is TransactionStatus.PROCESSING or transaction is None:
+    if state is None or state.status is TransactionStatus.PROCESSING:
         return False
-    report = ProviderReport(
-        f"return:{transaction_id}:{state.status}",
-        transaction_id,
-        state.reference,
-        state.status,
-        failure_code=state.failure_code,
-        amount=state.amount,
-        currency=state.currency,
+    return _record(
+        ctx, summary, state.report(f"return:{transaction_id}:{state.status}", transaction_id), RETURN_ACTOR
     )
+
+
+def _record(ctx: Context, summary: Mapping[str, Any], report: ProviderReport, actor: str) -> bool:
+    """A provider's reading of an attempt, applied as its event would be (an authorisation of an attempt
+    captured automatically is its settlement: provider_batches.as_recorded). True when it moved it."""
+    from checkout_core.provider_batches import as_recorded
+    from checkout_core.provider_events import apply_provider_event
+
+    transaction = ctx.repository.get_transaction(summary["transactionId"])
+    if transaction is None:
+        return False
     recorded = as_recorded(transaction, report)
-    return apply_provider_event(
-        ctx, summary["provider"], recorded, actor=RETURN_ACTOR, known=transaction
-    ).applied
+    return apply_provider_event(ctx, summary["provider"], recorded, actor=actor, known=transaction).applied
 
 
 def _tidy_after_return(provider: Any, summary: Mapping[str, Any], returned: Mapping[str, str]) -> None:
@@ -173,8 +173,6 @@ def _moved_meanwhile(ctx: Context, provider: Any, summary: Mapping[str, Any], ac
     """Where the provider can be asked: whether the attempt no longer waits for the customer there (they
     authenticated, and the webhook has not come yet). What it says is then recorded as that webhook would,
     instead of cancelling a payment the customer made."""
-    from checkout_core.provider_batches import as_recorded
-    from checkout_core.provider_events import apply_provider_event
 
     if not provider.has_status_api:
         return False
@@ -188,18 +186,6 @@ def _moved_meanwhile(ctx: Context, provider: Any, summary: Mapping[str, Any], ac
         return True  # not cancelled blind: tried again next time
     if state is None or (state.status is TransactionStatus.PROCESSING and state.next_action_url):
         return False
-    transaction = ctx.repository.get_transaction(transaction_id)
-    if transaction is not None and state.status is not TransactionStatus.PROCESSING:
-        report = ProviderReport(
-            f"asked:{transaction_id}:{state.status}",
-            transaction_id,
-            state.reference,
-            state.status,
-            failure_code=state.failure_code,
-            amount=state.amount,
-            currency=state.currency,
-        )
-        apply_provider_event(
-            ctx, summary["provider"], as_recorded(transaction, report), actor=actor, known=transaction
-        )
+    if state.status is not TransactionStatus.PROCESSING:
+        _record(ctx, summary, state.report(f"asked:{transaction_id}:{state.status}", transaction_id), actor)
     return True

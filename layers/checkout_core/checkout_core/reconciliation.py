@@ -97,15 +97,7 @@ def reconcile_transaction(ctx: Context, transaction_id: str) -> bool:
         logger.info(
             "reconciliation found a move the provider did not report", extra={**log_extra, "to": state.status}
         )
-        report = ProviderReport(
-            f"reconcile:{transaction_id}:{state.status}",
-            transaction_id,
-            state.reference,
-            state.status,
-            failure_code=state.failure_code,
-            amount=state.amount,
-            currency=state.currency,
-        )
+        report = state.report(f"reconcile:{transaction_id}:{state.status}", transaction_id)
         if apply_provider_event(ctx, transaction["provider"], report, actor=ACTOR).applied:
             return True
         # Not obeyed (the provider's payment disagrees with the record): asked again later, not every run.

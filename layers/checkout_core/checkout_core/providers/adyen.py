@@ -18,7 +18,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from checkout_core.errors import InvalidRequest, InvalidSignature
 from checkout_core.providers.base import (
@@ -28,6 +27,7 @@ from checkout_core.providers.base import (
     ProviderReport,
     ProviderState,
     Refusal,
+    page_origins_of,
 )
 from checkout_core.transitions import TransactionStatus
 
@@ -93,10 +93,7 @@ class AdyenProvider:
     @property
     def customer_page_origins(self) -> tuple[str, ...]:
         """The issuer's 3-D Secure page may be on any host (Adyen's `action.url`); a local Adyen: its own."""
-        if self._settings.api_base:
-            parts = urlsplit(self._settings.api_base)
-            return (f"{parts.scheme}://{parts.netloc}",)
-        return ("https:",)
+        return page_origins_of(self._settings.api_base, "https:")
 
     def _checkout(self) -> tuple[Any, Any]:
         """The SDK's PaymentsApi and ModificationsApi, made on first use, on Checkout API v71 whatever the

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from checkout_core.transitions import TransactionStatus
 
@@ -66,6 +67,18 @@ class ProviderState:
     refusal_message: str | None = None
     # PROCESSING and waiting for the customer: the page the provider sends them to (a bank's 3-D Secure).
     next_action_url: str | None = None
+
+    def report(self, event_id: str, transaction_id: str) -> ProviderReport:
+        """This reading as a report of the attempt, to be applied as the provider's event would be."""
+        return ProviderReport(
+            event_id,
+            transaction_id,
+            self.reference,
+            self.status,
+            failure_code=self.failure_code,
+            amount=self.amount,
+            currency=self.currency,
+        )
 
 
 @dataclass(frozen=True)
@@ -216,6 +229,14 @@ class BatchedEvents(Protocol):
     def parse_batch(self, headers: Mapping[str, str], raw: bytes, now: int) -> ProviderBatch:
         """Verifies every item's signature first (errors.InvalidSignature for any bad one) and reads them."""
         ...
+
+
+def page_origins_of(api_base: str | None, default: str) -> tuple[str, ...]:
+    """Where a provider sends a customer: a local emulator's own origin (`api_base`), else `default`."""
+    if api_base:
+        parts = urlsplit(api_base)
+        return (f"{parts.scheme}://{parts.netloc}",)
+    return (default,)
 
 
 def reconciliation_can_act(provider: ProviderAdapter) -> bool:

@@ -21,11 +21,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from checkout_core.errors import InvalidRequest, InvalidSignature, ServiceUnavailable
 from checkout_core.observability import logger
-from checkout_core.providers.base import Attempt, CancelOutcome, ProviderReport, ProviderState, Refusal
+from checkout_core.providers.base import (
+    Attempt,
+    CancelOutcome,
+    ProviderReport,
+    ProviderState,
+    Refusal,
+    page_origins_of,
+)
 from checkout_core.providers.stripe_amounts import AmountNotAccepted, from_stripe, to_stripe
 from checkout_core.transitions import TransactionStatus
 
@@ -105,10 +111,7 @@ class StripeProvider:
     @property
     def customer_page_origins(self) -> tuple[str, ...]:
         """Stripe sends a customer to authenticate at hooks.stripe.com; a Stripe emulator at its own."""
-        if self._settings.api_base:
-            parts = urlsplit(self._settings.api_base)
-            return (f"{parts.scheme}://{parts.netloc}",)
-        return (CUSTOMER_PAGE_ORIGIN,)
+        return page_origins_of(self._settings.api_base, CUSTOMER_PAGE_ORIGIN)
 
     def _stripe(self) -> Any:
         """The SDK's client, made on first use (importing the SDK costs a cold start that most calls skip)."""
