@@ -447,11 +447,15 @@ def test_a_request_adyen_refuses_is_400_naming_the_payment_method_not_a_decline(
     assert (failed["status"], failed["failureCode"]) == ("FAILED", "adyen_101")
 
 
-def test_a_method_this_account_cannot_take_is_a_503_not_the_merchants_fault(adyen: AdyenServer) -> None:
-    # Adyen answers 422 with errorType "configuration": no acquirer account for the method on this account
+def test_a_method_this_account_cannot_take_is_400_naming_the_payment_method(adyen: AdyenServer) -> None:
+    # Adyen answers 422 with errorType "configuration", 905_1: no acquirer account for the method on this
+    # account. The same request never succeeds (no 5xx, no Retry-After); another method may.
     session_id = create_session()["sessionId"]
     answer = pay(session_id, {**CARD, "type": "bcmc"})
-    assert answer.status == 503, answer.body
+    assert answer.status == 400, answer.body
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", "paymentMethod")
+    assert "not available" in error["message"]
     [failed] = get(session_id)["transactions"]
     assert (failed["status"], failed["failureCode"]) == ("FAILED", "adyen_905_1")
 

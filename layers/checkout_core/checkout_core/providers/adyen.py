@@ -161,6 +161,15 @@ class AdyenProvider:
             # Adyen refused the request itself, not the shopper's payment: no payment was made. Its
             # `errorType` says whose it is: this account's set-up (no acquirer for the method), or the
             # merchant's paymentMethod (an invalid card number).
+            if _error_code(refused) in _METHODS_NOT_ON_THIS_ACCOUNT:
+                return ProviderState(
+                    None,
+                    TransactionStatus.FAILED,
+                    _error_code(refused),
+                    refusal=Refusal.INPUT,
+                    refused_field="paymentMethod",
+                    refusal_message=f"this payment method is not available: {_error_message(refused)}",
+                )
             if _error_type(refused) in ("configuration", "security"):
                 return ProviderState(
                     None,
@@ -366,6 +375,11 @@ def _money_of(item: Mapping[str, Any]) -> dict[str, Any]:
         "amount": value if isinstance(value, int) else None,
         "currency": str(currency).upper() if currency else None,
     }
+
+
+# Adyen's "no acquirer account for the provided txvariant": the account takes no such method. The same
+# request never succeeds, and another method may: the merchant's to change (400), not a service outage.
+_METHODS_NOT_ON_THIS_ACCOUNT = frozenset({"adyen_905_1"})
 
 
 def _error_message(error: Any) -> str:

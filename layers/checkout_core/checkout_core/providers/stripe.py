@@ -74,8 +74,9 @@ _FIELDS = {
 }
 # The types Stripe can authorise and capture later (https://docs.stripe.com/payments/place-a-hold-on-a-payment-method).
 _HOLDS = frozenset({"card"})
-# Refusals that are this service's account or a race, not the merchant's input.
-_CONFIGURATION_CODES = frozenset({"payment_method_unactivated", "account_invalid", "secret_key_required"})
+# Refusals that are this service's account, not the merchant's input. (payment_method_unactivated, a
+# method type not activated on the account, is the merchant's to change: another method may work.)
+_CONFIGURATION_CODES = frozenset({"account_invalid", "secret_key_required"})
 _UNEXPECTED_STATE = "payment_intent_unexpected_state"
 _KNOWN_METHOD_TYPES = 1024  # PaymentMethod types remembered: a type never changes
 # Where Stripe's next_action.redirect_to_url sends a customer (https://docs.stripe.com/payments/3d-secure).
