@@ -20,16 +20,21 @@ import pytest
 from local import processes
 
 LEFTOVER_DEADLINE_SECONDS = 10.0
-# The longest modules, first: pytest-xdist hands out modules in collection order, so a long one collected
-# last would run alone at the end while the other workers wait.
+# The longest modules, first: pytest-xdist hands out modules in collection order (the Makefile turns its own
+# reorder off), so a long one collected last would run alone at the end while the other workers wait.
 LONGEST_FIRST = (
     "tests/fuzz/test_schemathesis.py",
     "tests/e2e/test_bench_shape.py",
-    "tests/e2e/test_restart.py",
     "tests/e2e/test_stripe_reconciliation.py",
+    "tests/e2e/test_restart.py",
+    "tests/e2e/test_runtime.py",
+    "tests/integration/test_sessions_api.py",
+    "tests/e2e/test_stripe.py",
+    "tests/browser/test_console.py",
     "tests/e2e/test_adyen_reconciliation.py",
-    "tests/e2e/test_webhook_restart.py",
     "tests/integration/test_webhook_failures.py",
+    "tests/e2e/test_faults.py",
+    "tests/e2e/test_webhook_restart.py",
 )
 
 

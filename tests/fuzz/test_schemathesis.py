@@ -41,7 +41,8 @@ CORRECTNESS_CHECKS = (
 )  # (object_level_authorization needs two tenants' credentials as `peers`; tests/e2e checks that instead)
 
 
-def test_schemathesis_finds_nothing(runtime: RunningRuntime, tmp_path: Path) -> None:
+def run_schemathesis(runtime: RunningRuntime, workdir: Path, phases: tuple[str, ...]) -> None:
+    """`st run` of the given phases against the runtime; each must run and pass, with no failure."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers/checkout_core")]),
@@ -61,11 +62,54 @@ def test_schemathesis_finds_nothing(runtime: RunningRuntime, tmp_path: Path) -> 
         ",".join(CORRECTNESS_CHECKS),
         "--header",
         "Authorization: Bearer sk_test_demo",
+        "--phases",
+        ",".join(phases),
     ]
     finished = subprocess.run(  # noqa: S603 - the project's own command line
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, check=False
     )
     report = finished.stdout + finished.stderr
     assert finished.returncode == 0, report[-20000:]
-    for phase in ("Coverage", "Fuzzing", "Stateful"):  # each phase ran, and passed
-        assert f"✅ {phase}" in report, report[-5000:]
+    for phase in phases:  # each phase ran, and passed
+        assert f"✅ {phase.capitalize()}" in report, report[-5000:]
+
+
+# Every phase runs, each in a class of its own: pytest-xdist hands each class to a worker of its own (with a
+# runtime of its own), so the phases run side by side instead of one after another. Same seed, checks and
+# examples as one run of all four.
+EXAMPLES_AND_COVERAGE = ("examples", "coverage")
+FUZZING = ("fuzzing",)
+STATEFUL = ("stateful",)
+PHASES_BY_CLASS = (EXAMPLES_AND_COVERAGE, FUZZING, STATEFUL)
+
+
+class TestFuzzing:
+    def test_finds_nothing(self, runtime: RunningRuntime, tmp_path: Path) -> None:
+        run_schemathesis(runtime, tmp_path, FUZZING)
+
+
+class TestExamplesAndCoverage:
+    def test_finds_nothing(self, runtime: RunningRuntime, tmp_path: Path) -> None:
+        run_schemathesis(runtime, tmp_path, EXAMPLES_AND_COVERAGE)
+
+
+class TestStateful:
+    def test_finds_nothing(self, runtime: RunningRuntime, tmp_path: Path) -> None:
+        run_schemathesis(runtime, tmp_path, STATEFUL)
+
+
+def test_every_phase_is_run() -> None:
+    """The classes above between them run every phase `st run --phases` offers (a new one would be missed)."""
+    import re
+
+    shown = subprocess.run(  # noqa: S603 - the project's own command line
+        [str(Path(sys.executable).with_name("st")), "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    found = re.search(r"--phases.*?\[possible values: ([^\]]+)\]", shown, re.DOTALL)
+    assert found, shown
+    offered = {name.strip() for name in re.split(r"[,\s]+", found.group(1)) if name.strip()}
+    assert offered == {phase for phases in PHASES_BY_CLASS for phase in phases}
