@@ -133,7 +133,8 @@ class FunctionTimedOut(FunctionError):
 class Zygote:
     """The process that forks execution environments (local/zygote.py), started on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, layers: list[Path]) -> None:
+        self.layers = layers
         self._process: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self.folder = Path(tempfile.mkdtemp(prefix="checkout-environments-"))
@@ -146,7 +147,7 @@ class Zygote:
     def _start(self) -> subprocess.Popen[str]:
         if self._process is None or self._process.poll() is not None:
             self._process = processes.spawn(
-                [sys.executable, "-m", "local.zygote"],
+                [sys.executable, "-m", "local.zygote", *[str(path) for path in self.layers]],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 cwd=cfn.ROOT,
@@ -408,7 +409,7 @@ class Invoker:
         self.idle_seconds = idle_seconds
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
-        self._zygote = Zygote()
+        self._zygote = Zygote(self.layers)
         self._closing = threading.Event()
         self._reaper: threading.Thread | None = None
 
