@@ -12,15 +12,24 @@ SWAGGER_UI := functions/openapi/swagger_ui/.installed
 
 # What running needs (make run, demo, api-key, openapi); the test and lint tools come on top, with the first
 # target that needs them (DEV below).
-$(VENV)/.installed: requirements-run.txt layers/checkout_core/requirements.txt layers/stripe/requirements.txt \
-		layers/adyen/requirements.txt
+# Packages are installed by uv (pinned, installed into the venv by its pip), which downloads in parallel: a
+# fresh clone serves in half the time pip alone takes.
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+INSTALL = $(UV) pip install --quiet --python $(PY)
+
+$(UV):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-run.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements-run.txt layers/checkout_core/requirements.txt layers/stripe/requirements.txt \
+		layers/adyen/requirements.txt | $(UV)
+	$(INSTALL) -r requirements-run.txt
 	touch $@
 
 DEV := $(VENV)/.dev-installed
 $(DEV): requirements-dev.txt $(VENV)/.installed
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(INSTALL) -r requirements-dev.txt
 	touch $@
 
 $(SWAGGER_UI): functions/openapi/swagger-ui.txt | $(VENV)/.installed
@@ -43,11 +52,13 @@ $(SAM_VENV)/.installed:
 run: $(VENV)/.installed $(SWAGGER_UI)  ## serve the API locally, AWS emulated in-process (RESET=1: start empty)
 	LOCAL_RESET=$(RESET) $(PY) -m local
 
-# The suite runs on TEST_WORKERS pytest-xdist workers, a test module per worker at a time (its module- and
-# session-scoped runtimes start once per worker); end-to-end tests mostly wait on their runtimes, so there are
-# more workers than cores. TEST_WORKERS=0 runs in this process (for a debugger).
+# The suite runs on TEST_WORKERS pytest-xdist workers, a test module (or class) per worker at a time (its
+# module- and session-scoped runtimes start once per worker); end-to-end tests mostly wait on their runtimes,
+# so there are more workers than cores. Modules are handed out in collection order, which tests/conftest.py
+# makes longest first (pytest-xdist's own reorder would put a one-test module, however long, last).
+# TEST_WORKERS=0 runs in this process (for a debugger).
 TEST_WORKERS ?= 4
-PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
+PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 
 test: $(DEV) $(SWAGGER_UI) $(DEBIAN_TOOLS)  ## the whole suite: unit, integration, e2e, browser
 	$(PY) -m pytest $(PARALLEL)
