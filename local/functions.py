@@ -203,6 +203,10 @@ class Environment:
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+                # As `sam local` sets them: the X-Ray SDK then samples locally instead of building a client
+                # of the X-Ray API at each cold start, and Powertools' Tracer knows it is not in AWS.
+                "LAMBDA_TASK_ROOT": str(spec.module_path.parent),
+                "AWS_SAM_LOCAL": "true",
             },
         }
         self.pid, requests, answers = zygote.fork(worker_spec)
