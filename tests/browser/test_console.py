@@ -92,7 +92,7 @@ def test_find_by_reference_cancel_and_watch_the_timeline_grow(
     browser.set_window_size(1280, 900)
     # And finds the session by its reference
     browser.find_element(By.LINK_TEXT, "Sessions").click()
-    search = browser.find_element(By.ID, "q")
+    search = wait(browser).until(lambda b: b.find_element(By.ID, "q"))
     search.send_keys(reference)
     search.submit()
     wait(browser).until(lambda b: reference in b.current_url)
@@ -100,6 +100,7 @@ def test_find_by_reference_cancel_and_watch_the_timeline_grow(
     assert len(rows) == 1 and reference in rows[0].text
     browser.save_screenshot(str(screenshots / "console-sessions.png"))
     rows[0].find_element(By.TAG_NAME, "a").click()
+    wait(browser).until(lambda b: b.find_element(By.ID, "reason"))  # the session's page, with its cancel
     timeline_before = len(browser.find_elements(By.CSS_SELECTOR, "#timeline + .table-wrap tbody tr"))
     browser.save_screenshot(str(screenshots / "console-session.png"))
     # And cancels it with a reason
@@ -131,11 +132,12 @@ def test_a_failing_endpoint_shows_its_last_error_and_a_resend_succeeds_once_it_r
         sign_in(browser, runtime)
         # Given an endpoint added in the console (its secret shown once)
         browser.find_element(By.LINK_TEXT, "Webhook endpoints").click()
-        browser.find_element(By.ID, "url").send_keys(receiver.url)
+        wait(browser).until(lambda b: b.find_element(By.ID, "url")).send_keys(receiver.url)
         browser.find_element(By.ID, "description").send_keys("Order system")
         browser.find_element(By.CSS_SELECTOR, "input[value='session.created']").click()
         browser.find_element(By.CSS_SELECTOR, "main form[method=post] button[type=submit]").click()
-        secret = browser.find_element(By.ID, "secret").text
+        # (a click that posts a form may return before the answer replaces the page: each page is waited for)
+        secret = wait(browser).until(lambda b: b.find_element(By.ID, "secret")).text
         assert secret.startswith("whsec_")
         # The answer to the post shows the new endpoint; its own page is where its forms post
         test_form = browser.find_element(By.CSS_SELECTOR, "form[action$='/test']").get_attribute("action")
@@ -171,6 +173,7 @@ def test_a_failing_endpoint_shows_its_last_error_and_a_resend_succeeds_once_it_r
         assert receiver.succeeded(str(session["sessionId"]))
         browser.save_screenshot(str(screenshots / "console-endpoint.png"))
         browser.find_element(By.LINK_TEXT, "Webhook endpoints").click()
+        wait(browser).until(lambda b: b.find_element(By.ID, "url"))
         browser.save_screenshot(str(screenshots / "console-webhooks.png"))
         assert policy_violations(browser) == []
     finally:
