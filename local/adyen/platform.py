@@ -136,8 +136,10 @@ class Adyen:
         amount = self._checked_amount(request["amount"])
         method = request["paymentMethod"]
         if method.get("type", "scheme") != "scheme":
+            # As Adyen answers it: 500 with its error body (its OpenAPI document's generic-500 example is
+            # errorCode 905, errorType configuration).
             raise ApiError(
-                422, "905_1", "Could not find an acquirer account for the provided txvariant", "configuration"
+                500, "905_1", "Could not find an acquirer account for the provided txvariant", "configuration"
             )
         number = method.get("number") or str(method.get("encryptedCardNumber", "")).removeprefix("test_")
         if not luhn_ok(number):

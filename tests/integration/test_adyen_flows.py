@@ -448,7 +448,7 @@ def test_a_request_adyen_refuses_is_400_naming_the_payment_method_not_a_decline(
 
 
 def test_a_method_this_account_cannot_take_is_400_naming_the_payment_method(adyen: AdyenServer) -> None:
-    # Adyen answers 422 with errorType "configuration", 905_1: no acquirer account for the method on this
+    # Adyen answers 500 with errorType "configuration", 905_1: no acquirer account for the method on this
     # account. The same request never succeeds (no 5xx, no Retry-After); another method may.
     session_id = create_session()["sessionId"]
     answer = pay(session_id, {**CARD, "type": "bcmc"})
@@ -458,6 +458,23 @@ def test_a_method_this_account_cannot_take_is_400_naming_the_payment_method(adye
     assert "not available" in error["message"]
     [failed] = get(session_id)["transactions"]
     assert (failed["status"], failed["failureCode"]) == ("FAILED", "adyen_905_1")
+
+
+@pytest.mark.parametrize("setting", ["ADYEN_MERCHANT_ACCOUNT", "ADYEN_API_KEY"])
+def test_adyen_refusing_this_services_set_up_is_503_and_the_attempt_failed(
+    adyen: AdyenServer, monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    # Given a merchant account Adyen does not know (403, 901) or an API key it refuses (401)
+    session_id = create_session()["sessionId"]
+    monkeypatch.setenv(setting, "not-ours")
+    get_settings.cache_clear()
+    providers.get_providers.cache_clear()
+    context.get_context.cache_clear()
+    answer = pay(session_id)
+    # Then it is this service's set-up, not the merchant's: 503, and no payment is left in flight
+    assert answer.status == 503, answer.body
+    [failed] = get(session_id)["transactions"]
+    assert (failed["status"], failed["failureCode"]) == ("FAILED", "provider_configuration")
 
 
 # -- a shopper sent to authenticate (3-D Secure: RedirectShopper, then /payments/details) --------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checkout_core.errors import InvalidRequest, InvalidSignature
+from checkout_core.observability import logger
 from checkout_core.providers.base import (
     Attempt,
     CancelOutcome,
@@ -136,6 +137,7 @@ class AdyenProvider:
     def start(self, attempt: Attempt) -> ProviderState:
         from Adyen import (
             AdyenAPIAuthenticationError,
+            AdyenAPICommunicationError,
             AdyenAPIInvalidPermission,
             AdyenAPIUnprocessableEntity,
             AdyenAPIValidationError,
@@ -159,33 +161,19 @@ class AdyenProvider:
             result = payments.payments(request, idempotency_key=attempt.transaction_id)
         except (AdyenAPIUnprocessableEntity, AdyenAPIValidationError) as refused:
             # Adyen refused the request itself, not the shopper's payment: no payment was made. Its
-            # `errorType` says whose it is: this account's set-up (no acquirer for the method), or the
-            # merchant's paymentMethod (an invalid card number).
-            if _error_code(refused) in _METHODS_NOT_ON_THIS_ACCOUNT:
-                return ProviderState(
-                    None,
-                    TransactionStatus.FAILED,
-                    _error_code(refused),
-                    refusal=Refusal.INPUT,
-                    refused_field="paymentMethod",
-                    refusal_message=f"this payment method is not available: {_error_message(refused)}",
-                )
-            if _error_type(refused) in ("configuration", "security"):
-                return ProviderState(
-                    None,
-                    TransactionStatus.FAILED,
-                    _error_code(refused),
-                    refusal=Refusal.CONFIGURATION,
-                    refusal_message=_error_message(refused),
-                )
-            return ProviderState(
-                None,
-                TransactionStatus.FAILED,
-                _error_code(refused),
-                refusal=Refusal.INPUT,
-                refused_field="paymentMethod" if isinstance(refused, AdyenAPIUnprocessableEntity) else None,
-                refusal_message=_error_message(refused),
+            # `errorType` says whose it is: this account's set-up, or the merchant's paymentMethod (an
+            # invalid card number).
+            return _refusal(
+                refused,
+                input_field="paymentMethod" if isinstance(refused, AdyenAPIUnprocessableEntity) else None,
             )
+        except AdyenAPICommunicationError as failed:
+            # Adyen answers some refusals of the account's set-up with 500 and its error body (905_1, no
+            # acquirer for the method: "errorType": "configuration"); a 500 without one is an outage,
+            # whose outcome is unknown: left to reconciliation.
+            if failed.status_code == 500 and _error_type(failed) in ("configuration", "security"):
+                return _refusal(failed, input_field=None)
+            raise
         except (AdyenAPIAuthenticationError, AdyenAPIInvalidPermission) as misconfigured:
             return ProviderState(
                 None,
@@ -380,6 +368,42 @@ def _money_of(item: Mapping[str, Any]) -> dict[str, Any]:
 # Adyen's "no acquirer account for the provided txvariant": the account takes no such method. The same
 # request never succeeds, and another method may: the merchant's to change (400), not a service outage.
 _METHODS_NOT_ON_THIS_ACCOUNT = frozenset({"adyen_905_1"})
+
+
+def _refusal(refused: Any, input_field: str | None) -> ProviderState:
+    """A request Adyen refused (no payment made): a method this account does not take is the merchant's to
+    change (400 naming paymentMethod); other `configuration` or `security` errors are this service's
+    set-up (503); anything else is the merchant's input."""
+    code = _error_code(refused)
+    if code in _METHODS_NOT_ON_THIS_ACCOUNT:
+        logger.warning(
+            "adyen does not take this payment method on this account",
+            extra={"errorCode": code, "adyenMessage": _error_message(refused)},
+        )
+        return ProviderState(
+            None,
+            TransactionStatus.FAILED,
+            code,
+            refusal=Refusal.INPUT,
+            refused_field="paymentMethod",
+            refusal_message=f"this payment method is not available: {_error_message(refused)}",
+        )
+    if _error_type(refused) in ("configuration", "security"):
+        return ProviderState(
+            None,
+            TransactionStatus.FAILED,
+            code,
+            refusal=Refusal.CONFIGURATION,
+            refusal_message=_error_message(refused),
+        )
+    return ProviderState(
+        None,
+        TransactionStatus.FAILED,
+        code,
+        refusal=Refusal.INPUT,
+        refused_field=input_field,
+        refusal_message=_error_message(refused),
+    )
 
 
 def _error_message(error: Any) -> str:

@@ -77,6 +77,7 @@ _HOLDS = frozenset({"card"})
 # Refusals that are this service's account, not the merchant's input. (payment_method_unactivated, a
 # method type not activated on the account, is the merchant's to change: another method may work.)
 _CONFIGURATION_CODES = frozenset({"account_invalid", "secret_key_required"})
+_METHOD_NOT_ACTIVATED = "payment_method_unactivated"
 _UNEXPECTED_STATE = "payment_intent_unexpected_state"
 _KNOWN_METHOD_TYPES = 1024  # PaymentMethod types remembered: a type never changes
 # Where Stripe's next_action.redirect_to_url sends a customer (https://docs.stripe.com/payments/3d-secure).
@@ -225,6 +226,20 @@ class StripeProvider:
             intent_id = _intent_id_of(refused.error) or created
             if refused.code == _UNEXPECTED_STATE and intent_id:
                 return state_of(client.v1.payment_intents.retrieve(intent_id))  # cancelled meanwhile, say
+            if refused.code == _METHOD_NOT_ACTIVATED:
+                said = refused.user_message or str(refused)
+                logger.warning(
+                    "stripe has not activated this payment method on this account",
+                    extra={"intent": intent_id, "stripeMessage": said},
+                )
+                return ProviderState(
+                    intent_id,
+                    TransactionStatus.FAILED,
+                    _METHOD_NOT_ACTIVATED,
+                    refusal=Refusal.INPUT,
+                    refused_field="paymentMethod",  # Stripe names `type`, or nothing: the method is ours
+                    refusal_message=f"this payment method is not available: {said}",
+                )
             if refused.code in _CONFIGURATION_CODES:
                 return ProviderState(
                     intent_id,
