@@ -49,9 +49,10 @@ def prepare_environment() -> None:
             sys.path.insert(0, path)
     # DynamoDB's promises in the emulator, as the runtime and the tests have them: atomic requests, and a
     # transaction that costs what it touches (moto's own copies every table it touches).
-    from local import atomic_dynamodb
+    from local import atomic_dynamodb, moto_queues
 
     atomic_dynamodb.install()
+    moto_queues.install()  # a queue of many messages costs the in-process model what it costs the runtime
 
 
 def reset_caches() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local import atomic_dynamodb, cfn
+from local import atomic_dynamodb, cfn, moto_queues
 from local.functions import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_ENVIRONMENTS,
@@ -293,53 +293,6 @@ def memoise_moto_routing() -> None:
     dispatcher._checkout_memoised = True
 
 
-def quicken_moto_queues() -> None:
-    """moto's SQS reads a queue's whole attribute map (whose message counts walk every message) to check one
-    setting of it, up to four times per message sent and once per message received: a queue holding many
-    messages (webhook retries waiting) made every call cost more. While a message is sent, the map holds
-    the one setting sending reads; a received message's retention is read directly. Same answers, no walk."""
-    import threading
-
-    from moto.core.utils import unix_time
-    from moto.sqs.models import Queue, SQSBackend
-
-    backend: Any = SQSBackend
-    queue_class: Any = Queue
-    if getattr(backend, "_checkout_quickened", False):
-        return
-    all_attributes = queue_class.attributes.fget
-    sending = threading.local()
-
-    def attributes(self: Any) -> dict[str, Any]:
-        if not getattr(sending, "active", False):
-            return all_attributes(self)
-        if not self.fifo_queue:
-            return {}
-        value = self.content_based_deduplication
-        return {"ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value}
-
-    def while_sending(send: Any) -> Any:
-        def sends(self: Any, *args: Any, **kwargs: Any) -> Any:
-            before = getattr(sending, "active", False)
-            sending.active = True
-            try:
-                return send(self, *args, **kwargs)
-            finally:
-                sending.active = before
-
-        return sends
-
-    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
-        retention_period = self.get_queue(queue_name).message_retention_period
-        return bool(retention_period + message.sent_timestamp / 1000 > unix_time())
-
-    queue_class.attributes = property(attributes)
-    backend.send_message = while_sending(backend.send_message)
-    backend.send_message_batch = while_sending(backend.send_message_batch)
-    backend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
-    backend._checkout_quickened = True
-
-
 def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -591,7 +544,7 @@ class Runtime:
         install_wake_ups()  # moto's queues, in this process, tell the pollers of their changes
         install_stream_wake_ups()  # and its tables' streams tell the pipe readers of new records
         memoise_moto_routing()
-        quicken_moto_queues()
+        moto_queues.install()
         self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         self._moto.start()
         port = self._moto.get_host_and_port()[1]
