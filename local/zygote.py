@@ -3,10 +3,10 @@
 It imports the libraries every handler needs (boto3, pydantic, Powertools) once, then forks a worker for each
 request on stdin (`{"spec", "requests", "answers"}`: two FIFOs) and answers its pid on stdout. A forked
 environment then imports its own handler, as a cold start does, but no longer pays for the shared libraries:
-an environment costs milliseconds instead of a second of CPU. Of checkout_core only `aws` is imported (from
-the layers named on the command line), for botocore's data files parsed once: each environment's clients
-then cost milliseconds too. No other module global of the service is shared, and each environment is a
-process of its own.
+an environment costs milliseconds instead of a second of CPU. Of checkout_core only `aws` (botocore's data
+files, parsed once: each environment's clients then cost milliseconds too) and `models` (pydantic's schemas,
+built once; it reads no setting) are imported, from the layers named on the command line. No other module
+of the service is imported before the fork, and each environment is a process of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _preload(layers: list[str]) -> None:
         for path in reversed(layers):  # as an environment puts them on its path
             if path not in sys.path:
                 sys.path.insert(0, path)
-        from checkout_core import aws
+        from checkout_core import aws, models  # noqa: F401 - models: pydantic's schemas, built once
 
         aws.preload()  # the data files every client loads, parsed once
     import aws_lambda_powertools.event_handler
