@@ -16,7 +16,7 @@ from checkout_core.clock import to_iso
 from checkout_core.context import Context
 from checkout_core.errors import ConcurrentUpdate, WriteConflict
 from checkout_core.observability import logger
-from checkout_core.providers import CancelOutcome, ProviderReport
+from checkout_core.providers import CancelOutcome, ProviderReport, ProviderState
 from checkout_core.repository import TransactionChange
 from checkout_core.transitions import TransactionStatus
 from checkout_core.views import transactions_in_order
@@ -86,19 +86,11 @@ def complete_return(
     if summary["status"] == TransactionStatus.FAILED and provider.has_status_api:
         # Failed already (its webhook came first): the adapter still closes what the return leaves open
         # at the provider (a Stripe intent whose client secret the way back carried).
-        _tidy_after_return(provider, summary, returned)
+        _ask_on_return(provider, summary, returned)
         return False
     if summary not in waiting_for_customer(item):
         return False
-    try:
-        state = provider.complete_return(summary.get("providerReference"), transaction_id, returned)
-    except Exception:
-        logger.exception(
-            "the provider could not be asked how the customer's authentication went; its webhook "
-            "or reconciliation will tell",
-            extra={"sessionId": item["sessionId"], "transactionId": transaction_id},
-        )
-        return False
+    state = _ask_on_return(provider, summary, returned)
     if state is None or state.status is TransactionStatus.PROCESSING:
         return False
     return _record(
@@ -119,14 +111,23 @@ def _record(ctx: Context, summary: Mapping[str, Any], report: ProviderReport, ac
     return apply_provider_event(ctx, summary["provider"], recorded, actor=actor, known=transaction).applied
 
 
-def _tidy_after_return(provider: Any, summary: Mapping[str, Any], returned: Mapping[str, str]) -> None:
+def _ask_on_return(
+    provider: Any, summary: Mapping[str, Any], returned: Mapping[str, str]
+) -> ProviderState | None:
+    """The provider's reading of the attempt the customer came back from; None when it could not be asked
+    (its webhook or reconciliation will tell)."""
     try:
-        provider.complete_return(summary.get("providerReference"), summary["transactionId"], returned)
+        state: ProviderState | None = provider.complete_return(
+            summary.get("providerReference"), summary["transactionId"], returned
+        )
     except Exception:
         logger.exception(
-            "the provider could not be asked about a failed attempt the customer came back from",
+            "the provider could not be asked how the customer's return went; its webhook or "
+            "reconciliation will tell",
             extra={"transactionId": summary["transactionId"]},
         )
+        return None
+    return state
 
 
 def cancel_waiting_payments(ctx: Context, item: Mapping[str, Any], actor: str) -> int:

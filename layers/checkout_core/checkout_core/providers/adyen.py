@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from checkout_core.errors import InvalidRequest, InvalidSignature
-from checkout_core.observability import logger
 from checkout_core.providers.base import (
     Attempt,
     CancelOutcome,
@@ -28,6 +27,7 @@ from checkout_core.providers.base import (
     ProviderReport,
     ProviderState,
     Refusal,
+    method_not_available,
     page_origins_of,
 )
 from checkout_core.transitions import TransactionStatus
@@ -171,7 +171,7 @@ class AdyenProvider:
             # Adyen answers some refusals of the account's set-up with 500 and its error body (905_1, no
             # acquirer for the method: "errorType": "configuration"); a 500 without one is an outage,
             # whose outcome is unknown: left to reconciliation.
-            if failed.status_code == 500 and _error_type(failed) in ("configuration", "security"):
+            if failed.status_code == 500 and _error_type(failed) in _SET_UP_ERRORS:
                 return _refusal(failed, input_field=None)
             raise
         except (AdyenAPIAuthenticationError, AdyenAPIInvalidPermission) as misconfigured:
@@ -368,6 +368,8 @@ def _money_of(item: Mapping[str, Any]) -> dict[str, Any]:
 # Adyen's "no acquirer account for the provided txvariant": the account takes no such method. The same
 # request never succeeds, and another method may: the merchant's to change (400), not a service outage.
 _METHODS_NOT_ON_THIS_ACCOUNT = frozenset({"adyen_905_1"})
+# Adyen's errorTypes of a refusal that is this account's set-up or credentials, not the merchant's input.
+_SET_UP_ERRORS = ("configuration", "security")
 
 
 def _refusal(refused: Any, input_field: str | None) -> ProviderState:
@@ -376,19 +378,8 @@ def _refusal(refused: Any, input_field: str | None) -> ProviderState:
     set-up (503); anything else is the merchant's input."""
     code = _error_code(refused)
     if code in _METHODS_NOT_ON_THIS_ACCOUNT:
-        logger.warning(
-            "adyen does not take this payment method on this account",
-            extra={"errorCode": code, "adyenMessage": _error_message(refused)},
-        )
-        return ProviderState(
-            None,
-            TransactionStatus.FAILED,
-            code,
-            refusal=Refusal.INPUT,
-            refused_field="paymentMethod",
-            refusal_message=f"this payment method is not available: {_error_message(refused)}",
-        )
-    if _error_type(refused) in ("configuration", "security"):
+        return method_not_available("adyen", None, code, _error_message(refused))
+    if _error_type(refused) in _SET_UP_ERRORS:
         return ProviderState(
             None,
             TransactionStatus.FAILED,

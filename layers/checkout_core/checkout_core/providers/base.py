@@ -231,6 +231,26 @@ class BatchedEvents(Protocol):
         ...
 
 
+def method_not_available(provider: str, reference: str | None, code: str, said: str) -> ProviderState:
+    """A refusal because the provider account does not take the payment method (not activated, no
+    acquirer): the same request never succeeds and another method may, so it is the merchant's to change
+    (400 naming paymentMethod); logged for the operator, who may enable the method."""
+    from checkout_core.observability import logger
+
+    logger.warning(
+        "the provider account does not take this payment method",
+        extra={"provider": provider, "failureCode": code, "providerMessage": said},
+    )
+    return ProviderState(
+        reference,
+        TransactionStatus.FAILED,
+        code,
+        refusal=Refusal.INPUT,
+        refused_field="paymentMethod",
+        refusal_message=f"this payment method is not available: {said}",
+    )
+
+
 def page_origins_of(api_base: str | None, default: str) -> tuple[str, ...]:
     """Where a provider sends a customer: a local emulator's own origin (`api_base`), else `default`."""
     if api_base:

@@ -30,6 +30,7 @@ from checkout_core.providers.base import (
     ProviderReport,
     ProviderState,
     Refusal,
+    method_not_available,
     page_origins_of,
 )
 from checkout_core.providers.stripe_amounts import AmountNotAccepted, from_stripe, to_stripe
@@ -226,19 +227,9 @@ class StripeProvider:
             intent_id = _intent_id_of(refused.error) or created
             if refused.code == _UNEXPECTED_STATE and intent_id:
                 return state_of(client.v1.payment_intents.retrieve(intent_id))  # cancelled meanwhile, say
-            if refused.code == _METHOD_NOT_ACTIVATED:
-                said = refused.user_message or str(refused)
-                logger.warning(
-                    "stripe has not activated this payment method on this account",
-                    extra={"intent": intent_id, "stripeMessage": said},
-                )
-                return ProviderState(
-                    intent_id,
-                    TransactionStatus.FAILED,
-                    _METHOD_NOT_ACTIVATED,
-                    refusal=Refusal.INPUT,
-                    refused_field="paymentMethod",  # Stripe names `type`, or nothing: the method is ours
-                    refusal_message=f"this payment method is not available: {said}",
+            if refused.code == _METHOD_NOT_ACTIVATED:  # Stripe names `type`, or nothing, as its param
+                return method_not_available(
+                    "stripe", intent_id, _METHOD_NOT_ACTIVATED, refused.user_message or str(refused)
                 )
             if refused.code in _CONFIGURATION_CODES:
                 return ProviderState(
