@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local import atomic_dynamodb, cfn, moto_queues
+from local import atomic_dynamodb, cfn, in_process, moto_queues
 from local.functions import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_ENVIRONMENTS,
@@ -696,6 +696,8 @@ class Runtime:
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             config=Config(retries={"mode": "standard", "max_attempts": 5}),
         )
+        if self._moto is not None:
+            in_process.attach(self._clients[service], self._moto._server.app)
         return self._clients[service]
 
     def _create_resources(self, resolver: cfn.Resolver, parameters: dict[str, str]) -> None:

@@ -24,6 +24,7 @@ Pipe, and botocore in the same process parsed them back. Each reader waits for i
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import re
@@ -53,6 +54,29 @@ PUT_EVENTS_LIMIT = 10
 
 SEND_MESSAGE_BATCH_LIMIT = 10
 _TEMPLATE_VARIABLE = re.compile(r"<(aws\.pipes\.event\.json|aws\.pipes\.event|\$[^<>]*)>")
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(text: str) -> EventPattern:
+    """A filter pattern, parsed once: each reader matches every record of the stream against its own."""
+    return EventPattern.load(text)
+
+
+def _projection(pattern: Any, value: Any) -> Any:
+    """The parts of `value` that `pattern` names: matching them alone answers as matching all of `value`.
+    The whole of `value` where the pattern is not a plain tree of names (`$or`, an empty pattern)."""
+    if not isinstance(pattern, dict) or not pattern or "$or" in pattern or not isinstance(value, dict):
+        return value
+    return {key: _projection(rule, value[key]) for key, rule in pattern.items() if key in value}
+
+
+def _plain(value: Any) -> Any:
+    """A value of moto's stream records as JSON has it: epoch seconds, binary as base64."""
+    if isinstance(value, datetime):  # moto's own records hold naive UTC times
+        return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def _path_value(event: dict[str, Any], path: str) -> Any:
@@ -87,8 +111,15 @@ class PipeConfig:
     deduplication_id: str | None = None
 
     def matches(self, record: dict[str, Any]) -> bool:
-        event: Any = record
-        return any(EventPattern.load(pattern).matches_event(event) for pattern in self.filters)
+        """The record matches one of the filters. Each filter sees only the parts of the record it names,
+        as a Pipe delivers them: every record of the stream is matched, most of them whole items that no
+        filter looks into."""
+        for text in self.filters:
+            pattern = _pattern(text)
+            seen = json.loads(json.dumps(_projection(pattern.get_pattern(), record), default=_plain))
+            if pattern.matches_event(seen):
+                return True
+        return False
 
     def body(self, event: dict[str, Any]) -> str:
         """The message an SQS target receives: the Event, or the target's InputTemplate filled with it."""
@@ -196,15 +227,7 @@ def pipe_config(
 
 def pipe_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     """A GetRecords record as a Pipe (or Lambda) delivers it: epoch seconds, binary as base64, source ARN."""
-
-    def default(value: Any) -> Any:
-        if isinstance(value, datetime):  # moto's own records hold naive UTC times
-            return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
-        if isinstance(value, bytes | bytearray):
-            return base64.b64encode(value).decode("ascii")
-        raise TypeError(f"cannot serialise {type(value).__name__}")
-
-    return {**json.loads(json.dumps(record, default=default)), "eventSourceARN": stream_arn}
+    return {**json.loads(json.dumps(record, default=_plain)), "eventSourceARN": stream_arn}
 
 
 APPENDS = Changes()  # per table name, moved by every record added to its stream
@@ -399,12 +422,12 @@ class StreamPublisher:
                         (r["dynamodb"]["SequenceNumber"] for r in answer["Records"]), key=int
                     )
                 # Filtered before batching, as a Pipe does: a batch is `batch_size` matching records.
-                unseen = [
+                self._pending = [
                     pipe_record(record, self.stream_arn)
                     for record in answer["Records"]
                     if record["eventID"] not in self._seen_set
+                    and self.config.matches({**record, "eventSourceARN": self.stream_arn})
                 ]
-                self._pending = [record for record in unseen if self.config.matches(record)]
                 read = len(answer["Records"])
             else:
                 read = len(self._pending)

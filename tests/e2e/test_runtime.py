@@ -10,6 +10,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +239,33 @@ def test_the_pipe_of_the_template_drives_publication() -> None:
     assert config.matches(event_item)
     assert not config.matches(session_item)
     assert not config.matches({**event_item, "eventName": "MODIFY"})
+    # A record as moto's stream holds it (a naive datetime, binary) is matched on what the filter names
+    raw = {
+        **event_item,
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2026, 1, 1),  # naive, as moto keeps it
+            "NewImage": {"entity": {"S": "EVENT"}, "blob": {"B": b"\x00\x01"}},
+        },
+    }
+    assert config.matches(raw)
+    assert not config.matches({**raw, "eventName": "REMOVE"})
+    # A filter of alternatives (`$or`) is matched against the whole record
+    either = replace(
+        config,
+        filters=(
+            json.dumps(
+                {
+                    "$or": [
+                        {"eventName": ["REMOVE"]},
+                        {"dynamodb": {"NewImage": {"blob": {"B": [{"exists": True}]}}}},
+                    ]
+                }
+            ),
+        ),
+    )
+    assert either.matches(raw)
+    assert not either.matches(event_item)
+    assert either.matches({**event_item, "eventName": "REMOVE"})
     entry = config.entry({"type": "session.created", "sessionId": "s"}, "checkout")
     assert (entry["Source"], entry["DetailType"], entry["EventBusName"]) == (
         "checkout.sessions",

@@ -219,3 +219,64 @@ def test_an_index_query_reads_its_partition_only_and_follows_every_write(
         TableName=aws.table_name, Key={"pk": {"S": "SESSION#s00"}, "sk": {"S": "SESSION"}}
     )
     assert _tenant_ids(aws, "a") == []
+
+
+def test_an_update_expression_parsed_once_still_applies_each_request_s_own_names_and_values(aws: Any) -> None:
+    # Given one expression text used by requests with other names, other values and other items
+    expression = "SET #a = :a, #b = if_not_exists(#b, :b) ADD hits :one REMOVE #gone"
+
+    def update(pk: str, a: str, b: str, gone: str, value: str) -> None:
+        aws.dynamodb.update_item(
+            TableName=aws.table_name,
+            Key={"pk": {"S": pk}, "sk": {"S": "X"}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#a": a, "#b": b, "#gone": gone},
+            ExpressionAttributeValues={":a": {"S": value}, ":b": {"S": value}, ":one": {"N": "1"}},
+        )
+
+    aws.dynamodb.put_item(
+        TableName=aws.table_name, Item={"pk": {"S": "P#2"}, "sk": {"S": "X"}, "old": {"S": "x"}}
+    )
+    # When they run one after the other, in a transaction too
+    update("P#1", "colour", "size", "old", "red")
+    update("P#2", "shape", "size", "old", "round")
+    update("P#1", "colour", "size", "old", "blue")
+    aws.dynamodb.transact_write_items(
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": aws.table_name,
+                    "Key": {"pk": {"S": "P#2"}, "sk": {"S": "X"}},
+                    "UpdateExpression": expression,
+                    "ExpressionAttributeNames": {"#a": "shape", "#b": "weight", "#gone": "size"},
+                    "ExpressionAttributeValues": {":a": {"S": "flat"}, ":b": {"S": "9"}, ":one": {"N": "5"}},
+                }
+            }
+        ]
+    )
+    # Then each applied its own: no name or value of one request reached another
+    assert _counter(aws, "P#1") == {
+        "pk": {"S": "P#1"},
+        "sk": {"S": "X"},
+        "colour": {"S": "blue"},
+        "size": {"S": "red"},
+        "hits": {"N": "2"},
+    }
+    assert _counter(aws, "P#2") == {
+        "pk": {"S": "P#2"},
+        "sk": {"S": "X"},
+        "shape": {"S": "flat"},
+        "weight": {"S": "9"},
+        "hits": {"N": "6"},
+    }
+    # And a malformed expression is refused every time it comes, not only the first
+    for _ in range(2):
+        with pytest.raises(ClientError) as refused:
+            aws.dynamodb.update_item(
+                TableName=aws.table_name,
+                Key={"pk": {"S": "P#3"}, "sk": {"S": "X"}},
+                UpdateExpression="SET = :a",
+                ExpressionAttributeValues={":a": {"S": "x"}},
+            )
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert _counter(aws, "P#3") == {}
