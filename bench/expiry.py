@@ -74,6 +74,17 @@ def _fill(client: Any, table: str, total: int, due: int) -> None:
         else:
             status, expires_at = "OPEN", now + 60 + index % 86_000
         items.append(_session_item(uuid7(), status, expires_at, now, serializer))
+    # The pending-cancellation counters, as the locks of those sessions would have moved them.
+    from checkout_core.repository import pending_level_key
+
+    levels: dict[str, int] = {}
+    for item in items:
+        if "pendingShard" in item:
+            shard = item["pendingShard"]["S"]
+            levels[shard] = levels.get(shard, 0) + 1
+    for shard, count in levels.items():
+        level = {**pending_level_key(shard), "sessions": count}
+        items.append({key: serializer.serialize(value) for key, value in level.items()})
     for start in range(0, len(items), 25):
         request = {table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
         while request:

@@ -146,8 +146,9 @@ def rows(measures: dict[str, Any]) -> list[Row]:
             "Items read by one expiry sweep, 100 due",
             f"expire_sessions handler on tables of {expiry['n']:,} and {10 * expiry['n']:,} sessions "
             f"(100 due; the rest OPEN expiring later, {int(expiry['other_share'] * 100)}% of them in other "
-            "statuses); `after-call` hook sums ScannedCount of Query/Scan and 1 per GetItem returning an "
-            f"item. Calls, N: {_calls(expiry['calls_1x'])}; 10N: {_calls(expiry['calls_10x'])}",
+            "statuses); `after-call` hook sums ScannedCount of Query/Scan, 1 per GetItem returning an "
+            "item and each item a BatchGetItem returns. "
+            f"Calls, N: {_calls(expiry['calls_1x'])}; 10N: {_calls(expiry['calls_10x'])}",
             "10N <= 1.05 x N",
             f"N: {expiry['table_1x']}, 10N: {expiry['table_10x']} (x{growth:.2f})",
             expiry["table_10x"] <= 1.05 * expiry["table_1x"],

@@ -193,6 +193,8 @@ class TestSafetyNet:
             and stuck["transactions"][card]["status"] == "PROCESSING"
         )
         assert aws.executions() == []
+        repository = SessionRepository(aws.table_name)
+        assert repository.pending_cancellations() == 1  # the lock counted it
         # When the scheduled sweep runs past the grace period
         report = sweep(aws, utc_now() + timedelta(minutes=5))
         # Then the provider cancel is retried and the session is finalised
@@ -201,6 +203,7 @@ class TestSafetyNet:
         assert session["status"] == "CANCELLED"
         assert session["cancellation"]["cancelledTransactionIds"] == [card]
         assert event_types(session_id).count("session.cancelled") == 1
+        assert repository.pending_cancellations() == 0  # and the finalisation counted it out
 
     def test_a_pending_cancellation_without_a_finaliser_gets_one(
         self, aws: Any, monkeypatch: pytest.MonkeyPatch

@@ -91,3 +91,60 @@ def test_traces_never_record_an_answer(aws: Any, monkeypatch: pytest.MonkeyPatch
     assert recorded, "the tracer was not used"
     assert not any(key.endswith("response") for key, _ in recorded)
     assert token not in json.dumps([value for _, value in recorded], default=str)
+
+
+def _gauges(output: str, name: str) -> list[float]:
+    """The values an embedded-metric line gives `name` (one list per line)."""
+    return [value for line in json_lines(output) if "_aws" in line for value in line.get(name, [])]
+
+
+def _pending_in_index(aws: Any) -> int:
+    """What the gauge stands for, counted the expensive way: every key of the pending index."""
+    total = 0
+    for shard in range(10):
+        total += aws.dynamodb.query(
+            TableName=aws.table_name,
+            IndexName="byPendingCancellation",
+            KeyConditionExpression="pendingShard = :shard",
+            ExpressionAttributeValues={":shard": {"S": f"PENDING#{shard}"}},
+            Select="COUNT",
+        )["Count"]
+    return total
+
+
+def test_the_pending_cancellations_gauge_follows_sessions_into_and_out_of_the_wait(
+    aws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support import LambdaContext, invoke, sample_event, wait_until
+
+    def sweep_gauge() -> float:
+        capsys.readouterr()
+        invoke("expire_sessions", sample_event("expire_sessions"), LambdaContext("expire_sessions"))
+        [level] = _gauges(capsys.readouterr().out, "PendingCancellations")
+        return level
+
+    assert sweep_gauge() == 0
+    # Given three sessions whose cancel must wait for a bank transfer, and one cancelled at once
+    waiting = []
+    for _ in range(3):
+        session_id = create_session()["sessionId"]
+        waiting.append((session_id, transaction(session_id, "sandbox_bank_transfer")))
+        assert cancel(session_id).json()["status"] == "PENDING_CANCELLATION"
+    assert cancel(create_session()["sessionId"]).json()["status"] == "CANCELLED"
+    # Then the sweep reports three waiting, as the index holds
+    assert sweep_gauge() == 3 == _pending_in_index(aws)
+    # When two of the transfers end and their sessions are cancelled
+    for _, tx in waiting[:2]:
+        provider_event("sandbox_bank_transfer", tx, "FAILED")
+
+    def statuses() -> list[str]:
+        return [aws.session_item(s)["status"] for s, _ in waiting]
+
+    wait_until(lambda: statuses() == ["CANCELLED", "CANCELLED", "PENDING_CANCELLATION"], what="two finalised")
+    # Then one is left, and a repeated provider event moves nothing
+    provider_event("sandbox_bank_transfer", waiting[0][1], "FAILED")
+    assert sweep_gauge() == 1 == _pending_in_index(aws)
+    # And the last one, cancelled at the provider, leaves none
+    provider_event("sandbox_bank_transfer", waiting[2][1], "CANCELLED")
+    wait_until(lambda: statuses()[2] == "CANCELLED", what="the last finalised")
+    assert sweep_gauge() == 0 == _pending_in_index(aws)

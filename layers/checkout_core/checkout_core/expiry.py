@@ -83,10 +83,8 @@ def sweep(ctx: Context, time_left_ms: Callable[[], int], margin_ms: int = 5000) 
         margin_ms,
         report,
     )
-    # A level the dashboard draws; the index holds only pending cancellations, so this stays small.
-    gauge(
-        "PendingCancellations", ctx.repository.count_index("byPendingCancellation", "pendingShard", "PENDING")
-    )
+    # A level the dashboard draws, from counters moved with each session entering and leaving the index.
+    gauge("PendingCancellations", ctx.repository.pending_cancellations())
     logger.info("sweep finished", extra={"report": report.__dict__})
     return report
 

@@ -55,6 +55,13 @@ def shard_of(session_id: str) -> int:
     return int(session_id.replace("-", "")[-8:], 16) % EXPIRY_SHARDS
 
 
+def pending_level_key(pending_shard: str) -> dict[str, str]:
+    """The counter of the sessions in one shard of `byPendingCancellation` (`pendingShard`, `PENDING#<n>`):
+    moved by the writes that put a session in the index and take it out, so the level is read from
+    EXPIRY_SHARDS items however many sessions wait."""
+    return {"pk": f"LEVEL#{pending_shard}", "sk": "COUNT"}
+
+
 def request_token(session_id: str, expected_version: int, operation: str, items: list[dict[str, Any]]) -> str:
     """The ClientRequestToken of one logical write: the session, the version it expects, the operation and
     the digest of what it writes. A retry of the same request (botocore's, after a timeout) carries the same
@@ -397,25 +404,26 @@ class SessionRepository:
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return items
 
-    def count_index(self, index: str, shard_attribute: str, shard_prefix: str) -> int:
-        """How many items a sharded sparse index holds (Select COUNT over its keys, shard by shard)."""
-        total = 0
-        for shard in range(EXPIRY_SHARDS):
-            kwargs: dict[str, Any] = {
-                "TableName": self.table_name,
-                "IndexName": index,
-                "KeyConditionExpression": "#shard = :shard",
-                "ExpressionAttributeNames": {"#shard": shard_attribute},
-                "ExpressionAttributeValues": self._serialize({":shard": f"{shard_prefix}#{shard}"}),
-                "Select": "COUNT",
+    def pending_cancellations(self) -> int:
+        """How many sessions wait in PENDING_CANCELLATION: the shards' counters summed, one BatchGetItem."""
+        pending: dict[str, Any] = {
+            self.table_name: {
+                "Keys": [
+                    self._serialize(pending_level_key(f"PENDING#{shard}")) for shard in range(EXPIRY_SHARDS)
+                ]
             }
-            while True:
-                response = self._call("query", **kwargs)
-                total += int(response.get("Count", 0))
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return total
+        }
+        total = 0
+        for _ in range(BATCH_GET_ATTEMPTS):
+            if not pending:
+                return total
+            response = self._call("batch_get_item", RequestItems=pending)
+            total += sum(
+                int(self._deserialize(raw).get("sessions", 0))
+                for raw in response.get("Responses", {}).get(self.table_name, [])
+            )
+            pending = response.get("UnprocessedKeys") or {}
+        raise ServiceUnavailable()
 
     def watch_list(
         self, index: str, tenant_attribute: str, tenant_id: str, limit: int
@@ -574,8 +582,28 @@ class SessionRepository:
             items.append(self._put(new_item, "attribute_not_exists(pk)", f"item:{new_item['pk']}"))
         if change.tenant_id:
             items += self._tally_updates(change.tenant_id, change.session_id, change.events)
+        if "pendingShard" in change.set:  # enters byPendingCancellation
+            items.append(self._level_update(str(change.set["pendingShard"]), 1))
+        elif "pendingShard" in change.remove:  # leaves it
+            items.append(self._level_update(f"PENDING#{shard_of(change.session_id)}", -1))
         self._transact(change.session_id, change.expected_version, change.operation, items)
         return new_version
+
+    def _level_update(self, pending_shard: str, delta: int) -> tuple[dict[str, Any], str]:
+        """Moves a shard's pending-cancellation counter with the session's own write: no condition, so it
+        never refuses the change."""
+        key = pending_level_key(pending_shard)
+        return (
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": self._serialize(key),
+                    "UpdateExpression": "ADD sessions :delta",
+                    "ExpressionAttributeValues": self._serialize({":delta": delta}),
+                }
+            },
+            f"counter:{key['pk']}",
+        )
 
     def _transaction_update(self, change: TransactionChange) -> tuple[dict[str, Any], str]:
         expression = _Expression()
