@@ -432,6 +432,18 @@ def notes(measures: dict[str, Any]) -> list[str]:
             "imports (the service, repository and provider modules) did not move the number beyond "
             "run-to-run noise (about +/-0.05 on this shared machine)."
         )
+    webhooks = measures.get("webhooks")
+    if webhooks and webhooks["aws_calls_per_first_attempt"] > 4:
+        per_event = {"dynamodb.TransactWriteItems", "sqs.SendMessageBatch"}
+        once = {name: n for name, n in webhooks["calls"].items() if name not in per_event}
+        found.append(
+            "Webhook calls per first attempt: four per event are the design's (the fan-out's transaction and "
+            "its SendMessageBatch, then the attempt's start transaction, which proves the endpoint unchanged "
+            "and the session's earlier deliveries done before a byte is sent and records what a crash leaves, "
+            "and its outcome); the rest are reads made once per session or per execution environment "
+            f"({_calls(once)} for {webhooks['events']} events, {webhooks['sessions']} sessions, every cache "
+            "empty at the start). Reaching 4 would mean dropping the check before the send."
+        )
     return found
 
 
