@@ -439,8 +439,8 @@ def notes(measures: dict[str, Any]) -> list[str]:
         found.append(
             "Webhook calls per first attempt: four per event are the design's (the fan-out's transaction and "
             "its SendMessageBatch, then the attempt's start transaction, which proves the endpoint unchanged "
-            "and the session's earlier deliveries done before a byte is sent and records what a crash leaves, "
-            "and its outcome); the rest are reads made once per session or per execution environment "
+            "and the session's earlier deliveries done before a byte is sent and records what a crash "
+            "leaves, and its outcome); the rest are reads made once per session or per execution environment "
             f"({_calls(once)} for {webhooks['events']} events, {webhooks['sessions']} sessions, every cache "
             "empty at the start). Reaching 4 would mean dropping the check before the send."
         )
