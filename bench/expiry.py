@@ -17,7 +17,7 @@ OTHER_STATUSES = ("COMPLETED", "CANCELLED", "EXPIRED", "PENDING_CANCELLATION")
 def _session_item(session_id: str, status: str, expires_at: int, now: int, serializer: Any) -> dict[str, Any]:
     """A session item of the documented shape (docs/data-model.md), in DynamoDB's wire format."""
     from checkout_core.clock import from_epoch, to_iso
-    from checkout_core.repository import shard_of
+    from checkout_core.repository import pending_level_pk, shard_of
 
     created = to_iso(from_epoch(now - 600))
     item: dict[str, Any] = {
@@ -45,6 +45,7 @@ def _session_item(session_id: str, status: str, expires_at: int, now: int, seria
         item["openShard"] = f"OPEN#{shard_of(session_id)}"
     elif status == "PENDING_CANCELLATION":
         item["pendingShard"] = f"PENDING#{shard_of(session_id)}"
+        item["pendingLevel"] = pending_level_pk(session_id)
         item["recheckAt"] = now + 3600
         item["inFlight"] = 1
     elif status == "COMPLETED":
@@ -75,15 +76,15 @@ def _fill(client: Any, table: str, total: int, due: int) -> None:
             status, expires_at = "OPEN", now + 60 + index % 86_000
         items.append(_session_item(uuid7(), status, expires_at, now, serializer))
     # The pending-cancellation counters, as the locks of those sessions would have moved them.
-    from checkout_core.repository import pending_level_key
+    from checkout_core.repository import level_key
 
     levels: dict[str, int] = {}
     for item in items:
-        if "pendingShard" in item:
-            shard = item["pendingShard"]["S"]
-            levels[shard] = levels.get(shard, 0) + 1
-    for shard, count in levels.items():
-        level = {**pending_level_key(shard), "sessions": count}
+        if "pendingLevel" in item:
+            pk = item["pendingLevel"]["S"]
+            levels[pk] = levels.get(pk, 0) + 1
+    for pk, count in levels.items():
+        level = {**level_key(pk), "sessions": count}
         items.append({key: serializer.serialize(value) for key, value in level.items()})
     for start in range(0, len(items), 25):
         request = {table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}

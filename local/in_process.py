@@ -11,8 +11,11 @@ make several calls for every event a handler commits.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 from urllib.parse import urlsplit
+
+log = logging.getLogger("local.in_process")
 
 
 def attach(client: Any, app: Any) -> None:
@@ -47,13 +50,18 @@ def _send(app: Any, request: Any, **_: Any) -> Any:
         environ = builder.get_environ()
     finally:
         builder.close()
-    answer, status, answer_headers = run_wsgi_app(app, environ, buffered=True)
     try:
-        content = b"".join(answer)
-    finally:
-        close = getattr(answer, "close", None)
-        if close is not None:
-            close()
+        answer, status, answer_headers = run_wsgi_app(app, environ, buffered=True)
+        try:
+            content = b"".join(answer)
+        finally:
+            close = getattr(answer, "close", None)
+            if close is not None:
+                close()
+    except Exception:
+        # What moto's server answers for an error it does not catch itself: a 500, which botocore retries.
+        log.exception("moto failed on %s %s", request.method, url.path)
+        return AWSResponse(request.url, 500, {}, MockRawResponse(b""))
     return AWSResponse(
         request.url, int(status.split(" ", 1)[0]), dict(answer_headers.items()), MockRawResponse(content)
     )

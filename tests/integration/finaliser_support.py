@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from checkout_core.repository import pending_level_pk
 from checkout_core.tallies import counter_pk, tally_shard
 from local import cfn
 from tests.support import wait_until
@@ -74,6 +75,13 @@ class Finaliser:
         )["stateMachineArn"]
 
     # ---- seeding -------------------------------------------------------------------------------
+
+    def level(self, pk: str) -> int:
+        """A pending-cancellation counter's value (0 when it was never written)."""
+        item = self.dynamodb.get_item(
+            TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": "COUNT"}}, ConsistentRead=True
+        ).get("Item")
+        return int(item["sessions"]["N"]) if item else 0
 
     def seed_pending_cancellation(
         self,
@@ -145,8 +153,15 @@ class Finaliser:
             },
             "pendingShard": {"S": "PENDING#3"},
             "recheckAt": {"N": str(int(time.time()) + 3600)},
+            "pendingLevel": {"S": pending_level_pk(session_id)},
         }
         self.dynamodb.put_item(TableName=self.table_name, Item=session)
+        self.dynamodb.update_item(  # counted in, as the lock does
+            TableName=self.table_name,
+            Key={"pk": {"S": pending_level_pk(session_id)}, "sk": {"S": "COUNT"}},
+            UpdateExpression="ADD sessions :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
         for tx in transactions:
             self.dynamodb.put_item(
                 TableName=self.table_name,

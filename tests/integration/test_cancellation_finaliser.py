@@ -117,6 +117,8 @@ def test_all_callbacks_arrive_then_the_session_is_cancelled(callbacks_only: Fina
     )
     seq_before = int(callbacks_only.session(session_id)["seq"]["N"])
     version_before = int(callbacks_only.session(session_id)["version"]["N"])
+    level = callbacks_only.session(session_id)["pendingLevel"]["S"]
+    assert callbacks_only.level(level) == 1
     final_event_id = new_id()
     execution = callbacks_only.start(session_id, [tx_a, tx_b], finalize_by, final_event_id=final_event_id)
 
@@ -151,6 +153,9 @@ def test_all_callbacks_arrive_then_the_session_is_cancelled(callbacks_only: Fina
     assert entered[-2:] == ["Finalise", "Finalised"]
     # The final write counted the cancel in the session's own counter item, in the hour it happened
     assert _counted_cancels(callbacks_only, session["statsKey"]["S"], session["cancelledAt"]["S"]) == 1
+    # and counted the session out of the pending-cancellation level it was counted in
+    assert "pendingLevel" not in session
+    assert callbacks_only.level(level) == 0
 
 
 def _counted_cancels(finaliser: Finaliser, counter_key: str, at: str) -> int:
@@ -183,6 +188,30 @@ def test_a_session_written_before_counter_keys_is_counted_in_shard_0(callbacks_o
     )
     assert _counted_cancels(callbacks_only, "STATS#demo#0", session["cancelledAt"]["S"]) == 1
     assert "DefaultStatsKey" in callbacks_only.entered(execution)
+
+
+def test_a_session_locked_before_the_level_counters_moves_none(callbacks_only: Finaliser) -> None:
+    # Given a pending cancellation whose lock counted it in no pending-cancellation counter
+    tx = new_id()
+    finalize_by = now_iso(3600)
+    session_id = callbacks_only.seed_pending_cancellation([SeededTransaction(tx, "PROCESSING")], finalize_by)
+    level = callbacks_only.session(session_id)["pendingLevel"]["S"]
+    callbacks_only.dynamodb.update_item(
+        TableName=callbacks_only.table_name,
+        Key={"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "SESSION"}},
+        UpdateExpression="REMOVE pendingLevel",
+    )
+    final_event_id = new_id()
+    execution = callbacks_only.start(session_id, [tx], finalize_by, final_event_id=final_event_id)
+    # When its transaction ends
+    callbacks_only.wait_for_token(tx)
+    ProviderPath(callbacks_only).move(tx, "CANCELLED")
+    # Then it is finalised, and the counters the gauge reads are as they were
+    assert callbacks_only.wait_for_end(execution, timeout=10)["status"] == "SUCCEEDED"
+    _assert_cancelled(callbacks_only, session_id, final_event_id)
+    assert callbacks_only.level(level) == 1  # the seed's own count, left alone
+    assert callbacks_only.level("LEVEL#UNCOUNTED") == -1
+    assert "DefaultPendingLevel" in callbacks_only.entered(execution)
 
 
 def test_transaction_that_ended_before_its_token_was_stored_needs_no_wait(callbacks_only: Finaliser) -> None:

@@ -117,3 +117,25 @@ def test_sqs_sends_receives_and_deletes(clients: dict[str, Any], app: CountingAp
         sqs.get_queue_url(QueueName="no-such-queue")
     assert "NonExistentQueue" in missing.value.response["Error"]["Code"]
     assert app.requests == 6  # every call went to the application
+
+
+def test_an_error_moto_does_not_answer_is_a_500_the_client_retries() -> None:
+    calls = []
+
+    def broken(environ: dict[str, Any], start_response: Any) -> Any:
+        calls.append(environ["PATH_INFO"])
+        raise RuntimeError("a moto bug")
+
+    client = boto3.client(
+        "sqs",
+        endpoint_url=f"http://127.0.0.1:{_closed_port()}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
+    in_process.attach(client, broken)
+    with pytest.raises(ClientError) as failed:
+        client.list_queues()
+    assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert len(calls) > 1  # as over HTTP: botocore retried the 500

@@ -4,6 +4,7 @@ flight, record the outcome. Nothing in flight: one write to CANCELLED. Otherwise
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,7 @@ from checkout_core.errors import (
 from checkout_core.models import Cancellation, CancelRequest, CancelResponse, Tenant, WhenInFlight
 from checkout_core.observability import count_transition, logger
 from checkout_core.providers import CancelOutcome
-from checkout_core.repository import shard_of
+from checkout_core.repository import pending_level_pk, shard_of
 from checkout_core.transitions import SessionStatus
 from checkout_core.views import transactions_in_order
 
@@ -131,6 +132,7 @@ def _lock(
     """OPEN -> PENDING_CANCELLATION: from here no payment attempt can land on the session."""
     session_id = item["sessionId"]
     target = SessionStatus.PENDING_CANCELLATION
+    level = pending_level_pk(session_id)
     event_data = {
         **reason_data(cancellation),
         "inFlightTransactionIds": cancellation["pendingTransactionIds"],
@@ -146,8 +148,9 @@ def _lock(
         refundRequired=False,
         pendingShard=f"PENDING#{shard_of(session_id)}",
         recheckAt=int(now.timestamp()) + ctx.settings.cancellation_grace_seconds,
+        pendingLevel=level,
     )
-    version = ctx.repository.apply(change)
+    version = ctx.repository.apply(replace(change, level_moves=[(level, 1)]))
     count_transition("SessionLocked")
     logger.info(
         "session locked for cancellation", extra={"sessionId": session_id, "tenantId": item["tenantId"]}

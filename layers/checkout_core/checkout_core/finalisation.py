@@ -215,12 +215,15 @@ def _cancellations_change(
             transaction_moved_event(actor, now, transactions[tx_id], previous, TransactionStatus.CANCELLED)
         )
     remove: list[str] = []
+    level_moves: list[tuple[str, int]] = []
     guard = Guard.status_is(SessionStatus.PENDING_CANCELLATION)
     if not remaining:
         guard = Guard.move(SessionStatus.PENDING_CANCELLATION, SessionStatus.CANCELLED)
         cancellation["finalizedAt"] = to_iso(now)
         updates.update({"status": SessionStatus.CANCELLED.value, "cancelledAt": to_iso(now)})
-        remove = ["pendingShard", "recheckAt"]
+        remove = ["pendingShard", "recheckAt", "pendingLevel"]
+        if item.get("pendingLevel"):  # the lock counted it there
+            level_moves = [(str(item["pendingLevel"]), -1)]
         events.append(
             new_event(
                 "session.cancelled",
@@ -239,6 +242,7 @@ def _cancellations_change(
         guard=guard,
         events=events,
         transactions=tx_changes,
+        level_moves=level_moves,
     )
 
 
