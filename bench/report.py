@@ -384,7 +384,9 @@ def _runtime_rows(runtime: dict[str, Any]) -> list[Row]:
         Row(
             f"Runtime: memory growth to {n} sessions",
             how + "; resident memory of the runtime and every process below it (execution environments and "
-            "their launcher included), each process's proportional share (Pss from /proc/<pid>/smaps_rollup)",
+            "their launcher included), each process's proportional share (Pss, /proc/<pid>/smaps_rollup), "
+            "both ends after the idle stop below and 32 more creates, so each counts the environments the "
+            "same clients made",
             "<= 250 MB",
             f"{runtime['memory_growth_mb_10k']} MB "
             f"({runtime['rss_mb_empty']} MB -> {runtime['rss_mb_10k']} MB)",
@@ -392,7 +394,7 @@ def _runtime_rows(runtime: dict[str, Any]) -> list[Row]:
         ),
         Row(
             "Runtime: memory when idle",
-            "`python -m local` with its default settings (but no expiry sweep), after the creates above, "
+            "`python -m local` with its default settings (but no expiry sweep), after its first 32 creates, "
             "left unused until its idle execution environments were stopped (LOCAL_ENVIRONMENT_IDLE_SECONDS, "
             "30 s); Pss of the runtime, its environment launcher and the local Stripe, as above",
             "<= 400 MB",

@@ -154,12 +154,15 @@ def measure(sessions: int, sample: int, idle_seconds: float = 30) -> dict[str, A
     try:
         runtime.wait_until_serving()
         clients = Clients(runtime.base_url)
+        clients.create(CLIENTS * 4)
+        harness.say("bench: waiting for the runtime to be idle")
+        idle = runtime.idle_mb()
+        # Growth is measured between two moments with environments made the same way (after the idle
+        # stop, by the same clients): the environments alive depend on the load, not on the data.
         clients.create(CLIENTS * 4)  # every client's environments warm, as after a minute of use
         empty = clients.create(sample)
         rss_empty = runtime.rss_mb()
-        harness.say("bench: waiting for the runtime to be idle")
-        idle = runtime.idle_mb()
-        remaining = sessions - CLIENTS * 4 - sample * 2
+        remaining = sessions - CLIENTS * 8 - sample * 2
         harness.say(f"bench: filling the runtime to {sessions} sessions")
         while remaining > 0:
             batch = min(remaining, 1000)

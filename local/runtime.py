@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from local import atomic_dynamodb, cfn, in_process, moto_queues
+from local import atomic_dynamodb, cfn, in_process, moto_models, moto_queues
 from local.functions import (
     DEFAULT_IDLE_SECONDS,
     DEFAULT_MAX_ENVIRONMENTS,
@@ -545,6 +545,7 @@ class Runtime:
         install_stream_wake_ups()  # and its tables' streams tell the pipe readers of new records
         memoise_moto_routing()
         moto_queues.install()
+        moto_models.install()
         self._moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
         self._moto.start()
         port = self._moto.get_host_and_port()[1]
