@@ -75,10 +75,11 @@ def _fill(client: Any, table: str, total: int, due: int) -> None:
         else:
             status, expires_at = "OPEN", now + 60 + index % 86_000
         items.append(_session_item(uuid7(), status, expires_at, now, serializer))
-    # The pending-cancellation counters, as the locks of those sessions would have moved them.
-    from checkout_core.repository import level_key
+    # The pending-cancellation counters, as the locks of those sessions would have moved them, in a table
+    # that has seen a few hundred cancellations wait (every counter made, most back at 0).
+    from checkout_core.repository import LEVEL_SHARDS, level_key
 
-    levels: dict[str, int] = {}
+    levels: dict[str, int] = {f"LEVEL#PENDING#{n}": 0 for n in range(LEVEL_SHARDS)}
     for item in items:
         if "pendingLevel" in item:
             pk = item["pendingLevel"]["S"]
