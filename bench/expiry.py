@@ -79,7 +79,7 @@ def _fill(client: Any, table: str, total: int, due: int) -> None:
     # that has seen a few hundred cancellations wait (every counter made, most back at 0).
     from checkout_core.repository import LEVEL_SHARDS, level_key
 
-    levels: dict[str, int] = {f"LEVEL#PENDING#{n}": 0 for n in range(LEVEL_SHARDS)}
+    levels: dict[str, int] = {f"LEVEL#WAITING#{n}": 0 for n in range(LEVEL_SHARDS)}
     for item in items:
         if "pendingLevel" in item:
             pk = item["pendingLevel"]["S"]

@@ -77,6 +77,8 @@ RUNTIME_KEYS = (
     "idle_mb",
     "rss_mb_10k",
     "memory_growth_mb_10k",
+    "environments_empty",
+    "environments_10k",
     "errors_5xx",
     "stop_seconds",
     "restart_seconds_10k",
@@ -389,7 +391,8 @@ def _runtime_rows(runtime: dict[str, Any]) -> list[Row]:
             "same clients made",
             "<= 250 MB",
             f"{runtime['memory_growth_mb_10k']} MB "
-            f"({runtime['rss_mb_empty']} MB -> {runtime['rss_mb_10k']} MB)",
+            f"({runtime['rss_mb_empty']} MB -> {runtime['rss_mb_10k']} MB; environments "
+            f"{runtime['environments_empty']} -> {runtime['environments_10k']})",
             runtime["memory_growth_mb_10k"] <= 250,
         ),
         Row(

@@ -99,13 +99,13 @@ class Runtime:
         """Memory once the runtime has sat unused until its idle execution environments were stopped: what
         is left below it is the launcher (one `local.zygote`) and the local Stripe."""
         deadline = time.monotonic() + timeout
-        while self._environments() and time.monotonic() < deadline:
+        while self.environments() and time.monotonic() < deadline:
             time.sleep(1)
-        if self._environments():
+        if self.environments():
             raise RuntimeError("the runtime's idle environments were not stopped")
         return self.rss_mb()
 
-    def _environments(self) -> int:
+    def environments(self) -> int:
         """Execution environments alive: processes forked by the launcher."""
         below = processes.descendants(self.process.pid)
         return sum("local.zygote" in processes.command_line(pid) for pid in below) - 1
@@ -162,6 +162,7 @@ def measure(sessions: int, sample: int, idle_seconds: float = 30) -> dict[str, A
         clients.create(CLIENTS * 4)  # every client's environments warm, as after a minute of use
         empty = clients.create(sample)
         rss_empty = runtime.rss_mb()
+        environments_empty = runtime.environments()
         remaining = sessions - CLIENTS * 8 - sample * 2
         harness.say(f"bench: filling the runtime to {sessions} sessions")
         while remaining > 0:
@@ -170,6 +171,7 @@ def measure(sessions: int, sample: int, idle_seconds: float = 30) -> dict[str, A
             remaining -= batch
         full = clients.create(sample)
         rss_full = runtime.rss_mb()
+        environments_full = runtime.environments()
         stop_seconds = runtime.stop()
         restarted = Runtime(work / "state", log)
         restart_seconds = restarted.wait_until_serving(clients.last_session_id)
@@ -187,6 +189,8 @@ def measure(sessions: int, sample: int, idle_seconds: float = 30) -> dict[str, A
         "idle_mb": idle,
         "rss_mb_10k": rss_full,
         "memory_growth_mb_10k": round(rss_full - rss_empty, 1),
+        "environments_empty": environments_empty,
+        "environments_10k": environments_full,
         "errors_5xx": clients.errors_5xx,
         "stop_seconds": round(stop_seconds, 2),
         "restart_seconds_10k": round(restart_seconds, 2),

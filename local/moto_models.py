@@ -17,7 +17,7 @@ def install() -> None:
         return
 
     def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
-        return object.__new__(cls)
+        return super(model, cls).__new__(cls)  # the next base's, as BaseModel's own does (some are dicts)
 
     model.__new__ = staticmethod(__new__)
     model._checkout_untracked = True

@@ -26,6 +26,8 @@ EXPECTED_KEYS = {
         "idle_mb",
         "rss_mb_10k",
         "memory_growth_mb_10k",
+        "environments_empty",
+        "environments_10k",
         "errors_5xx",
         "stop_seconds",
         "restart_seconds_10k",

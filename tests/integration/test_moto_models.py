@@ -3,12 +3,26 @@ stream records and deleted messages are freed, and the data answers as before.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from local import moto_models
+
+
+@pytest.fixture
+def untracking() -> Iterator[None]:
+    """moto's BaseModel as it comes, given back after the test (the change is for the whole process)."""
+    from moto.core.common_models import BaseModel
+
+    model: Any = BaseModel
+    original = model.__dict__["__new__"]
+    yield
+    model.__new__ = original
+    model._checkout_untracked = False
 
 
 def _tracked() -> dict[str, int]:
@@ -33,7 +47,7 @@ def _churn(dynamodb: Any, sqs: Any, queue_url: str) -> None:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def test_replaced_items_stream_records_and_deleted_messages_are_not_kept() -> None:
+def test_replaced_items_stream_records_and_deleted_messages_are_not_kept(untracking: None) -> None:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
@@ -57,3 +71,16 @@ def test_replaced_items_stream_records_and_deleted_messages_are_not_kept() -> No
         assert _tracked() == before
         item = dynamodb.get_item(TableName="churn", Key={"pk": {"S": "a"}})["Item"]
         assert item["n"] == {"N": "49"} and item["hits"] == {"N": "1"}
+
+
+def test_models_that_are_also_dicts_are_still_made(untracking: None) -> None:
+    from moto.meteringmarketplace.models import UsageRecord
+
+    moto_models.install()
+    record = UsageRecord(
+        timestamp="2026-12-04T00:00:00Z",
+        customer_identifier="c",
+        dimension="d",
+        quantity=1,
+    )
+    assert isinstance(record, dict) and all(kept is not record for kept in UsageRecord.instances_tracked)

@@ -63,7 +63,7 @@ def pending_level_pk(session_id: str) -> str:
     """The pending-cancellation counter a session counts in while it waits: one of LEVEL_SHARDS, from its
     id. The lock records it on the session (`pendingLevel`) with its +1; the finalisation takes 1 from the
     counter the session names, so a session that names none (locked before the counters) moves nothing."""
-    return f"LEVEL#PENDING#{int(session_id.replace('-', '')[-8:], 16) % LEVEL_SHARDS}"
+    return f"LEVEL#WAITING#{int(session_id.replace('-', '')[-8:], 16) % LEVEL_SHARDS}"
 
 
 def level_key(pk: str) -> dict[str, str]:
@@ -417,7 +417,7 @@ class SessionRepository:
     def pending_cancellations(self) -> int:
         """How many sessions wait in PENDING_CANCELLATION: the counters summed, one BatchGetItem (and a few
         more for what a throttled DynamoDB leaves unprocessed)."""
-        keys = [self._serialize(level_key(f"LEVEL#PENDING#{shard}")) for shard in range(LEVEL_SHARDS)]
+        keys = [self._serialize(level_key(f"LEVEL#WAITING#{shard}")) for shard in range(LEVEL_SHARDS)]
         pending: dict[str, Any] = {self.table_name: {"Keys": keys}}
         total = 0
         for _ in range(BATCH_GET_ATTEMPTS):
