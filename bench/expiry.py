@@ -77,9 +77,9 @@ def _fill(client: Any, table: str, total: int, due: int) -> None:
         items.append(_session_item(uuid7(), status, expires_at, now, serializer))
     # The pending-cancellation counters, as the locks of those sessions would have moved them, in a table
     # that has seen a few hundred cancellations wait (every counter made, most back at 0).
-    from checkout_core.repository import LEVEL_SHARDS, level_key
+    from checkout_core.repository import PENDING_LEVEL_PKS, level_key
 
-    levels: dict[str, int] = {f"LEVEL#WAITING#{n}": 0 for n in range(LEVEL_SHARDS)}
+    levels = dict.fromkeys(PENDING_LEVEL_PKS, 0)
     for item in items:
         if "pendingLevel" in item:
             pk = item["pendingLevel"]["S"]

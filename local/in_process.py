@@ -51,17 +51,14 @@ def _send(app: Any, request: Any, **_: Any) -> Any:
     finally:
         builder.close()
     try:
-        answer, status, answer_headers = run_wsgi_app(app, environ, buffered=True)
-        try:
-            content = b"".join(answer)
-        finally:
-            close = getattr(answer, "close", None)
-            if close is not None:
-                close()
+        answer, status, answer_headers = run_wsgi_app(app, environ, buffered=True)  # read and closed
     except Exception:
         # What moto's server answers for an error it does not catch itself: a 500, which botocore retries.
         log.exception("moto failed on %s %s", request.method, url.path)
         return AWSResponse(request.url, 500, {}, MockRawResponse(b""))
     return AWSResponse(
-        request.url, int(status.split(" ", 1)[0]), dict(answer_headers.items()), MockRawResponse(content)
+        request.url,
+        int(status.split(" ", 1)[0]),
+        dict(answer_headers.items()),
+        MockRawResponse(b"".join(answer)),
     )

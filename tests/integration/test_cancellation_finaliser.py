@@ -166,50 +166,42 @@ def _counted_cancels(finaliser: Finaliser, counter_key: str, at: str) -> int:
     return int(item["cancelled"]["N"]) if item else 0
 
 
-def test_a_session_written_before_counter_keys_is_counted_in_shard_0(callbacks_only: Finaliser) -> None:
-    # Given a pending cancellation whose session item predates its counter key
+def _finalise_without(finaliser: Finaliser, attribute: str) -> tuple[str, dict[str, Any], str]:
+    """A pending cancellation whose session item lacks `attribute` (written before it existed), finalised
+    once its one transaction ends: (session id, the session as seeded, the execution's arn)."""
     tx = new_id()
     finalize_by = now_iso(3600)
-    session_id = callbacks_only.seed_pending_cancellation([SeededTransaction(tx, "PROCESSING")], finalize_by)
-    callbacks_only.dynamodb.update_item(
-        TableName=callbacks_only.table_name,
+    session_id = finaliser.seed_pending_cancellation([SeededTransaction(tx, "PROCESSING")], finalize_by)
+    seeded = finaliser.session(session_id)
+    finaliser.dynamodb.update_item(
+        TableName=finaliser.table_name,
         Key={"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "SESSION"}},
-        UpdateExpression="REMOVE statsKey",
+        UpdateExpression=f"REMOVE {attribute}",
     )
     final_event_id = new_id()
-    execution = callbacks_only.start(session_id, [tx], finalize_by, final_event_id=final_event_id)
-    # When its transaction ends
-    callbacks_only.wait_for_token(tx)
-    ProviderPath(callbacks_only).move(tx, "CANCELLED")
+    execution = finaliser.start(session_id, [tx], finalize_by, final_event_id=final_event_id)
+    finaliser.wait_for_token(tx)
+    ProviderPath(finaliser).move(tx, "CANCELLED")
+    assert finaliser.wait_for_end(execution, timeout=10)["status"] == "SUCCEEDED"
+    _assert_cancelled(finaliser, session_id, final_event_id)
+    return session_id, seeded, execution
+
+
+def test_a_session_written_before_counter_keys_is_counted_in_shard_0(callbacks_only: Finaliser) -> None:
+    # Given a pending cancellation whose session item predates its counter key, when its transaction ends
+    session_id, _, execution = _finalise_without(callbacks_only, "statsKey")
     # Then it is finalised, and counted in shard 0 of its tenant
-    assert callbacks_only.wait_for_end(execution, timeout=10)["status"] == "SUCCEEDED"
-    session = _assert_cancelled(callbacks_only, session_id, final_event_id) and callbacks_only.session(
-        session_id
-    )
+    session = callbacks_only.session(session_id)
     assert _counted_cancels(callbacks_only, "STATS#demo#0", session["cancelledAt"]["S"]) == 1
     assert "DefaultStatsKey" in callbacks_only.entered(execution)
 
 
 def test_a_session_locked_before_the_level_counters_moves_none(callbacks_only: Finaliser) -> None:
-    # Given a pending cancellation whose lock counted it in no pending-cancellation counter
-    tx = new_id()
-    finalize_by = now_iso(3600)
-    session_id = callbacks_only.seed_pending_cancellation([SeededTransaction(tx, "PROCESSING")], finalize_by)
-    level = callbacks_only.session(session_id)["pendingLevel"]["S"]
-    callbacks_only.dynamodb.update_item(
-        TableName=callbacks_only.table_name,
-        Key={"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "SESSION"}},
-        UpdateExpression="REMOVE pendingLevel",
-    )
-    final_event_id = new_id()
-    execution = callbacks_only.start(session_id, [tx], finalize_by, final_event_id=final_event_id)
-    # When its transaction ends
-    callbacks_only.wait_for_token(tx)
-    ProviderPath(callbacks_only).move(tx, "CANCELLED")
+    # Given a pending cancellation whose lock counted it in no pending-cancellation counter, when its
+    # transaction ends
+    _, seeded, execution = _finalise_without(callbacks_only, "pendingLevel")
     # Then it is finalised, and the counters the gauge reads are as they were
-    assert callbacks_only.wait_for_end(execution, timeout=10)["status"] == "SUCCEEDED"
-    _assert_cancelled(callbacks_only, session_id, final_event_id)
-    assert callbacks_only.level(level) == 1  # the seed's own count, left alone
+    assert callbacks_only.level(seeded["pendingLevel"]["S"]) == 1  # the seed's own count, left alone
     assert callbacks_only.level("LEVEL#UNCOUNTED") == -1
     assert "DefaultPendingLevel" in callbacks_only.entered(execution)
 

@@ -27,6 +27,7 @@ EXPIRY_SHARDS = 10
 # counter item written by concurrent transactions makes them conflict, so it is spread thin (at 300 locks
 # a second, 6 writes a second per counter), and the gauge still reads all of them in one BatchGetItem.
 LEVEL_SHARDS = 100
+PENDING_LEVEL_PKS = tuple(f"LEVEL#WAITING#{shard}" for shard in range(LEVEL_SHARDS))
 LIST_PAGES_PER_REQUEST = 10
 TENANT_INDEX = "byTenantKeys"
 BATCH_GET_ATTEMPTS = 4
@@ -63,7 +64,7 @@ def pending_level_pk(session_id: str) -> str:
     """The pending-cancellation counter a session counts in while it waits: one of LEVEL_SHARDS, from its
     id. The lock records it on the session (`pendingLevel`) with its +1; the finalisation takes 1 from the
     counter the session names, so a session that names none (locked before the counters) moves nothing."""
-    return f"LEVEL#WAITING#{int(session_id.replace('-', '')[-8:], 16) % LEVEL_SHARDS}"
+    return PENDING_LEVEL_PKS[int(session_id.replace("-", "")[-8:], 16) % LEVEL_SHARDS]
 
 
 def level_key(pk: str) -> dict[str, str]:
@@ -417,7 +418,7 @@ class SessionRepository:
     def pending_cancellations(self) -> int:
         """How many sessions wait in PENDING_CANCELLATION: the counters summed, one BatchGetItem (and a few
         more for what a throttled DynamoDB leaves unprocessed)."""
-        keys = [self._serialize(level_key(f"LEVEL#WAITING#{shard}")) for shard in range(LEVEL_SHARDS)]
+        keys = [self._serialize(level_key(pk)) for pk in PENDING_LEVEL_PKS]
         pending: dict[str, Any] = {self.table_name: {"Keys": keys}}
         total = 0
         for _ in range(BATCH_GET_ATTEMPTS):
